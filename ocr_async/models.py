@@ -1,0 +1,205 @@
+"""Immutable values that flow through the pipeline.
+
+Inputs (:class:`ImageFile`, :class:`ImageBytes`, :class:`ImageUrl`) go in;
+an :class:`OcrResult` comes back from the API; a :class:`Record` is the one
+JSON line written per input.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "BoundingBox",
+    "Endpoint",
+    "ErrorInfo",
+    "ImageBytes",
+    "ImageFile",
+    "ImageInput",
+    "ImageUrl",
+    "Line",
+    "OcrResult",
+    "Recognition",
+    "Record",
+    "Word",
+]
+
+
+class Endpoint(enum.StrEnum):
+    """The two recognition endpoints of General OCR v1.1."""
+
+    GENERAL = "general"
+    #: For long images: the server slices the image before recognition.
+    CROPPING = "cropping"
+
+    @property
+    def path_suffix(self) -> str:
+        """The part of the path after ``/v1.1/appkeys/{appKey}``."""
+        return "/general" if self is Endpoint.GENERAL else "/general/cropping"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFile:
+    """An image file on disk, sent as multipart field ``image``."""
+
+    path: str | os.PathLike[str]
+
+    def __str__(self) -> str:
+        return os.fspath(self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageBytes:
+    """Image bytes already in memory, sent as multipart field ``image``."""
+
+    data: bytes = field(repr=False)
+    name: str = "image"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class ImageUrl:
+    """An image the API downloads itself, sent as JSON ``{"imageUrl": ...}``."""
+
+    url: str
+
+    def __str__(self) -> str:
+        return self.url
+
+
+#: What :meth:`ocr_async.OcrClient.recognize` accepts. A ``str`` containing
+#: ``://`` is a URL; any other ``str`` or path-like is a file path.
+ImageInput = ImageFile | ImageBytes | ImageUrl | bytes | str | os.PathLike[str]
+
+
+@dataclass(frozen=True, slots=True)
+class BoundingBox:
+    """Four corners, clockwise from the top left, in image pixels."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    x3: float
+    y3: float
+    x4: float
+    y4: float
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One recognized word with its confidence and, where the API gave one, its box."""
+
+    value: str
+    conf: float | None
+    box: BoundingBox | None
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One ``listOfInferTexts`` entry: roughly one line of text."""
+
+    words: tuple[Word, ...]
+
+    @property
+    def text(self) -> str:
+        """The words joined by single spaces."""
+        return " ".join(word.value for word in self.words)
+
+
+@dataclass(frozen=True, slots=True)
+class OcrResult:
+    """A successful recognition.
+
+    ``raw`` is the API's ``result`` object exactly as received (unknown fields
+    kept), except that a key repeated inside one object has all its list
+    values concatenated in order, so no group of words is lost.
+    """
+
+    lines: tuple[Line, ...]
+    raw: Mapping[str, Any]
+    file_type: str | None = None
+    slices_images: int | None = None
+    #: True when the API answered 4000501: a valid answer with no text.
+    no_text: bool = False
+
+    @property
+    def text(self) -> str:
+        """One line per ``listOfInferTexts`` entry, words joined by spaces."""
+        return "\n".join(line.text for line in self.lines)
+
+    @property
+    def words(self) -> tuple[Word, ...]:
+        """Every word, in reading order."""
+        return tuple(word for line in self.lines for word in line.words)
+
+
+@dataclass(frozen=True, slots=True)
+class Recognition:
+    """What :meth:`ocr_async.OcrClient.recognize` returns."""
+
+    result: OcrResult
+    endpoint: Endpoint
+    #: Requests sent for this image, retries included (at least 1).
+    attempts: int
+    #: From the first attempt to the final answer, backoff waits included.
+    elapsed_ms: float
+
+    @property
+    def text(self) -> str:
+        """Shortcut for ``result.text``."""
+        return self.result.text
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """The ``error`` member of a failed record."""
+
+    code: int | str
+    message: str
+    #: True when decided on this machine: the request was never sent.
+    local: bool
+    #: True when the same input may succeed if tried again later.
+    retryable: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written into the record."""
+        return {
+            "code": self.code,
+            "message": self.message,
+            "local": self.local,
+            "retryable": self.retryable,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """The one JSON line written for one input. See ``docs/`` for the schema."""
+
+    source: str
+    ok: bool
+    endpoint: Endpoint
+    attempts: int
+    elapsed_ms: float
+    text: str | None
+    result: Mapping[str, Any] | None
+    error: ErrorInfo | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written as one line, keys in a stable order."""
+        return {
+            "source": self.source,
+            "ok": self.ok,
+            "endpoint": self.endpoint.value,
+            "attempts": self.attempts,
+            "elapsed_ms": round(self.elapsed_ms, 1),
+            "text": self.text,
+            "result": self.result,
+            "error": None if self.error is None else self.error.to_json(),
+        }

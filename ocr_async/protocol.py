@@ -1,0 +1,430 @@
+"""The General OCR v1.1 wire protocol, with no I/O.
+
+Everything about bytes on the wire lives here and nowhere else: building a
+request (pre-checks included), reading an answer, and mapping result codes
+to errors. This module never imports aiohttp or asyncio, so it is tested with
+plain bytes and reused by the emulator, which must agree with it.
+
+References: the API guide (``shared/spec/000_*.txt``) and ``API-FACTS.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+from urllib.parse import quote, urlsplit
+
+from ocr_async.errors import (
+    ApiError,
+    AuthError,
+    HttpStatusError,
+    ImageDownloadError,
+    InvalidRequestError,
+    InvalidTokenError,
+    LocalCheckError,
+    MalformedResponseError,
+    RateLimitedError,
+    ServerFailureError,
+    TemporarilyUnavailableError,
+    UnknownApiError,
+)
+from ocr_async.models import BoundingBox, Endpoint, Line, OcrResult, Word
+
+__all__ = [
+    "AUTH_HEADER",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_BYTES",
+    "LEGACY_BASE_URL",
+    "NO_TEXT_CODE",
+    "RESULT_CODES",
+    "ImageType",
+    "PreparedRequest",
+    "build_file_request",
+    "build_url_request",
+    "check_image_bytes",
+    "check_image_url",
+    "decode_json",
+    "endpoint_url",
+    "error_for_code",
+    "parse_response",
+    "parse_result",
+    "sniff_image_type",
+]
+
+#: The current host (API-FACTS.md: added 2026-08-11).
+DEFAULT_BASE_URL: Final = "https://api-ocr.nhncloudservice.com"
+#: The seed guide's host; still served until 2027-07-31.
+LEGACY_BASE_URL: Final = "https://ocr.api.nhncloudservice.com"
+#: The header that carries ``Bearer <token>`` on every call.
+AUTH_HEADER: Final = "X-NHN-Authorization"
+#: 4131000 "the permissible limit is 5mb" (seed guide). NHN now documents
+#: 20 MB, so callers may raise it; 5 MiB is what the user asked for.
+DEFAULT_MAX_BYTES: Final = 5 * 1024 * 1024
+#: 4000501: a valid answer that found no text; not a failure for the user.
+NO_TEXT_CODE: Final = 4000501
+
+# The guide: "an explicit port in imageUrl must be 80, 443 or 10000-12000".
+_URL_PORT_RANGE: Final = range(10000, 12001)
+_URL_PORTS: Final = frozenset({80, 443})
+
+ImageType = Literal["jpg", "png"]
+
+_PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC: Final = b"\xff\xd8\xff"
+_CONTENT_TYPES: Final[Mapping[ImageType, str]] = {"jpg": "image/jpeg", "png": "image/png"}
+
+
+#: Every documented result code: (resultKey, error class). The keys are NHN's
+#: own (General OCR error-code page); 4000005/4000006 come from the API guide.
+RESULT_CODES: Final[Mapping[int, tuple[str, type[ApiError]]]] = {
+    -1: ("FAIL", ServerFailureError),
+    400: ("BAD_REQUEST", InvalidRequestError),
+    401: ("UNAUTHORIZED", AuthError),
+    403: ("FORBIDDEN", AuthError),
+    404: ("NOT_FOUND", InvalidRequestError),
+    405: ("METHOD_NOT_ALLOWED", InvalidRequestError),
+    415: ("UNSUPPORTED_MEDIA_TYPE", InvalidRequestError),
+    4000001: ("INVALID_PARAMETER", InvalidRequestError),
+    4000002: ("INVALID_FILE", InvalidRequestError),
+    4000003: ("INVALID_FILE_TYPE", InvalidRequestError),
+    4000004: ("UPLOADED_FILE_IS_EMPTY", InvalidRequestError),
+    4000005: ("REQUIRED_HEADERS_MISSING", InvalidRequestError),
+    4000006: ("API_CALL_LIMIT_EXCEEDED", RateLimitedError),
+    4000502: ("GENERAL_OCR_IMAGE_SIZE_EXCEED", InvalidRequestError),
+    4000503: ("GENERAL_OCR_IMAGE_DOWNLOAD_TIME_OUT", ImageDownloadError),
+    4000504: ("GENERAL_OCR_IMAGE_DOWNLOAD_FAIL", ImageDownloadError),
+    4000505: ("GENERAL_OCR_IMAGE_OUT_OF_RATIO", InvalidRequestError),
+    4010001: ("INVALID_APPKEY_SECRETKEY", AuthError),
+    4010002: ("INVALID_UUID", AuthError),
+    4010003: ("NOT_ALLOWED_USER", AuthError),
+    4010004: ("INVALID_PROJECT", AuthError),
+    4010005: ("UNAUTHORIZED_ROLE", AuthError),
+    4010006: ("INVALID_TOKEN", InvalidTokenError),
+    4010007: ("PERMISSION_DENIED", AuthError),
+    4131000: ("MAX_UPLOAD_SIZE_EXCEEDED", InvalidRequestError),
+    5000001: ("INTERNAL_API_FAIL", ServerFailureError),
+    5000002: ("ERROR_PARSING_FAIL", ServerFailureError),
+    5000003: ("DATABASE_FAIL", ServerFailureError),
+    5000004: ("RESOURCE_DELETE_FAIL", ServerFailureError),
+    5000005: ("FILE_READ_FAIL", ServerFailureError),
+    5000503: ("API_TEMPORARILY_UNAVAILABLE", TemporarilyUnavailableError),
+    5005001: ("OCR_GENERAL_API_FAIL", ServerFailureError),
+    5005002: ("OCR_GENERAL_API_RETURN_EMPTY", ServerFailureError),
+    5005003: ("OCR_GENERAL_RECOGNITION_FAIL", ServerFailureError),
+}
+
+
+def error_for_code(code: int, message: str) -> ApiError:
+    """The typed error for an API result code (never for 0 or 4000501).
+
+    Codes missing from the table are classified by family so that a new
+    5xxxxxx is still retried and a new 401xxxx still stops a run.
+    """
+    known = RESULT_CODES.get(code)
+    if known is not None:
+        key, cls = known
+        return cls(code, f"{key}: {message}" if message else key)
+    if 5000000 <= code < 6000000:
+        return ServerFailureError(code, message or "server failure")
+    if 4010000 <= code < 4020000:
+        return AuthError(code, message or "authorization failure")
+    if 4000000 <= code < 5000000:
+        return InvalidRequestError(code, message or "invalid request")
+    return UnknownApiError(code, message or "undocumented result code")
+
+
+# --- pre-checks --------------------------------------------------------------
+
+
+def sniff_image_type(data: bytes) -> ImageType | None:
+    """``"jpg"`` or ``"png"`` by magic bytes, or None for anything else."""
+    if data.startswith(_PNG_MAGIC):
+        return "png"
+    if data.startswith(_JPEG_MAGIC):
+        return "jpg"
+    return None
+
+
+def check_image_bytes(data: bytes) -> ImageType:
+    """Refuse, as the server would, an empty file or one not JPEG/PNG.
+
+    Raises :class:`LocalCheckError` with 4000004 (empty) or 4000003 (type).
+    """
+    if not data:
+        raise LocalCheckError(4000004, "UPLOADED_FILE_IS_EMPTY: the file is empty (not sent)")
+    kind = sniff_image_type(data)
+    if kind is None:
+        raise LocalCheckError(
+            4000003,
+            "INVALID_FILE_TYPE: not a JPEG or PNG by its first bytes "
+            f"({data[:8].hex(' ')}) (not sent)",
+        )
+    return kind
+
+
+def check_image_url(url: str) -> None:
+    """Refuse, as the server would, a URL that is not http(s) or names a bad port.
+
+    Raises :class:`LocalCheckError` with 4000001 (INVALID_PARAMETER).
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise LocalCheckError(
+            4000001, f"INVALID_PARAMETER: malformed URL ({exc}) (not sent)"
+        ) from None
+    if parts.scheme not in ("http", "https"):
+        raise LocalCheckError(
+            4000001,
+            f"INVALID_PARAMETER: imageUrl must be http or https, not {parts.scheme!r} (not sent)",
+        )
+    if not parts.hostname:
+        raise LocalCheckError(4000001, "INVALID_PARAMETER: imageUrl has no host (not sent)")
+    if port is not None and port not in _URL_PORTS and port not in _URL_PORT_RANGE:
+        raise LocalCheckError(
+            4000001,
+            f"INVALID_PARAMETER: imageUrl port {port} is refused by the API "
+            "(allowed: 80, 443, 10000-12000) (not sent)",
+        )
+
+
+# --- requests -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """A request ready to send: the I/O layer only moves these bytes.
+
+    Its repr never shows the token.
+    """
+
+    url: str
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
+
+    def __repr__(self) -> str:
+        kind = self.headers.get("Content-Type", "").split(";")[0]
+        return f"PreparedRequest(POST {self.url}, {kind}, {len(self.body)} bytes)"
+
+
+def endpoint_url(base_url: str, appkey: str, endpoint: Endpoint) -> str:
+    """``{base}/v1.1/appkeys/{appKey}/general[/cropping]``, app key escaped."""
+    return f"{base_url.rstrip('/')}/v1.1/appkeys/{quote(appkey, safe='')}{endpoint.path_suffix}"
+
+
+def _auth_headers(token: str) -> dict[str, str]:
+    return {AUTH_HEADER: f"Bearer {token}", "Accept": "application/json"}
+
+
+def build_file_request(
+    *,
+    base_url: str,
+    appkey: str,
+    token: str,
+    endpoint: Endpoint,
+    image: bytes,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    boundary: str | None = None,
+) -> PreparedRequest:
+    """Pre-check an image and build the multipart request that sends it.
+
+    The size limit applies to the whole body that would be sent, multipart
+    framing included, because the server's 4131000 is about the request.
+    Raises :class:`LocalCheckError` (4000004, 4000003, 4131000).
+    """
+    kind = check_image_bytes(image)
+    boundary = boundary or f"ocr-async-{secrets.token_hex(16)}"
+    # The part's filename is fixed: the server only needs the extension, and
+    # local names (possibly not UTF-8, possibly private) never leave the machine.
+    head = (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="image"; filename="image.{kind}"\r\n'
+        f"Content-Type: {_CONTENT_TYPES[kind]}\r\n\r\n"
+    ).encode("ascii")
+    tail = f"\r\n--{boundary}--\r\n".encode("ascii")
+    size = len(head) + len(image) + len(tail)
+    if size > max_bytes:
+        raise LocalCheckError(
+            4131000,
+            f"MAX_UPLOAD_SIZE_EXCEEDED: request would be {size} bytes, "
+            f"over the {max_bytes}-byte limit (not sent)",
+        )
+    headers = _auth_headers(token)
+    headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+    return PreparedRequest(
+        url=endpoint_url(base_url, appkey, endpoint),
+        headers=headers,
+        body=b"".join((head, image, tail)),
+    )
+
+
+def build_url_request(
+    *, base_url: str, appkey: str, token: str, endpoint: Endpoint, image_url: str
+) -> PreparedRequest:
+    """Pre-check an image URL and build the JSON request that names it.
+
+    Raises :class:`LocalCheckError` (4000001).
+    """
+    check_image_url(image_url)
+    headers = _auth_headers(token)
+    headers["Content-Type"] = "application/json"
+    return PreparedRequest(
+        url=endpoint_url(base_url, appkey, endpoint),
+        headers=headers,
+        body=json.dumps({"imageUrl": image_url}).encode("utf-8"),
+    )
+
+
+# --- responses ----------------------------------------------------------------
+
+
+def _merge_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # The seed's sample repeats "inferTexts" inside one object; plain json
+    # keeps only the last group. Lists under a repeated key are concatenated
+    # in order so every word survives; for other values the last one wins,
+    # as in plain JSON.
+    merged: dict[str, Any] = {}
+    for key, value in pairs:
+        previous = merged.get(key)
+        if isinstance(previous, list) and isinstance(value, list):
+            merged[key] = previous + value
+        else:
+            merged[key] = value
+    return merged
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode JSON, keeping every list under a key repeated in one object.
+
+    Raises ``ValueError`` on anything that is not JSON.
+    """
+    return json.loads(body, object_pairs_hook=_merge_duplicate_keys)
+
+
+def _snippet(body: bytes, limit: int = 120) -> str:
+    text = body[:limit].decode("utf-8", "replace")
+    text = " ".join(text.split())
+    return text + ("..." if len(body) > limit else "")
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(value)
+    return float(value)
+
+
+def _parse_box(raw: Any) -> BoundingBox | None:
+    if not isinstance(raw, Mapping):
+        return None
+    try:
+        return BoundingBox(
+            *(_number(raw[k]) for k in ("x1", "y1", "x2", "y2", "x3", "y3", "x4", "y4"))
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def _parse_word(raw: Any, box: BoundingBox | None) -> Word:
+    if not isinstance(raw, Mapping):
+        return Word(value=str(raw), conf=None, box=box)
+    conf = raw.get("conf")
+    try:
+        conf_value = None if conf is None else _number(conf)
+    except ValueError:
+        conf_value = None
+    value = raw.get("value", "")
+    return Word(value=value if isinstance(value, str) else str(value), conf=conf_value, box=box)
+
+
+def _list_of(container: Any, key: str) -> list[Any]:
+    value = container.get(key) if isinstance(container, Mapping) else None
+    return value if isinstance(value, list) else []
+
+
+def parse_result(result: Mapping[str, Any], *, no_text: bool = False) -> OcrResult:
+    """Turn the API's ``result`` object into an :class:`OcrResult`.
+
+    ``listOfInferTexts[i].inferTexts[j]`` is paired with
+    ``listOfBoundingBoxes[i].boundingBoxes[j]`` (API-FACTS.md, "the real
+    shape"); a word without a matching box gets ``box=None``. Entries of the
+    wrong shape are tolerated, never fatal: ``raw`` keeps them as received.
+    """
+    box_groups = _list_of(result, "listOfBoundingBoxes")
+    lines: list[Line] = []
+    for i, group in enumerate(_list_of(result, "listOfInferTexts")):
+        boxes = _list_of(box_groups[i], "boundingBoxes") if i < len(box_groups) else []
+        words = tuple(
+            _parse_word(raw, _parse_box(boxes[j]) if j < len(boxes) else None)
+            for j, raw in enumerate(_list_of(group, "inferTexts"))
+        )
+        lines.append(Line(words))
+    file_type = result.get("fileType")
+    slices = result.get("slicesImages")
+    return OcrResult(
+        lines=tuple(lines),
+        raw=result,
+        file_type=file_type if isinstance(file_type, str) else None,
+        slices_images=slices if isinstance(slices, int) and not isinstance(slices, bool) else None,
+        no_text=no_text,
+    )
+
+
+def _result_code(header: Mapping[str, Any]) -> int | None:
+    code = header.get("resultCode")
+    if isinstance(code, bool):
+        return None
+    if isinstance(code, int):
+        return code
+    if isinstance(code, str):
+        try:
+            return int(code.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def parse_response(status: int, body: bytes) -> OcrResult:
+    """Read one answer: an :class:`OcrResult`, or a typed error raised.
+
+    The API answers HTTP 200 with a JSON envelope, failures included. A
+    failure envelope is honoured whatever the status (a gateway may send
+    4000006 with a 429); a non-200 without one is an :class:`HttpStatusError`;
+    a 200 whose body is not the envelope (HTML, truncated JSON) is a
+    :class:`MalformedResponseError`.
+    """
+    try:
+        document = decode_json(body)
+    except (ValueError, UnicodeDecodeError):
+        document = None
+    header = document.get("header") if isinstance(document, Mapping) else None
+    code = _result_code(header) if isinstance(header, Mapping) else None
+
+    if header is None or code is None:
+        if status != 200:
+            raise HttpStatusError(
+                status, f"HTTP {status} without an API envelope: {_snippet(body)!r}"
+            )
+        what = (
+            "not JSON (truncated or HTML?)" if document is None else "JSON without a valid header"
+        )
+        raise MalformedResponseError("bad_response", f"response body is {what}: {_snippet(body)!r}")
+
+    assert isinstance(document, Mapping)  # header came from it
+    message = header.get("resultMessage")
+    message = message if isinstance(message, str) else ""
+    raw_result = document.get("result")
+    result: Mapping[str, Any] = raw_result if isinstance(raw_result, Mapping) else {}
+
+    if code == 0 and header.get("isSuccessful") is True:
+        if not isinstance(raw_result, Mapping):
+            raise MalformedResponseError("bad_response", "success envelope without a result object")
+        return parse_result(result)
+    if code == NO_TEXT_CODE:
+        return parse_result(result, no_text=True)
+    if code == 0:
+        raise UnknownApiError(0, f"resultCode 0 with isSuccessful={header.get('isSuccessful')!r}")
+    raise error_for_code(code, message)
