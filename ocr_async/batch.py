@@ -1,0 +1,200 @@
+"""The pipeline: sources -> a fixed pool of workers -> one record per input -> sink.
+
+Memory stays flat however many inputs there are: one producer feeds a queue
+bounded at the pool size, and a fixed number of workers take from it. There
+is never a task, a future or a list per input.
+
+Every input that a worker takes ends as exactly one record, whatever goes
+wrong with it. An :class:`~ocr_async.errors.AuthError` is the exception to
+"one bad item never stops a batch": every other request would be refused the
+same way, so the run stops taking inputs, finishes what is in flight and
+reports it; a resumed run picks up the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ocr_async.errors import AuthError, OcrError
+from ocr_async.models import Endpoint, ErrorInfo, ImageInput, Recognition, Record
+from ocr_async.sink import RecordSink
+from ocr_async.sources import SourceItem
+
+__all__ = ["BatchSummary", "Recognizer", "run_batch"]
+
+log = logging.getLogger(__name__)
+
+
+class Recognizer(Protocol):
+    """What the pipeline needs of a client: :class:`ocr_async.OcrClient` is one."""
+
+    async def recognize(self, image: ImageInput, *, endpoint: Endpoint = ...) -> Recognition:
+        """Recognize one image or raise an :class:`OcrError`."""
+        ...
+
+
+@dataclass(slots=True)
+class BatchSummary:
+    """What a run did, for the closing summary and the exit code."""
+
+    ok: int = 0
+    failed: Counter[str] = field(default_factory=Counter)
+    #: Requests sent beyond the first for each image.
+    retries: int = 0
+    #: Folder entries passed over (not images by extension); not records.
+    skipped: int = 0
+    elapsed_s: float = 0.0
+    #: Why the run stopped early (an auth refusal), or None.
+    aborted: str | None = None
+
+    @property
+    def records(self) -> int:
+        """Records written."""
+        return self.ok + self.failed.total()
+
+    @property
+    def images_per_s(self) -> float:
+        """Records per second of wall time."""
+        return self.records / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def add(self, record: Record) -> None:
+        """Count one finished record."""
+        self.retries += max(0, record.attempts - 1)
+        if record.ok:
+            self.ok += 1
+        else:
+            assert record.error is not None
+            self.failed[str(record.error.code)] += 1
+
+    def describe(self) -> str:
+        """A few human lines for stderr."""
+        failed = self.failed.total()
+        lines = [
+            f"{self.records} records: {self.ok} ok, {failed} failed"
+            f"; {self.retries} retries; {self.images_per_s:.1f} images/s "
+            f"over {self.elapsed_s:.1f} s"
+        ]
+        if failed:
+            by_code = ", ".join(f"{code} x{n}" for code, n in sorted(self.failed.items()))
+            lines.append(f"failed by code: {by_code}")
+        if self.skipped:
+            lines.append(f"skipped {self.skipped} non-image files found in folders")
+        if self.aborted:
+            lines.append(f"stopped early: {self.aborted}")
+        return "\n".join(lines)
+
+
+def _failure_record(
+    item: SourceItem, endpoint: Endpoint, error: ErrorInfo, attempts: int, elapsed_ms: float
+) -> Record:
+    return Record(
+        source=item.source,
+        ok=False,
+        endpoint=endpoint,
+        attempts=attempts,
+        elapsed_ms=elapsed_ms,
+        text=None,
+        result=None,
+        error=error,
+    )
+
+
+async def _recognize_one(
+    client: Recognizer, item: SourceItem, endpoint: Endpoint, clock: Callable[[], float]
+) -> tuple[Record, OcrError | None]:
+    started = clock()
+    try:
+        recognition = await client.recognize(item.image, endpoint=endpoint)
+    except OcrError as exc:
+        info = ErrorInfo(exc.code, exc.message, exc.local, exc.retryable)
+        elapsed = (clock() - started) * 1000.0
+        return _failure_record(item, endpoint, info, exc.attempts, elapsed), exc
+    except Exception as exc:
+        # A bug of ours must cost one record, not the batch.
+        log.exception("unexpected error on %s", item.source)
+        info = ErrorInfo("internal_error", f"{type(exc).__name__}: {exc}", True, False)
+        elapsed = (clock() - started) * 1000.0
+        return _failure_record(item, endpoint, info, 0, elapsed), None
+    record = Record(
+        source=item.source,
+        ok=True,
+        endpoint=endpoint,
+        attempts=recognition.attempts,
+        elapsed_ms=recognition.elapsed_ms,
+        text=recognition.text,
+        result=recognition.result.raw,
+        error=None,
+    )
+    return record, None
+
+
+async def run_batch(
+    client: Recognizer,
+    items: AsyncIterable[SourceItem],
+    sink: RecordSink,
+    *,
+    endpoint: Endpoint = Endpoint.GENERAL,
+    concurrency: int = 16,
+    on_record: Callable[[Record], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> BatchSummary:
+    """Recognize every item with ``concurrency`` workers; write one record each.
+
+    Returns the summary. Raises what ``items`` raises (an unreadable URL
+    list, say) after the records of everything already taken are written.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    summary = BatchSummary()
+    queue: asyncio.Queue[SourceItem | None] = asyncio.Queue(maxsize=concurrency)
+    stopping = asyncio.Event()
+    started = clock()
+
+    source_error: list[BaseException] = []
+
+    async def produce() -> None:
+        try:
+            async for item in items:
+                if stopping.is_set():
+                    break
+                await queue.put(item)
+        except Exception as exc:
+            # Kept for later: the items already taken still get their records.
+            source_error.append(exc)
+        finally:
+            for _ in range(concurrency):
+                await queue.put(None)
+
+    async def work() -> None:
+        while (item := await queue.get()) is not None:
+            if stopping.is_set():
+                continue  # left for a resumed run; drain so the producer can finish
+            record, error = await _recognize_one(client, item, endpoint, clock)
+            await sink.write(record)
+            summary.add(record)
+            if on_record is not None:
+                on_record(record)
+            if isinstance(error, AuthError) and not stopping.is_set():
+                summary.aborted = f"the API refused the credentials ({error})"
+                stopping.set()
+
+    try:
+        # A failing sink (disk full) fails its worker; the group then cancels
+        # the rest, since no further record could be written anyway.
+        async with asyncio.TaskGroup() as group:
+            group.create_task(produce(), name="ocr-producer")
+            for n in range(concurrency):
+                group.create_task(work(), name=f"ocr-worker-{n}")
+    except BaseExceptionGroup as failure:
+        raise failure.exceptions[0] from None
+    finally:
+        summary.elapsed_s = clock() - started
+    if source_error:
+        raise source_error[0]
+    return summary

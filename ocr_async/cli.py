@@ -1,0 +1,279 @@
+"""The command line: ``ocr-async run | serve | demo``.
+
+Exit codes are a stable interface (see :class:`ExitCode` and the README).
+Records go to the output; progress, log lines and the summary go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import enum
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Sequence
+
+from ocr_async import __version__, protocol
+from ocr_async.auth import token_from_environment
+from ocr_async.batch import run_batch
+from ocr_async.client import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, OcrClient, RetryPolicy
+from ocr_async.errors import ConfigurationError
+from ocr_async.models import Endpoint
+from ocr_async.progress import Progress
+from ocr_async.sink import JsonlSink, OutputExistsError
+from ocr_async.sources import SourceItem, iter_inputs, iter_url_list
+
+__all__ = ["ExitCode", "build_parser", "main"]
+
+log = logging.getLogger("ocr_async")
+
+BASE_URL_ENV = "NHN_OCR_BASE_URL"
+APPKEY_ENV = "NHN_OCR_APPKEY"
+
+
+class ExitCode(enum.IntEnum):
+    """What the process exit status means."""
+
+    #: Every input ended as a successful record.
+    OK = 0
+    #: The run finished, but some inputs failed; each has its error record.
+    SOME_FAILED = 1
+    #: Bad usage: a wrong flag, a missing setting, an output that exists.
+    USAGE = 2
+    #: The run could not proceed: credentials refused, output unwritable.
+    CANNOT_PROCEED = 3
+    #: Interrupted by Ctrl-C.
+    INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called; exit code 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser(
+        "run",
+        help="recognize images from folders, files or URL lists into JSONL",
+        description="Send every image to General OCR and write one JSON line per input.",
+    )
+    run.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders, or URLs")
+    run.add_argument("--urls", metavar="FILE", help="a file with one image URL a line; - is stdin")
+    run.add_argument(
+        "-o", "--output", required=True, metavar="OUT.jsonl", help="where records go; - is stdout"
+    )
+    run.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    run.add_argument(
+        "--base-url",
+        default=os.environ.get(BASE_URL_ENV, protocol.DEFAULT_BASE_URL),
+        help=f"API host (env {BASE_URL_ENV}; default {protocol.DEFAULT_BASE_URL})",
+    )
+    run.add_argument(
+        "--appkey", default=os.environ.get(APPKEY_ENV), help=f"the app key (env {APPKEY_ENV})"
+    )
+    run.add_argument(
+        "--token-file", metavar="FILE", help="file holding the token (else env NHN_OCR_TOKEN)"
+    )
+    run.add_argument(
+        "--endpoint",
+        choices=[e.value for e in Endpoint],
+        default=Endpoint.GENERAL.value,
+        help="general, or cropping for long images (default general)",
+    )
+    run.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"requests in flight at once (default {DEFAULT_CONCURRENCY})",
+    )
+    run.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        default=RetryPolicy().max_attempts,
+        help=f"requests per image at most, retries included (default {RetryPolicy().max_attempts})",
+    )
+    run.add_argument(
+        "--max-bytes",
+        type=_positive_int,
+        default=protocol.DEFAULT_MAX_BYTES,
+        help=f"largest request body to send (default {protocol.DEFAULT_MAX_BYTES}, the 5 MB limit)",
+    )
+    run.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds per request (default {DEFAULT_TIMEOUT:g})",
+    )
+    run.add_argument(
+        "--no-progress", action="store_true", help="no progress bar even on a terminal"
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="log retries and skips")
+
+
+def _add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the local API emulator",
+        description="Serve the General OCR v1.1 API on this machine, for tests and offline work.",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default loopback)"
+    )
+    serve.add_argument("--port", type=int, default=10080, help="port (default 10080)")
+    serve.add_argument("--latency", type=float, default=0.0, help="seconds added to each answer")
+    serve.add_argument(
+        "--quota-rps", type=_positive_float, help="calls per second before answering 4000006"
+    )
+    serve.add_argument(
+        "--max-bytes", type=_positive_int, default=protocol.DEFAULT_MAX_BYTES, help="request limit"
+    )
+    serve.add_argument(
+        "--token", action="append", help="accept only this token (repeatable; default any)"
+    )
+    serve.add_argument("--appkey", help="accept only this app key (default any)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="ocr-async",
+        description="High-throughput batch client for NHN Cloud General OCR v1.1.",
+        epilog="exit codes: 0 all ok, 1 some inputs failed, 2 bad usage, "
+        "3 run could not proceed, 130 interrupted",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_parser(commands)
+    _add_serve_parser(commands)
+    demo = commands.add_parser(
+        "demo",
+        help="run the batch end to end against the built-in emulator",
+        description="Start the emulator in-process and recognize the bundled sample images.",
+    )
+    demo.add_argument("-o", "--output", help="keep the records here (default: a temporary file)")
+    return parser
+
+
+class _SkipLog:
+    """Counts folder entries passed over, and names them with --verbose."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, path: str, reason: str) -> None:
+        self.count += 1
+        log.info("skipped %s: %s", path, reason)
+
+
+async def _all_items(
+    inputs: Sequence[str], urls: str | None, on_skip: _SkipLog
+) -> AsyncIterator[SourceItem]:
+    async for item in iter_inputs(inputs, on_skip=on_skip):
+        yield item
+    if urls is not None:
+        async for item in iter_url_list(urls):
+            yield item
+
+
+async def _run(args: argparse.Namespace) -> ExitCode:
+    if not args.inputs and args.urls is None:
+        raise UsageError("nothing to do: name INPUT files/folders/URLs or --urls FILE")
+    if args.urls not in (None, "-") and not os.access(args.urls, os.R_OK):
+        raise UsageError(f"cannot read the URL list {args.urls!r}")
+    tokens = token_from_environment(token_file=args.token_file)
+    endpoint = Endpoint(args.endpoint)
+    client = OcrClient(
+        appkey=args.appkey or "",
+        token=tokens,
+        base_url=args.base_url,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        max_bytes=args.max_bytes,
+        retry=RetryPolicy(max_attempts=args.max_attempts),
+    )
+    progress = Progress(enabled=sys.stderr.isatty() and not args.no_progress)
+    if args.urls is None:
+        progress.count_in_background(list(args.inputs))
+    skips = _SkipLog()
+    sink = JsonlSink(args.output, overwrite=args.overwrite)
+    try:
+        await sink.open()
+    except OutputExistsError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        print(f"ocr-async: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        return ExitCode.CANNOT_PROCEED
+    try:
+        async with client:
+            summary = await run_batch(
+                client,
+                _all_items(args.inputs, args.urls, skips),
+                sink,
+                endpoint=endpoint,
+                concurrency=args.concurrency,
+                on_record=progress.update,
+            )
+    except OSError as exc:
+        print(f"ocr-async: the run could not go on: {exc}", file=sys.stderr)
+        return ExitCode.CANNOT_PROCEED
+    finally:
+        progress.close()
+        await sink.close()
+    summary.skipped = skips.count
+    print(summary.describe(), file=sys.stderr)
+    if summary.aborted:
+        return ExitCode.CANNOT_PROCEED
+    return ExitCode.SOME_FAILED if summary.failed else ExitCode.OK
+
+
+def _configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ocr-async: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
+        return int(exc.code or 0)
+    _configure_logging(getattr(args, "verbose", False))
+    try:
+        if args.command == "run":
+            return int(asyncio.run(_run(args)))
+        if args.command == "serve":
+            from ocr_async.demo import serve_command
+
+            return int(asyncio.run(serve_command(args)))
+        from ocr_async.demo import demo_command
+
+        return int(asyncio.run(demo_command(args)))
+    except (UsageError, ConfigurationError) as exc:
+        print(f"ocr-async: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    except KeyboardInterrupt:
+        print("ocr-async: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED

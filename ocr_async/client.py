@@ -1,0 +1,281 @@
+"""OcrClient: one aiohttp session, one image per call, retries with backoff.
+
+The client only moves bytes: :mod:`ocr_async.protocol` builds every request
+and reads every answer. Retries use tenacity with an injectable ``sleep`` so
+tests record the waits instead of waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+import aiohttp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_exponential_jitter
+
+from ocr_async import protocol
+from ocr_async.auth import StaticToken, TokenProvider
+from ocr_async.errors import (
+    ConfigurationError,
+    ConnectionFailedError,
+    InvalidTokenError,
+    OcrError,
+    RequestTimeoutError,
+    TransportError,
+)
+from ocr_async.models import (
+    Endpoint,
+    ImageBytes,
+    ImageFile,
+    ImageInput,
+    ImageUrl,
+    OcrResult,
+    Recognition,
+)
+from ocr_async.reading import read_image_file
+
+__all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_TIMEOUT", "OcrClient", "RetryPolicy", "as_image_input"]
+
+#: Requests in flight at once, and the size of the connection pool.
+DEFAULT_CONCURRENCY = 16
+#: Seconds for one request, upload and answer included.
+DEFAULT_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently to try again.
+
+    Waits grow as ``initial_wait * 2**n`` up to ``max_wait``, plus a random
+    jitter of up to ``jitter`` seconds so that many workers refused at the
+    same moment do not all come back at the same moment.
+    """
+
+    #: Requests per image at most, the first included.
+    max_attempts: int = 5
+    initial_wait: float = 0.5
+    max_wait: float = 20.0
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigurationError("max_attempts must be at least 1")
+        if self.initial_wait < 0 or self.max_wait < 0 or self.jitter < 0:
+            raise ConfigurationError("retry waits must not be negative")
+
+
+def as_image_input(image: ImageInput) -> ImageFile | ImageBytes | ImageUrl:
+    """Normalise what :meth:`OcrClient.recognize` accepts.
+
+    A ``str`` with ``://`` in it is a URL; any other ``str`` or path-like is
+    a file; ``bytes`` are the image itself.
+    """
+    if isinstance(image, ImageFile | ImageBytes | ImageUrl):
+        return image
+    if isinstance(image, bytes | bytearray | memoryview):
+        return ImageBytes(bytes(image))
+    if isinstance(image, str) and "://" in image:
+        return ImageUrl(image)
+    if isinstance(image, str | os.PathLike):
+        return ImageFile(image)
+    raise TypeError(f"cannot recognize a {type(image).__name__}: pass a path, bytes or a URL")
+
+
+class OcrClient:
+    """An async client for General OCR v1.1.
+
+    Use it as an async context manager. It opens one ``aiohttp.ClientSession``
+    with a connection pool of ``concurrency`` connections, or uses the
+    ``session`` you pass, which it then leaves open::
+
+        async with OcrClient(appkey="...", token="...") as client:
+            recognition = await client.recognize("scan.png")
+            print(recognition.text)
+
+    One client is safe to share between concurrent tasks.
+    """
+
+    def __init__(
+        self,
+        *,
+        appkey: str,
+        token: str | TokenProvider,
+        base_url: str = protocol.DEFAULT_BASE_URL,
+        session: aiohttp.ClientSession | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_bytes: int = protocol.DEFAULT_MAX_BYTES,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not appkey:
+            raise ConfigurationError("no app key: set NHN_OCR_APPKEY or pass --appkey")
+        if concurrency < 1:
+            raise ConfigurationError("concurrency must be at least 1")
+        if timeout <= 0:
+            raise ConfigurationError("timeout must be positive")
+        if max_bytes < 1:
+            raise ConfigurationError("max_bytes must be positive")
+        self._appkey = appkey
+        self._tokens: TokenProvider = StaticToken(token) if isinstance(token, str) else token
+        self._base_url = base_url
+        self._session = session
+        self._owns_session = session is None
+        self._concurrency = concurrency
+        self._timeout = timeout
+        self._max_bytes = max_bytes
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._clock = clock
+        self._backoff = wait_exponential_jitter(
+            initial=self._retry.initial_wait, max=self._retry.max_wait, jitter=self._retry.jitter
+        )
+
+    def __repr__(self) -> str:
+        return f"OcrClient(base_url={self._base_url!r}, concurrency={self._concurrency})"
+
+    @property
+    def max_bytes(self) -> int:
+        """The request-size limit applied before sending."""
+        return self._max_bytes
+
+    async def __aenter__(self) -> Self:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._concurrency, limit_per_host=self._concurrency
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self._timeout, connect=min(self._timeout, 10)),
+            )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the session if this client opened it."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def recognize(
+        self, image: ImageInput, *, endpoint: Endpoint = Endpoint.GENERAL
+    ) -> Recognition:
+        """Recognize one image: a path, bytes, or a URL the API downloads.
+
+        Returns a :class:`Recognition` with the result and the number of
+        attempts. Raises an :class:`OcrError` whose ``attempts`` says how many
+        requests were sent (0 when a pre-check refused the image locally).
+        """
+        if self._session is None:
+            raise RuntimeError("OcrClient is not open: use 'async with OcrClient(...)'")
+        started = self._clock()
+        body = await self._load(as_image_input(image))
+        token = await self._tokens.get_token()
+        # Built once before the loop so a pre-check failure costs no request.
+        request = self._prepare(body, token, endpoint)
+        attempts = 0
+        renewed_token = False
+
+        def should_retry(exc: BaseException) -> bool:
+            return isinstance(exc, OcrError) and exc.retryable
+
+        def wait(state: RetryCallState) -> float:
+            failure = state.outcome.exception() if state.outcome else None
+            # A new token is worth trying at once; everything else backs off.
+            return 0.0 if isinstance(failure, InvalidTokenError) else self._backoff(state)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._retry.max_attempts),
+            wait=wait,
+            retry=retry_if_exception(should_retry),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    current = await self._tokens.get_token()
+                    if current != token:
+                        token, request = current, self._prepare(body, current, endpoint)
+                    try:
+                        result = await self._send(request)
+                    except InvalidTokenError as exc:
+                        if not renewed_token and await self._tokens.token_rejected(token):
+                            renewed_token = True
+                            exc.retryable = True  # this occurrence only: a new token is ready
+                        raise
+        except OcrError as exc:
+            exc.attempts = attempts
+            raise
+        return Recognition(
+            result=result,
+            endpoint=endpoint,
+            attempts=attempts,
+            elapsed_ms=(self._clock() - started) * 1000.0,
+        )
+
+    async def _load(self, image: ImageFile | ImageBytes | ImageUrl) -> bytes | ImageUrl:
+        if isinstance(image, ImageFile):
+            return await read_image_file(image.path, self._max_bytes)
+        if isinstance(image, ImageBytes):
+            return image.data
+        return image
+
+    def _prepare(
+        self, body: bytes | ImageUrl, token: str, endpoint: Endpoint
+    ) -> protocol.PreparedRequest:
+        if isinstance(body, ImageUrl):
+            return protocol.build_url_request(
+                base_url=self._base_url,
+                appkey=self._appkey,
+                token=token,
+                endpoint=endpoint,
+                image_url=body.url,
+            )
+        return protocol.build_file_request(
+            base_url=self._base_url,
+            appkey=self._appkey,
+            token=token,
+            endpoint=endpoint,
+            image=body,
+            max_bytes=self._max_bytes,
+        )
+
+    async def _send(self, request: protocol.PreparedRequest) -> OcrResult:
+        assert self._session is not None
+        try:
+            async with self._session.post(
+                request.url, data=request.body, headers=request.headers
+            ) as response:
+                body = await response.read()
+                status = response.status
+        # Messages name the failure, never the request: its headers hold the token.
+        except TimeoutError:
+            raise RequestTimeoutError("timeout", "no complete answer in time") from None
+        except aiohttp.ClientPayloadError as exc:
+            raise ConnectionFailedError("connection", f"answer cut off: {_describe(exc)}") from None
+        except aiohttp.ClientConnectionError as exc:
+            raise ConnectionFailedError("connection", _describe(exc)) from None
+        except aiohttp.ClientError as exc:
+            raise TransportError("transport", _describe(exc)) from None
+        return protocol.parse_response(status, body)
+
+
+def _describe(exc: BaseException) -> str:
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

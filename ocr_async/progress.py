@@ -1,0 +1,81 @@
+"""The progress bar on stderr: shown only when stderr is a terminal.
+
+stdout stays clean for pipes (``--output -``), and a log file never fills
+with carriage returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Iterable
+from typing import TextIO
+
+from tqdm import tqdm
+
+from ocr_async.models import Record
+from ocr_async.sources import IMAGE_EXTENSIONS, is_url
+
+__all__ = ["Progress", "count_images"]
+
+
+def count_images(inputs: Iterable[str]) -> int:
+    """How many inputs a run over these names will take (for the ETA).
+
+    A quick walk of the same folders; symlinked folders are not followed,
+    so the figure can fall short where the real walk finds more.
+    """
+    total = 0
+    for given in inputs:
+        if is_url(given) or not os.path.isdir(given):
+            total += 1
+            continue
+        for _, _, files in os.walk(given):
+            total += sum(os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS for f in files)
+    return total
+
+
+class Progress:
+    """A rate-and-ETA bar fed one record at a time."""
+
+    def __init__(self, *, enabled: bool, stream: TextIO | None = None) -> None:
+        stream = stream or sys.stderr
+        self._bar = tqdm(
+            total=None,
+            unit="img",
+            file=stream,
+            disable=not enabled,
+            dynamic_ncols=True,
+            smoothing=0.1,
+        )
+        self._failed = 0
+        self._counter: asyncio.Task[None] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether anything is drawn."""
+        return not self._bar.disable
+
+    def count_in_background(self, inputs: list[str]) -> None:
+        """Learn the total from a walk in a thread; until then there is no ETA."""
+        if self.enabled:
+            self._counter = asyncio.create_task(self._count(inputs))
+
+    async def _count(self, inputs: list[str]) -> None:
+        total = await asyncio.to_thread(count_images, inputs)
+        self._bar.total = total
+        self._bar.refresh()
+
+    def update(self, record: Record) -> None:
+        """Count one finished record."""
+        if not record.ok:
+            self._failed += 1
+            self._bar.set_postfix(failed=self._failed, refresh=False)
+        self._bar.update(1)
+
+    def close(self) -> None:
+        """Remove the bar (the summary follows it)."""
+        if self._counter is not None:
+            self._counter.cancel()
+        self._bar.close()

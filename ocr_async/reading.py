@@ -1,0 +1,75 @@
+"""Read one image file from disk, refusing early what could never be sent.
+
+The only place that opens image files. A file larger than the limit is
+refused from its size alone, so a stray 4 GB scan is never read into memory.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+import aiofiles
+import aiofiles.os
+
+from ocr_async.errors import LocalCheckError, SourceError
+
+__all__ = ["display_path", "read_image_file"]
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    r"""A path as text that is always valid UTF-8.
+
+    Names that are not valid UTF-8 (undecodable bytes arrive from the OS as
+    lone surrogates) are shown with ``\xNN`` escapes, so the record and the
+    terminal stay readable and the same file always gets the same name.
+    """
+    raw = os.fsencode(path)
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _source_error(path: str | os.PathLike[str], exc: OSError) -> SourceError:
+    name = display_path(path)
+    if isinstance(exc, FileNotFoundError):
+        # A dangling symlink also lands here: lstat succeeds, stat does not.
+        if os.path.islink(path):
+            return SourceError("broken_symlink", f"{name}: symlink target does not exist")
+        return SourceError("not_found", f"{name}: no such file")
+    if isinstance(exc, PermissionError):
+        return SourceError("permission_denied", f"{name}: permission denied")
+    if exc.errno == errno.ELOOP:
+        return SourceError("symlink_loop", f"{name}: too many levels of symbolic links")
+    return SourceError("unreadable", f"{name}: {exc.strerror or type(exc).__name__}")
+
+
+async def read_image_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+    """The file's bytes, or a typed error.
+
+    Raises :class:`SourceError` when the file cannot be read and
+    :class:`LocalCheckError` (4131000) when it is larger than ``max_bytes``
+    (checked on the size first, then on what was read, in case it grew).
+    """
+    try:
+        info = await aiofiles.os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise SourceError("not_a_file", f"{display_path(path)}: is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise SourceError("not_a_file", f"{display_path(path)}: not a regular file")
+        if info.st_size > max_bytes:
+            raise _too_large(path, info.st_size, max_bytes)
+        async with aiofiles.open(path, "rb") as handle:
+            data = await handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise _source_error(path, exc) from None
+    if len(data) > max_bytes:
+        raise _too_large(path, len(data), max_bytes)
+    return data
+
+
+def _too_large(path: str | os.PathLike[str], size: int, max_bytes: int) -> LocalCheckError:
+    return LocalCheckError(
+        4131000,
+        f"MAX_UPLOAD_SIZE_EXCEEDED: {display_path(path)} is {size} bytes, "
+        f"over the {max_bytes}-byte limit (not sent)",
+    )

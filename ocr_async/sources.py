@@ -1,0 +1,176 @@
+r"""Where inputs come from: files, folders walked recursively, URL lists, stdin.
+
+Everything is lazy. A folder is listed one directory at a time, in a worker
+thread so a slow disk never stalls the event loop; a URL list is read in
+64 KiB chunks. However many inputs there are, memory holds one directory
+listing or one chunk, never the whole list.
+
+Identity: a record's ``source`` is the input as given: a URL exactly as
+written, a file as the path given on the command line, or, for files found in
+a folder, that folder's path as given joined with the path inside it. Names
+that are not valid UTF-8 are shown with ``\xNN`` escapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+
+import aiofiles
+
+from ocr_async.models import ImageFile, ImageUrl
+from ocr_async.reading import display_path
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "SkipReporter",
+    "SourceItem",
+    "is_url",
+    "iter_inputs",
+    "iter_url_lines",
+    "iter_url_list",
+]
+
+#: Files found in a folder are taken by these extensions (case-insensitive);
+#: other files are reported as skipped. Files named explicitly are always
+#: taken, and the pre-check decides by their first bytes.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png"})
+
+_CHUNK = 64 * 1024
+
+#: Called with (path, reason) for each folder entry that is not taken.
+SkipReporter = Callable[[str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceItem:
+    """One input: what the record will call it, and what to send."""
+
+    source: str
+    image: ImageFile | ImageUrl
+
+
+def is_url(text: str) -> bool:
+    """Whether an input names a URL rather than a path (it contains ``://``)."""
+    return "://" in text
+
+
+def _ignore(path: str, reason: str) -> None:
+    del path, reason
+
+
+def _list_directory(path: str) -> tuple[list[tuple[str, bool]], OSError | None]:
+    # Runs in a thread. DirEntry.is_dir() follows symlinks and uses the type
+    # the OS returned with the listing, so this costs no stat per file.
+    entries: list[tuple[str, bool]] = []
+    try:
+        with os.scandir(path) as listing:
+            for entry in listing:
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    is_dir = False
+                entries.append((entry.name, is_dir))
+    except OSError as exc:
+        return entries, exc
+    entries.sort()
+    return entries, None
+
+
+def _directory_key(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+async def _walk(root: str, on_skip: SkipReporter) -> AsyncIterator[SourceItem]:
+    # Depth first, names sorted within each directory, so runs are repeatable.
+    # Directories on the current path are remembered by (device, inode): a
+    # symlink leading back to an ancestor is reported once, not followed.
+    ancestors: list[tuple[int, int] | None] = []
+
+    async def visit(directory: str) -> AsyncIterator[SourceItem]:
+        key = await asyncio.to_thread(_directory_key, directory)
+        if key is not None and key in ancestors:
+            on_skip(display_path(directory), "symlink loop: directory already being walked")
+            return
+        entries, error = await asyncio.to_thread(_list_directory, directory)
+        if error is not None:
+            on_skip(display_path(directory), f"cannot list directory: {error.strerror}")
+        ancestors.append(key)
+        try:
+            for name, is_dir in entries:
+                path = os.path.join(directory, name)
+                if is_dir:
+                    async for item in visit(path):
+                        yield item
+                elif os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                    # Broken symlinks and unreadable files are still inputs:
+                    # reading them produces their error record.
+                    yield SourceItem(display_path(path), ImageFile(path))
+                else:
+                    on_skip(display_path(path), "not a .jpg, .jpeg or .png file")
+        finally:
+            ancestors.pop()
+
+    async for item in visit(root):
+        yield item
+
+
+async def iter_inputs(
+    inputs: Iterable[str], *, on_skip: SkipReporter = _ignore
+) -> AsyncIterator[SourceItem]:
+    """Every input named on a command line: URLs, files, and folders (recursively).
+
+    A name that is neither a folder nor a URL is taken as a file even if it
+    does not exist, so that it ends as an error record instead of vanishing.
+    """
+    for given in inputs:
+        if is_url(given):
+            yield SourceItem(given, ImageUrl(given))
+        elif await asyncio.to_thread(os.path.isdir, given):
+            async for item in _walk(given, on_skip):
+                yield item
+        else:
+            yield SourceItem(display_path(given), ImageFile(given))
+
+
+def iter_url_lines(lines: Iterable[str]) -> Iterable[SourceItem]:
+    """URL items from lines of text; blank lines and ``#`` comments are skipped."""
+    for line in lines:
+        url = line.strip()
+        if url and not url.startswith("#"):
+            yield SourceItem(url, ImageUrl(url))
+
+
+async def _read_chunks(name: str) -> AsyncIterator[bytes]:
+    if name == "-":
+        # os.read returns what the pipe has, without waiting to fill the chunk.
+        stdin = sys.stdin.fileno()
+        while chunk := await asyncio.to_thread(os.read, stdin, _CHUNK):
+            yield chunk
+        return
+    async with aiofiles.open(name, "rb") as handle:
+        while chunk := await handle.read(_CHUNK):
+            yield chunk
+
+
+async def iter_url_list(name: str) -> AsyncIterator[SourceItem]:
+    """URL items from a file with one URL per line, or from stdin for ``-``.
+
+    Read lazily in chunks: a list of millions of URLs costs one chunk of memory.
+    Raises ``OSError`` if the file cannot be opened.
+    """
+    pending = b""
+    async for chunk in _read_chunks(name):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for item in iter_url_lines(line.decode("utf-8", "replace") for line in complete):
+            yield item
+    for item in iter_url_lines([pending.decode("utf-8", "replace")]):
+        yield item
