@@ -167,9 +167,9 @@ async def run_batch(
         except Exception as exc:
             # Kept for later: the items already taken still get their records.
             source_error.append(exc)
-        finally:
-            for _ in range(concurrency):
-                await queue.put(None)
+        # Not in a 'finally': once cancelled, no worker is left to take these.
+        for _ in range(concurrency):
+            await queue.put(None)
 
     async def work() -> None:
         while (item := await queue.get()) is not None:

@@ -179,6 +179,10 @@ class HttpStatusError(TransportError):
         self.status = status
         self.retryable = status in (408, 425, 429) or status >= 500
 
+    def __reduce__(self) -> tuple[type[HttpStatusError], tuple[int, str], dict[str, object]]:
+        # Rebuild from (status, message), not from the base class's args.
+        return type(self), (self.status, self.message), self.__dict__
+
 
 class MalformedResponseError(TransportError):
     """A 200 whose body is not the JSON envelope: HTML, truncated, garbage."""

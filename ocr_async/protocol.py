@@ -11,6 +11,7 @@ References: the API guide (``shared/spec/000_*.txt``) and ``API-FACTS.md``.
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -127,7 +128,10 @@ def error_for_code(code: int, message: str) -> ApiError:
     if known is not None:
         key, cls = known
         return cls(code, f"{key}: {message}" if message else key)
-    if 5000000 <= code < 6000000:
+    # Undocumented HTTP-like codes in an envelope follow HTTP's meaning.
+    if code == 429:
+        return RateLimitedError(code, message or "too many requests")
+    if 5000000 <= code < 6000000 or 500 <= code < 600:
         return ServerFailureError(code, message or "server failure")
     if 4010000 <= code < 4020000:
         return AuthError(code, message or "authorization failure")
@@ -300,9 +304,14 @@ def _merge_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def decode_json(body: bytes) -> Any:
     """Decode JSON, keeping every list under a key repeated in one object.
 
-    Raises ``ValueError`` on anything that is not JSON.
+    Bytes that are not UTF-8 are replaced rather than refused, so an envelope
+    with a mis-encoded message still yields its result code. Raises
+    ``ValueError`` on anything that is not JSON, nesting too deep included.
     """
-    return json.loads(body, object_pairs_hook=_merge_duplicate_keys)
+    try:
+        return json.loads(body.decode("utf-8", "replace"), object_pairs_hook=_merge_duplicate_keys)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _snippet(body: bytes, limit: int = 120) -> str:
@@ -312,9 +321,17 @@ def _snippet(body: bytes, limit: int = 120) -> str:
 
 
 def _number(value: Any) -> float:
+    # Numbers, or numbers sent as strings; a huge integer overflows float()
+    # and NaN/infinity are no coordinate: all refused alike.
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(value)
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(value) from None
+    if not math.isfinite(number):
+        raise ValueError(value)
+    return number
 
 
 def _parse_box(raw: Any) -> BoundingBox | None:
@@ -328,15 +345,19 @@ def _parse_box(raw: Any) -> BoundingBox | None:
         return None
 
 
-def _parse_word(raw: Any, box: BoundingBox | None) -> Word:
-    if not isinstance(raw, Mapping):
+def _parse_word(raw: Any, box: BoundingBox | None) -> Word | None:
+    # A word without a value (null, or not an object with one) is no word:
+    # it must not become the text "None".
+    if isinstance(raw, str | int | float) and not isinstance(raw, bool):
         return Word(value=str(raw), conf=None, box=box)
+    if not isinstance(raw, Mapping) or raw.get("value") is None:
+        return None
+    value = raw["value"]
     conf = raw.get("conf")
     try:
         conf_value = None if conf is None else _number(conf)
     except ValueError:
         conf_value = None
-    value = raw.get("value", "")
     return Word(value=value if isinstance(value, str) else str(value), conf=conf_value, box=box)
 
 
@@ -357,11 +378,12 @@ def parse_result(result: Mapping[str, Any], *, no_text: bool = False) -> OcrResu
     lines: list[Line] = []
     for i, group in enumerate(_list_of(result, "listOfInferTexts")):
         boxes = _list_of(box_groups[i], "boundingBoxes") if i < len(box_groups) else []
-        words = tuple(
+        # Pair by the index as received, before dropping any empty word.
+        paired = (
             _parse_word(raw, _parse_box(boxes[j]) if j < len(boxes) else None)
             for j, raw in enumerate(_list_of(group, "inferTexts"))
         )
-        lines.append(Line(words))
+        lines.append(Line(tuple(word for word in paired if word is not None)))
     file_type = result.get("fileType")
     slices = result.get("slicesImages")
     return OcrResult(
@@ -398,8 +420,9 @@ def parse_response(status: int, body: bytes) -> OcrResult:
     """
     try:
         document = decode_json(body)
-    except (ValueError, UnicodeDecodeError):
-        document = None
+        is_json = True
+    except ValueError:
+        document, is_json = None, False
     header = document.get("header") if isinstance(document, Mapping) else None
     code = _result_code(header) if isinstance(header, Mapping) else None
 
@@ -408,9 +431,7 @@ def parse_response(status: int, body: bytes) -> OcrResult:
             raise HttpStatusError(
                 status, f"HTTP {status} without an API envelope: {_snippet(body)!r}"
             )
-        what = (
-            "not JSON (truncated or HTML?)" if document is None else "JSON without a valid header"
-        )
+        what = "JSON without a valid header" if is_json else "not JSON (truncated or HTML?)"
         raise MalformedResponseError("bad_response", f"response body is {what}: {_snippet(body)!r}")
 
     assert isinstance(document, Mapping)  # header came from it

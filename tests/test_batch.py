@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+
+import pytest
+
+from ocr_async.batch import BatchSummary, run_batch
+from ocr_async.errors import (
+    AuthError,
+    InvalidTokenError,
+    LocalCheckError,
+    RateLimitedError,
+    RequestTimeoutError,
+)
+from ocr_async.models import (
+    Endpoint,
+    ErrorInfo,
+    ImageFile,
+    ImageInput,
+    Line,
+    OcrResult,
+    Recognition,
+    Record,
+    Word,
+)
+from ocr_async.sources import SourceItem
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+
+    async def write(self, record: Record) -> None:
+        self.records.append(record)
+
+
+def result_for(name: str) -> OcrResult:
+    words = tuple(Word(w, 0.9, None) for w in name.split("."))
+    return OcrResult(lines=(Line(words),), raw={"fileType": "png", "name": name})
+
+
+class FakeRecognizer:
+    """Answers by file name: 'bad*' fails locally, 'auth*' is refused, 'slow*' yields."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.peak = 0
+        self.calls: list[str] = []
+
+    async def recognize(
+        self, image: ImageInput, *, endpoint: Endpoint = Endpoint.GENERAL
+    ) -> Recognition:
+        name = str(image)
+        self.calls.append(name)
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await asyncio.sleep(0)
+            if name.startswith("bad"):
+                raise LocalCheckError(4000003, "INVALID_FILE_TYPE (not sent)")
+            if name.startswith("busy"):
+                error = RateLimitedError(4000006, "limit")
+                error.attempts = 5
+                raise error
+            if name.startswith("auth"):
+                raise InvalidTokenError(4010006, "INVALID_TOKEN")
+            if name.startswith("boom"):
+                raise ZeroDivisionError("bug")
+            return Recognition(result_for(name), endpoint, attempts=2, elapsed_ms=5.0)
+        finally:
+            self.in_flight -= 1
+
+
+async def items_of(names: Iterable[str]) -> AsyncIterator[SourceItem]:
+    for name in names:
+        yield SourceItem(name, ImageFile(name))
+
+
+async def test_every_input_ends_as_exactly_one_record() -> None:
+    names = [f"{n}.png" for n in range(100)] + ["bad.png", "busy.png", "boom.png"]
+    sink = ListSink()
+    summary = await run_batch(FakeRecognizer(), items_of(names), sink, concurrency=8)
+    assert sorted(r.source for r in sink.records) == sorted(names)
+    assert summary.ok == 100
+    assert summary.failed == {"4000003": 1, "4000006": 1, "internal_error": 1}
+    assert summary.records == 103
+    # 100 successes at 2 attempts each, plus the rate-limited one's 5 attempts.
+    assert summary.retries == 100 + 4
+
+
+async def test_records_carry_result_or_error() -> None:
+    sink = ListSink()
+    await run_batch(
+        FakeRecognizer(), items_of(["ok.png", "bad.png"]), sink, endpoint=Endpoint.CROPPING
+    )
+    by_source = {r.source: r for r in sink.records}
+    good, bad = by_source["ok.png"], by_source["bad.png"]
+    assert (good.ok, good.text, good.attempts, good.endpoint) == (
+        True,
+        "ok png",
+        2,
+        Endpoint.CROPPING,
+    )
+    assert good.result == {"fileType": "png", "name": "ok.png"}
+    assert good.error is None
+    assert (bad.ok, bad.text, bad.result, bad.attempts) == (False, None, None, 0)
+    assert bad.error == ErrorInfo(4000003, "INVALID_FILE_TYPE (not sent)", True, False)
+
+
+@pytest.mark.parametrize("concurrency", [1, 4, 32])
+async def test_concurrency_is_bounded(concurrency: int) -> None:
+    fake = FakeRecognizer()
+    await run_batch(
+        fake, items_of(f"{n}.png" for n in range(200)), ListSink(), concurrency=concurrency
+    )
+    assert fake.peak == concurrency
+
+
+async def test_producer_never_runs_far_ahead() -> None:
+    # Memory stays flat: the source is pulled only as workers free up.
+    pulled = 0
+    done = 0
+
+    async def counting() -> AsyncIterator[SourceItem]:
+        nonlocal pulled
+        for n in range(1000):
+            pulled += 1
+            # at most: the queue (4) + one per worker (4) + the one being put
+            assert pulled - done <= 4 + 4 + 1
+            yield SourceItem(f"{n}.png", ImageFile(f"{n}.png"))
+
+    def on_record(_: Record) -> None:
+        nonlocal done
+        done += 1
+
+    await run_batch(FakeRecognizer(), counting(), ListSink(), concurrency=4, on_record=on_record)
+    assert done == 1000
+
+
+async def test_auth_refusal_stops_taking_inputs() -> None:
+    names = ["auth.png"] + [f"{n}.png" for n in range(500)]
+    fake = FakeRecognizer()
+    sink = ListSink()
+    summary = await run_batch(fake, items_of(names), sink, concurrency=2)
+    assert summary.aborted is not None and "4010006" in summary.aborted
+    assert len(fake.calls) < 10  # stopped right away, not after 500 refusals
+    assert len(sink.records) == len(fake.calls)  # whatever was sent has its record
+
+
+async def test_source_failure_is_raised_after_taken_items_are_recorded() -> None:
+    async def failing() -> AsyncIterator[SourceItem]:
+        for n in range(5):
+            yield SourceItem(f"{n}.png", ImageFile(f"{n}.png"))
+        raise OSError("URL list vanished")
+
+    sink = ListSink()
+    with pytest.raises(OSError, match="vanished"):
+        await run_batch(FakeRecognizer(), failing(), sink, concurrency=3)
+    assert sorted(r.source for r in sink.records) == [f"{n}.png" for n in range(5)]
+
+
+async def test_sink_failure_ends_the_run_with_that_error() -> None:
+    class FullDisk:
+        async def write(self, record: Record) -> None:
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        await run_batch(
+            FakeRecognizer(), items_of(f"{n}.png" for n in range(50)), FullDisk(), concurrency=4
+        )
+
+
+async def test_elapsed_uses_the_injected_clock() -> None:
+    ticks = iter([100.0, 100.0, 103.5, 103.5, 103.5])
+    summary = await run_batch(
+        FakeRecognizer(), items_of(["timeout.png"]), ListSink(), clock=lambda: next(ticks)
+    )
+    assert summary.elapsed_s == pytest.approx(3.5)
+
+
+def test_summary_describe_lists_failures_by_code() -> None:
+    summary = BatchSummary(ok=7, retries=3, skipped=2, elapsed_s=2.0)
+    summary.failed.update({"4000003": 2, "timeout": 1})
+    text = summary.describe()
+    assert text.splitlines() == [
+        "10 records: 7 ok, 3 failed; 3 retries; 5.0 images/s over 2.0 s",
+        "failed by code: 4000003 x2, timeout x1",
+        "skipped 2 non-image files found in folders",
+    ]
+
+
+def test_summary_add_counts_codes_as_text() -> None:
+    summary = BatchSummary()
+    error = RequestTimeoutError("timeout", "slow")
+    summary.add(
+        Record(
+            "a",
+            False,
+            Endpoint.GENERAL,
+            3,
+            1.0,
+            None,
+            None,
+            ErrorInfo(error.code, error.message, error.local, error.retryable),
+        )
+    )
+    assert summary.failed == {"timeout": 1}
+    assert summary.retries == 2
+    assert isinstance(AuthError(4010001, "x"), AuthError)
+
+
+async def test_zero_concurrency_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        await run_batch(FakeRecognizer(), items_of([]), ListSink(), concurrency=0)

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ocr_async.models import Endpoint, ErrorInfo, Record
+from ocr_async.sink import JsonlSink, OutputExistsError, encode_record
+
+
+def record(source: str, ok: bool = True, text: str | None = "hello") -> Record:
+    return Record(
+        source=source,
+        ok=ok,
+        endpoint=Endpoint.GENERAL,
+        attempts=1,
+        elapsed_ms=12.345,
+        text=text if ok else None,
+        result={"fileType": "png"} if ok else None,
+        error=None if ok else ErrorInfo(4000003, "INVALID_FILE_TYPE", True, False),
+    )
+
+
+def test_encode_record_is_one_compact_utf8_line() -> None:
+    line = encode_record(record("스캔.png", text="안녕 세계"))
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert "안녕 세계".encode() in line  # readable, not \uXXXX
+    assert json.loads(line) == {
+        "source": "스캔.png",
+        "ok": True,
+        "endpoint": "general",
+        "attempts": 1,
+        "elapsed_ms": 12.3,
+        "text": "안녕 세계",
+        "result": {"fileType": "png"},
+        "error": None,
+    }
+
+
+def test_encode_record_with_lone_surrogate_falls_back_to_escapes() -> None:
+    line = encode_record(record("bad\udcff.png"))
+    line.decode("utf-8")  # valid UTF-8
+    assert json.loads(line)["source"] == "bad\udcff.png"
+
+
+async def test_writes_every_record_in_order_and_flushes(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    async with JsonlSink(str(out)) as sink:
+        for n in range(200):
+            await sink.write(record(f"{n}.png", ok=n % 7 != 0))
+    lines = out.read_bytes().splitlines()
+    assert len(lines) == 200
+    assert [json.loads(line)["source"] for line in lines] == [f"{n}.png" for n in range(200)]
+    assert sink.written == 200
+
+
+async def test_records_reach_the_file_before_close(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    sink = JsonlSink(str(out))
+    await sink.open()
+    try:
+        await sink.write(record("a.png"))
+        for _ in range(50):  # let the writer task run; no real sleeping
+            if out.read_bytes():
+                break
+            import asyncio
+
+            await asyncio.sleep(0.01)
+        assert json.loads(out.read_bytes())["source"] == "a.png"
+    finally:
+        await sink.close()
+
+
+async def test_refuses_to_clobber_existing_output(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text("precious\n")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        await JsonlSink(str(out)).open()
+    assert out.read_text() == "precious\n"
+
+
+async def test_overwrite_and_append(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text("old\n")
+    async with JsonlSink(str(out), overwrite=True) as sink:
+        await sink.write(record("a.png"))
+    assert [json.loads(x)["source"] for x in out.read_text().splitlines()] == ["a.png"]
+    async with JsonlSink(str(out), append=True) as sink:
+        await sink.write(record("b.png"))
+    assert [json.loads(x)["source"] for x in out.read_text().splitlines()] == ["a.png", "b.png"]
+
+
+async def test_unwritable_location_raises_oserror(tmp_path: Path) -> None:
+    with pytest.raises(OSError):
+        await JsonlSink(str(tmp_path / "no" / "such" / "dir.jsonl")).open()
+
+
+async def test_write_before_open_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError):
+        await JsonlSink(str(tmp_path / "x.jsonl")).write(record("a.png"))
+
+
+async def test_writer_failure_surfaces_on_next_write(tmp_path: Path) -> None:
+    sink = JsonlSink(str(tmp_path / "x.jsonl"))
+    await sink.open()
+
+    class Broken:
+        async def write(self, data: bytes, /) -> int:
+            raise OSError(28, "No space left on device")
+
+        async def flush(self) -> None:
+            return None
+
+        async def close(self) -> None:
+            return None
+
+    real = sink._handle
+    sink._handle = Broken()
+    await sink.write(record("a.png"))
+    with pytest.raises(OSError, match="No space"):
+        for _ in range(100):
+            import asyncio
+
+            await asyncio.sleep(0)
+            await sink.write(record("b.png"))
+    sink._handle = real
+    assert real is not None
+    await real.close()
