@@ -143,7 +143,8 @@ async def test_auth_refusal_stops_taking_inputs() -> None:
     fake = FakeRecognizer()
     sink = ListSink()
     summary = await run_batch(fake, items_of(names), sink, concurrency=2)
-    assert summary.aborted is not None and "4010006" in summary.aborted
+    assert summary.aborted is not None
+    assert "4010006" in summary.aborted
     assert len(fake.calls) < 10  # stopped right away, not after 500 refusals
     assert len(sink.records) == len(fake.calls)  # whatever was sent has its record
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -24,7 +25,8 @@ def record(source: str, ok: bool = True, text: str | None = "hello") -> Record:
 
 def test_encode_record_is_one_compact_utf8_line() -> None:
     line = encode_record(record("스캔.png", text="안녕 세계"))
-    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert line.endswith(b"\n")
+    assert line.count(b"\n") == 1
     assert "안녕 세계".encode() in line  # readable, not \uXXXX
     assert json.loads(line) == {
         "source": "스캔.png",
@@ -61,12 +63,10 @@ async def test_records_reach_the_file_before_close(tmp_path: Path) -> None:
     await sink.open()
     try:
         await sink.write(record("a.png"))
-        for _ in range(50):  # let the writer task run; no real sleeping
+        for _ in range(500):  # let the writer task and its thread run
             if out.read_bytes():
                 break
-            import asyncio
-
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.001)
         assert json.loads(out.read_bytes())["source"] == "a.png"
     finally:
         await sink.close()
@@ -92,7 +92,7 @@ async def test_overwrite_and_append(tmp_path: Path) -> None:
 
 
 async def test_unwritable_location_raises_oserror(tmp_path: Path) -> None:
-    with pytest.raises(OSError):
+    with pytest.raises(FileNotFoundError):
         await JsonlSink(str(tmp_path / "no" / "such" / "dir.jsonl")).open()
 
 
@@ -118,12 +118,14 @@ async def test_writer_failure_surfaces_on_next_write(tmp_path: Path) -> None:
     real = sink._handle
     sink._handle = Broken()
     await sink.write(record("a.png"))
-    with pytest.raises(OSError, match="No space"):
-        for _ in range(100):
-            import asyncio
 
+    async def keep_writing() -> None:
+        for _ in range(100):
             await asyncio.sleep(0)
             await sink.write(record("b.png"))
+
+    with pytest.raises(OSError, match="No space"):
+        await keep_writing()
     sink._handle = real
     assert real is not None
     await real.close()

@@ -92,8 +92,8 @@ async def test_broken_symlink_named_like_an_image_is_still_an_input(tmp_path: Pa
 @pytest.mark.skipif(sys.platform != "linux", reason="needs a filesystem that allows any bytes")
 async def test_undecodable_name_gets_an_escaped_source(tmp_path: Path) -> None:
     raw = os.fsencode(tmp_path) + b"/scan\xff.png"
-    with open(raw, "wb") as handle:
-        handle.write(b"x")
+    fd = os.open(raw, os.O_WRONLY | os.O_CREAT, 0o644)
+    os.close(fd)
     items = await collect(iter_inputs([str(tmp_path)]))
     assert [item.source for item in items] == [f"{tmp_path}/scan\\xff.png"]
     image = items[0].image
@@ -171,7 +171,7 @@ async def test_url_list_from_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [item.source for item in items] == ["https://h/1.png", "https://h/2.png"]
 
 
-async def test_walk_is_lazy(tmp_path: Path) -> None:
+async def test_walk_is_lazy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Taking the first item must not require listing every directory.
     for n in range(50):
         touch(tmp_path / f"d{n:02d}" / "x.png")
@@ -184,12 +184,9 @@ async def test_walk_is_lazy(tmp_path: Path) -> None:
         listed.append(path)
         return real(path)
 
-    sources._list_directory = spy  # type: ignore[assignment]
-    try:
-        walker = iter_inputs([str(tmp_path)])
-        first = await anext(walker)
-        await walker.aclose()  # type: ignore[attr-defined]
-    finally:
-        sources._list_directory = real  # type: ignore[assignment]
+    monkeypatch.setattr(sources, "_list_directory", spy)
+    walker = iter_inputs([str(tmp_path)])
+    first = await anext(walker)
+    await walker.aclose()  # type: ignore[attr-defined]
     assert first.source == str(tmp_path / "d00" / "x.png")
     assert len(listed) == 2  # the root and d00 only
