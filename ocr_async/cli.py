@@ -246,10 +246,19 @@ async def _run(args: argparse.Namespace) -> ExitCode:
     return ExitCode.SOME_FAILED if summary.failed else ExitCode.OK
 
 
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time, as print() does."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr)
+
+
 def _configure_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("ocr-async: %(message)s"))
-    log.addHandler(handler)
+    # Once per process, however often main() is called (tests call it a lot).
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("ocr-async: %(message)s"))
+        log.addHandler(handler)
     log.setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 

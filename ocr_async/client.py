@@ -8,6 +8,7 @@ tests record the waits instead of waiting.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,8 @@ from ocr_async.models import (
     Recognition,
 )
 from ocr_async.reading import read_image_file
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_TIMEOUT", "OcrClient", "RetryPolicy", "as_image_input"]
 
@@ -135,7 +138,7 @@ class OcrClient:
         self._sleep = sleep
         self._clock = clock
         self._backoff = wait_exponential_jitter(
-            initial=self._retry.initial_wait, max=self._retry.max_wait, jitter=self._retry.jitter
+            multiplier=self._retry.initial_wait, max=self._retry.max_wait, jitter=self._retry.jitter
         )
 
     def __repr__(self) -> str:
@@ -183,7 +186,8 @@ class OcrClient:
         if self._session is None:
             raise RuntimeError("OcrClient is not open: use 'async with OcrClient(...)'")
         started = self._clock()
-        body = await self._load(as_image_input(image))
+        image = as_image_input(image)
+        body = await self._load(image)
         token = await self._tokens.get_token()
         # Built once before the loop so a pre-check failure costs no request.
         request = self._prepare(body, token, endpoint)
@@ -198,11 +202,23 @@ class OcrClient:
             # A new token is worth trying at once; everything else backs off.
             return 0.0 if isinstance(failure, InvalidTokenError) else self._backoff(state)
 
+        def log_retry(state: RetryCallState) -> None:
+            failure = state.outcome.exception() if state.outcome else None
+            wait_s = state.next_action.sleep if state.next_action else 0.0
+            log.debug(
+                "%s: attempt %d failed (%s); retrying in %.2f s",
+                image,
+                state.attempt_number,
+                failure,
+                wait_s,
+            )
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._retry.max_attempts),
             wait=wait,
             retry=retry_if_exception(should_retry),
             sleep=self._sleep,
+            before_sleep=log_retry,
             reraise=True,
         )
         try:

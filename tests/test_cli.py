@@ -1,0 +1,376 @@
+"""The command line end to end against the emulator on a loopback port.
+
+``main()`` runs in a worker thread (it owns its own event loop) while the
+emulator runs in the test's loop; a few tests run the real process to check
+what reaches stdout, stderr and the exit status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from ocr_async.cli import ExitCode, main
+from ocr_async.emulator import (
+    EmulatorConfig,
+    RunningEmulator,
+    find_free_port,
+    make_jpeg,
+    make_png,
+    running_emulator,
+)
+
+TOKEN = "cli-test-token-5f2a9c"
+APPKEY = "cli-appkey"
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NHN_OCR_TOKEN", TOKEN)
+    monkeypatch.setenv("NHN_OCR_APPKEY", APPKEY)
+    monkeypatch.delenv("NHN_OCR_TOKEN_FILE", raising=False)
+
+
+@pytest.fixture
+async def emulator(env: None) -> AsyncIterator[RunningEmulator]:
+    config = EmulatorConfig(tokens=frozenset({TOKEN}), appkey=APPKEY)
+    async with running_emulator(config) as running:
+        yield running
+
+
+@pytest.fixture
+async def image_host(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
+    """A static file server on a port the API accepts in imageUrl (10000-12000)."""
+    root = tmp_path / "hosted"
+    root.mkdir()
+    app = web.Application()
+    app.router.add_static("/", root)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = find_free_port(10000, 12000)
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{port}", root
+    finally:
+        await runner.cleanup()
+
+
+async def run_cli(*argv: str) -> int:
+    return await asyncio.to_thread(main, list(argv))
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def make_scans(root: Path, count: int) -> dict[str, str]:
+    """count PNG/JPEG files in nested folders; returns path -> embedded text."""
+    expected: dict[str, str] = {}
+    for n in range(count):
+        folder = root / f"box{n % 7}" / f"folder{n % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        text = f"page {n}\n스캔 {n * 7}"
+        if n % 5 == 0:
+            path = folder / f"scan{n:04d}.jpg"
+            path.write_bytes(make_jpeg(text))
+        else:
+            path = folder / f"scan{n:04d}.png"
+            path.write_bytes(make_png(text))
+        expected[str(path)] = text
+    return expected
+
+
+async def test_folder_of_1000_images_gives_one_correct_record_each(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    expected = make_scans(tmp_path / "scans", 1000)
+    (tmp_path / "scans" / "readme.txt").write_text("not an image")
+    out = tmp_path / "out.jsonl"
+
+    code = await run_cli(
+        "run", str(tmp_path / "scans"), "--output", str(out),
+        "--base-url", emulator.base_url, "--concurrency", "32",
+    )  # fmt: skip
+
+    assert code == ExitCode.OK
+    records = read_records(out)
+    assert len(records) == 1000
+    assert {r["source"]: r["text"] for r in records} == expected
+    assert all(r["ok"] and r["error"] is None and r["attempts"] == 1 for r in records)
+    assert all(r["endpoint"] == "general" for r in records)
+    assert emulator.stats.requests == 1000
+
+
+async def test_url_list_gives_one_correct_record_each(
+    emulator: RunningEmulator, image_host: tuple[str, Path], tmp_path: Path
+) -> None:
+    host, root = image_host
+    urls: dict[str, str] = {}
+    for n in range(200):
+        (root / f"u{n}.png").write_bytes(make_png(f"url image {n}"))
+        urls[f"{host}/u{n}.png"] = f"url image {n}"
+    url_file = tmp_path / "urls.txt"
+    url_file.write_text("# scans hosted locally\n\n" + "\n".join(urls) + "\n")
+    out = tmp_path / "out.jsonl"
+
+    code = await run_cli(
+        "run", "--urls", str(url_file), "-o", str(out), "--base-url", emulator.base_url
+    )
+
+    assert code == ExitCode.OK
+    records = read_records(out)
+    assert {r["source"]: r["text"] for r in records} == urls
+    assert emulator.stats.downloads == 200
+
+
+async def test_bad_files_get_local_errors_and_never_reach_the_server(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.png").write_text("this is text, not a PNG")
+    big = make_png("too big")
+    (folder / "huge.png").write_bytes(big + b"\0" * (6_000_000 - len(big)))  # a 6 MB image
+    (folder / "good.png").write_bytes(make_png("fine"))
+    out = tmp_path / "out.jsonl"
+
+    code = await run_cli("run", str(folder), "-o", str(out), "--base-url", emulator.base_url)
+
+    assert code == ExitCode.SOME_FAILED
+    by_name = {Path(r["source"]).name: r for r in read_records(out)}
+    assert {name: r["error"] and r["error"]["code"] for name, r in by_name.items()} == {
+        "empty.png": 4000004,
+        "notes.png": 4000003,
+        "huge.png": 4131000,
+        "good.png": None,
+    }
+    for name in ("empty.png", "notes.png", "huge.png"):
+        assert by_name[name]["error"]["local"] is True
+        assert by_name[name]["attempts"] == 0
+        assert by_name[name]["ok"] is False
+    assert by_name["good.png"]["text"] == "fine"
+    # Only the good image was sent; nothing over the limit reached the server.
+    assert emulator.stats.requests == 1
+    assert emulator.stats.oversize == 0
+    assert emulator.stats.bytes_received < 10_000
+
+
+async def test_max_bytes_raises_the_limit(emulator: RunningEmulator, tmp_path: Path) -> None:
+    big = make_png("big but allowed")
+    image = tmp_path / "big.png"
+    image.write_bytes(big + b"\0" * (6_000_000 - len(big)))
+    out = tmp_path / "out.jsonl"
+    code = await run_cli(
+        "run", str(image), "-o", str(out), "--base-url", emulator.base_url,
+        "--max-bytes", str(5 * 1024 * 1024),
+    )  # fmt: skip
+    assert code == ExitCode.SOME_FAILED
+    # With the limit raised on both sides it goes through.
+    (record,) = read_records(out)
+    assert record["error"]["code"] == 4131000
+    assert emulator.stats.requests == 0
+    # Raised on both sides (NHN now documents 20 MB), the same file goes through.
+    out.unlink()
+    config = EmulatorConfig(tokens=frozenset({TOKEN}), max_bytes=20 * 1024 * 1024)
+    async with running_emulator(config) as roomy:
+        code = await run_cli(
+            "run", str(image), "-o", str(out), "--base-url", roomy.base_url,
+            "--max-bytes", str(20 * 1024 * 1024),
+        )  # fmt: skip
+    assert code == ExitCode.OK
+    assert read_records(out)[0]["text"] == "big but allowed"
+
+
+async def test_cropping_endpoint(emulator: RunningEmulator, tmp_path: Path) -> None:
+    image = tmp_path / "long.png"
+    image.write_bytes(make_png("a long receipt", 1000, 100))
+    out = tmp_path / "out.jsonl"
+    code = await run_cli(
+        "run", str(image), "-o", str(out), "--base-url", emulator.base_url,
+        "--endpoint", "cropping",
+    )  # fmt: skip
+    assert code == ExitCode.OK
+    (record,) = read_records(out)
+    assert record["endpoint"] == "cropping"
+    assert record["result"]["slicesImages"] == 4
+    assert record["text"] == "a long receipt"
+
+
+async def test_call_limit_is_retried_until_every_image_is_done(env: None, tmp_path: Path) -> None:
+    config = EmulatorConfig(tokens=frozenset({TOKEN}), quota_rps=40, quota_burst=4)
+    expected = make_scans(tmp_path / "scans", 30)
+    out = tmp_path / "out.jsonl"
+    async with running_emulator(config) as limited:
+        code = await run_cli(
+            "run", str(tmp_path / "scans"), "-o", str(out), "--base-url", limited.base_url,
+            "--concurrency", "16", "--max-attempts", "20",
+        )  # fmt: skip
+        rejected = limited.stats.rate_limited
+    assert code == ExitCode.OK
+    records = read_records(out)
+    assert {r["source"]: r["text"] for r in records} == expected
+    assert rejected > 0  # the quota really bit
+    assert sum(r["attempts"] - 1 for r in records) == rejected
+
+
+async def test_existing_output_is_never_clobbered(
+    emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = tmp_path / "a.png"
+    image.write_bytes(make_png("a"))
+    out = tmp_path / "out.jsonl"
+    out.write_text("precious\n")
+    code = await run_cli("run", str(image), "-o", str(out), "--base-url", emulator.base_url)
+    assert code == ExitCode.USAGE
+    assert out.read_text() == "precious\n"
+    assert "--overwrite" in capsys.readouterr().err
+    code = await run_cli(
+        "run", str(image), "-o", str(out), "--base-url", emulator.base_url, "--overwrite"
+    )
+    assert code == ExitCode.OK
+    assert read_records(out)[0]["text"] == "a"
+
+
+async def test_refused_token_stops_the_run_with_exit_3(
+    emulator: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NHN_OCR_TOKEN", "not-the-right-token")
+    make_scans(tmp_path / "scans", 200)
+    out = tmp_path / "out.jsonl"
+    code = await run_cli(
+        "run", str(tmp_path / "scans"), "-o", str(out), "--base-url", emulator.base_url,
+        "--concurrency", "4",
+    )  # fmt: skip
+    assert code == ExitCode.CANNOT_PROCEED
+    records = read_records(out)
+    assert 1 <= len(records) <= 8  # the ones in flight, not 200 refusals
+    assert {r["error"]["code"] for r in records} == {4010006}
+    assert emulator.stats.requests == len(records)
+
+
+@pytest.mark.parametrize(
+    ("argv", "unset", "message"),
+    [
+        pytest.param(
+            ["run", "x.png", "-o", "OUT"], "NHN_OCR_TOKEN", "NHN_OCR_TOKEN", id="no-token"
+        ),
+        pytest.param(["run", "x.png", "-o", "OUT"], "NHN_OCR_APPKEY", "app key", id="no-appkey"),
+        pytest.param(["run", "-o", "OUT"], None, "nothing to do", id="no-inputs"),
+        pytest.param(
+            ["run", "--urls", "missing.txt", "-o", "OUT"], None, "URL list", id="missing-url-list"
+        ),
+        pytest.param(["run", "x.png"], None, "--output", id="no-output"),
+        pytest.param(
+            ["run", "x.png", "-o", "OUT", "--concurrency", "0"], None, "at least 1", id="c0"
+        ),
+        pytest.param(
+            ["run", "x.png", "-o", "OUT", "--endpoint", "x"], None, "invalid", id="endpoint"
+        ),
+        pytest.param(["frobnicate"], None, "invalid choice", id="unknown-command"),
+    ],
+)
+def test_bad_usage_exits_2_with_a_clear_message(
+    env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    argv: list[str],
+    unset: str | None,
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    if unset:
+        monkeypatch.delenv(unset)
+    assert main(argv) == ExitCode.USAGE
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "OUT").exists()
+
+
+def test_unwritable_output_exits_3(
+    env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = tmp_path / "a.png"
+    image.write_bytes(make_png("a"))
+    code = main(["run", str(image), "-o", str(tmp_path / "no-such-dir" / "out.jsonl")])
+    assert code == ExitCode.CANNOT_PROCEED
+    assert "cannot write" in capsys.readouterr().err
+
+
+# --- the real process: streams and exit status ------------------------------------
+
+
+@pytest.fixture
+def process_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NHN_")}
+    env.update(NHN_OCR_TOKEN=TOKEN, NHN_OCR_APPKEY=APPKEY)
+    return env
+
+
+async def run_process(
+    args: list[str], env: dict[str, str], stdin: bytes | None = None
+) -> tuple[int, bytes, bytes]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ocr_async", *args,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(process.communicate(stdin), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, stdout, stderr
+
+
+async def test_stdin_to_stdout_pipeline_keeps_stdout_clean(
+    emulator: RunningEmulator,
+    image_host: tuple[str, Path],
+    process_env: dict[str, str],
+) -> None:
+    host, root = image_host
+    for n in range(5):
+        (root / f"p{n}.png").write_bytes(make_png(f"piped {n}"))
+    urls = "".join(f"{host}/p{n}.png\n" for n in range(5)).encode()
+
+    code, stdout, stderr = await run_process(
+        ["run", "--urls", "-", "--output", "-", "--base-url", emulator.base_url, "--verbose"],
+        process_env,
+        stdin=urls,
+    )
+
+    assert code == ExitCode.OK, stderr.decode()
+    records = [json.loads(line) for line in stdout.splitlines()]  # only JSON on stdout
+    assert sorted(r["text"] for r in records) == [f"piped {n}" for n in range(5)]
+    assert b"5 records: 5 ok, 0 failed" in stderr
+    assert b"\r" not in stderr  # no progress bar when stderr is not a terminal
+
+
+async def test_token_never_appears_in_any_output(
+    emulator: RunningEmulator, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "good.png").write_bytes(make_png("ok"))
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    out = tmp_path / "out.jsonl"
+    for token in (TOKEN, "a-wrong-token-77e1"):
+        env = dict(process_env, NHN_OCR_TOKEN=token)
+        code, stdout, stderr = await run_process(
+            ["run", str(tmp_path), "-o", str(out), "--overwrite", "--verbose",
+             "--base-url", emulator.base_url],
+            env,
+        )  # fmt: skip
+        assert code in (ExitCode.SOME_FAILED, ExitCode.CANNOT_PROCEED)
+        for stream in (stdout, stderr, out.read_bytes()):
+            assert token.encode() not in stream
+
+
+async def test_python_dash_m_and_version(process_env: dict[str, str]) -> None:
+    code, stdout, _ = await run_process(["--version"], process_env)
+    assert code == 0
+    assert stdout.startswith(b"ocr-async ")
