@@ -80,6 +80,10 @@ def token_from_environment(
             raise ConfigurationError(
                 f"cannot read the token file {os.fspath(file_name)!r}: {exc.strerror}"
             ) from None
+        except UnicodeDecodeError:
+            raise ConfigurationError(
+                f"the token file {os.fspath(file_name)!r} is not UTF-8 text"
+            ) from None
     value = env.get(TOKEN_ENV)
     if value:
         return StaticToken(value)

@@ -132,11 +132,11 @@ class OcrClient:
         self._session = session
         self._owns_session = session is None
         self._concurrency = concurrency
-        self._timeout = timeout
         self._max_bytes = max_bytes
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._clock = clock
+        self._request_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10))
         self._backoff = wait_exponential_jitter(
             multiplier=self._retry.initial_wait, max=self._retry.max_wait, jitter=self._retry.jitter
         )
@@ -155,8 +155,7 @@ class OcrClient:
                 limit=self._concurrency, limit_per_host=self._concurrency
             )
             self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=self._timeout, connect=min(self._timeout, 10)),
+                connector=connector, timeout=self._request_timeout
             )
         return self
 
@@ -229,7 +228,7 @@ class OcrClient:
                     if current != token:
                         token, request = current, self._prepare(body, current, endpoint)
                     try:
-                        result = await self._send(request)
+                        result = await self._send(request, token)
                     except InvalidTokenError as exc:
                         if not renewed_token and await self._tokens.token_rejected(token):
                             renewed_token = True
@@ -272,11 +271,18 @@ class OcrClient:
             max_bytes=self._max_bytes,
         )
 
-    async def _send(self, request: protocol.PreparedRequest) -> OcrResult:
+    async def _send(self, request: protocol.PreparedRequest, token: str) -> OcrResult:
         assert self._session is not None
         try:
+            # Timeout and status handling are set per request, so a caller's
+            # session with other defaults (raise_for_status, 5-minute timeout)
+            # cannot change what counts as a failure or how long one may take.
             async with self._session.post(
-                request.url, data=request.body, headers=request.headers
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                timeout=self._request_timeout,
+                raise_for_status=False,
             ) as response:
                 body = await response.read()
                 status = response.status
@@ -289,7 +295,7 @@ class OcrClient:
             raise ConnectionFailedError("connection", _describe(exc)) from None
         except aiohttp.ClientError as exc:
             raise TransportError("transport", _describe(exc)) from None
-        return protocol.parse_response(status, body)
+        return protocol.parse_response(status, body, redact=(token,))
 
 
 def _describe(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import quote, urlsplit
@@ -314,10 +314,14 @@ def decode_json(body: bytes) -> Any:
         raise ValueError("JSON nested too deeply") from None
 
 
-def _snippet(body: bytes, limit: int = 120) -> str:
-    text = body[:limit].decode("utf-8", "replace")
-    text = " ".join(text.split())
-    return text + ("..." if len(body) > limit else "")
+def _snippet(body: bytes, secrets: Collection[str], limit: int = 120) -> str:
+    text = body.decode("utf-8", "replace")
+    # A gateway may echo the request, headers included: never repeat a secret.
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    text = " ".join(text[: limit * 4].split())
+    return text[:limit] + ("..." if len(text) > limit else "")
 
 
 def _number(value: Any) -> float:
@@ -409,14 +413,15 @@ def _result_code(header: Mapping[str, Any]) -> int | None:
     return None
 
 
-def parse_response(status: int, body: bytes) -> OcrResult:
+def parse_response(status: int, body: bytes, *, redact: Collection[str] = ()) -> OcrResult:
     """Read one answer: an :class:`OcrResult`, or a typed error raised.
 
     The API answers HTTP 200 with a JSON envelope, failures included. A
     failure envelope is honoured whatever the status (a gateway may send
     4000006 with a 429); a non-200 without one is an :class:`HttpStatusError`;
     a 200 whose body is not the envelope (HTML, truncated JSON) is a
-    :class:`MalformedResponseError`.
+    :class:`MalformedResponseError`. Error messages quote the start of such a
+    body, with every string in ``redact`` (the token) blanked out.
     """
     try:
         document = decode_json(body)
@@ -429,10 +434,12 @@ def parse_response(status: int, body: bytes) -> OcrResult:
     if header is None or code is None:
         if status != 200:
             raise HttpStatusError(
-                status, f"HTTP {status} without an API envelope: {_snippet(body)!r}"
+                status, f"HTTP {status} without an API envelope: {_snippet(body, redact)!r}"
             )
         what = "JSON without a valid header" if is_json else "not JSON (truncated or HTML?)"
-        raise MalformedResponseError("bad_response", f"response body is {what}: {_snippet(body)!r}")
+        raise MalformedResponseError(
+            "bad_response", f"response body is {what}: {_snippet(body, redact)!r}"
+        )
 
     assert isinstance(document, Mapping)  # header came from it
     message = header.get("resultMessage")

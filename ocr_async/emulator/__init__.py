@@ -1,1 +1,49 @@
-"""tmp."""
+"""A local server that speaks NHN Cloud General OCR v1.1, for tests and demos.
+
+It answers the same requests with the same envelope, result codes and
+result shape as the real service, recognizing the text embedded in images
+made by :func:`make_png` / :func:`make_jpeg` (see :mod:`.engine`). Start it
+with :func:`running_emulator` (tests, benchmarks) or ``ocr-async serve``.
+"""
+
+from ocr_async.emulator.app import (
+    CONFIG_KEY,
+    RESULT_MESSAGES,
+    STATS_KEY,
+    EmulatorConfig,
+    EmulatorStats,
+    create_app,
+)
+from ocr_async.emulator.engine import FallbackEngine, TextEngine, recognize
+from ocr_async.emulator.images import embedded_text, image_size, make_jpeg, make_png
+from ocr_async.emulator.samples import SAMPLES, iter_samples, sample_path, write_samples
+from ocr_async.emulator.server import (
+    RunningEmulator,
+    find_free_port,
+    running_emulator,
+    serve_forever,
+)
+
+__all__ = [
+    "CONFIG_KEY",
+    "RESULT_MESSAGES",
+    "SAMPLES",
+    "STATS_KEY",
+    "EmulatorConfig",
+    "EmulatorStats",
+    "FallbackEngine",
+    "RunningEmulator",
+    "TextEngine",
+    "create_app",
+    "embedded_text",
+    "find_free_port",
+    "image_size",
+    "iter_samples",
+    "make_jpeg",
+    "make_png",
+    "recognize",
+    "running_emulator",
+    "sample_path",
+    "serve_forever",
+    "write_samples",
+]

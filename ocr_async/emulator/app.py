@@ -1,0 +1,644 @@
+"""The emulator's aiohttp application: General OCR v1.1 on a local port.
+
+It answers like the real service (API guide, ``API-FACTS.md``): always HTTP
+200 with the JSON envelope, the documented result codes and messages, the
+real ``result`` shape. Every rule the client also applies (image type by
+magic bytes, the ``imageUrl`` scheme/port rule, the size limit) comes from
+:mod:`ocr_async.protocol`, so client and emulator cannot drift apart.
+
+A request goes through these steps; the first refusal answers:
+
+1. body larger than ``max_bytes`` by ``Content-Length`` -> 4131000
+   (the body is not read);
+2. no ``X-NHN-Authorization`` -> 4000005; not ``Bearer <token>`` or a token
+   not in ``tokens`` -> 4010006; app key other than ``appkey`` -> 4010001;
+3. quota (token bucket over all OCR calls) empty -> 4000006, at once;
+4. ``fault(n)`` returns a code -> that code (failure injection for tests);
+5. body read, at most ``max_bytes + 1`` bytes (chunked uploads) -> 4131000;
+6. ``multipart/form-data`` field ``image`` (missing -> 4000001), or
+   ``application/json`` ``{"imageUrl": ...}`` (bad JSON, no URL, URL refused
+   by :func:`~ocr_async.protocol.check_image_url` -> 4000001; not loopback
+   while ``allow_remote_urls`` is off -> 4000504; download timeout ->
+   4000503; non-200 or connection error -> 4000504; larger than
+   ``max_bytes`` -> 4000502); any other content type -> 415;
+7. empty image -> 4000004; not JPEG/PNG -> 4000003;
+8. ``latency`` seconds, then the engine: no lines -> 4000501, else success.
+
+Any unexpected exception answers -1 "Unknown error.", never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from ocr_async.emulator.engine import FallbackEngine, TextEngine
+from ocr_async.emulator.images import image_size
+from ocr_async.emulator.samples import SAMPLES, sample_path
+from ocr_async.errors import LocalCheckError
+from ocr_async.protocol import (
+    AUTH_HEADER,
+    DEFAULT_MAX_BYTES,
+    NO_TEXT_CODE,
+    RESULT_CODES,
+    ImageType,
+    check_image_bytes,
+    check_image_url,
+    decode_json,
+)
+
+__all__ = [
+    "CONFIG_KEY",
+    "RESULT_MESSAGES",
+    "STATS_KEY",
+    "EmulatorConfig",
+    "EmulatorStats",
+    "build_result",
+    "create_app",
+    "multipart_field",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The ``resultMessage`` for each code, as NHN words it. The common codes
+#: are the API guide's; the others are from General OCR's error-code page.
+RESULT_MESSAGES: Final[Mapping[int, str]] = {
+    0: "SUCCESS",
+    -1: "Unknown error.",
+    415: "Unsupported Media Type",
+    4000001: "Invalid parameter.",
+    4000002: "Invalid file.",
+    4000003: "Invalid file type.",
+    4000004: "Uploaded file is empty.",
+    4000005: "Required headers is missing.",
+    4000006: (
+        "Api call limit exceeded, If you need to adjust the limit, please contact customer service."
+    ),
+    4000501: "General OCR not found in the image.",
+    4000502: "Image size exceeded. Please check image URL.",
+    4000503: "Image download takes more than 20 seconds. Please check image URL.",
+    4000504: "Image download fail. Please check image URL.",
+    4000505: "Image out of ratio. Please check image.",
+    4010001: "Invalid appKey or secretKey.",
+    4010006: "Invalid token.",
+    4010007: "Permission denied.",
+    4131000: "Request size is larger than permissible limit. the permissible limit is 5mb.",
+    5000503: "The API you requested is temporarily unavailable. Please try again later.",
+}
+
+#: Recognition confidence reported for every word.
+_CONF: Final = 0.99
+# The fake layout: line i spans y = 10 + 30 i .. +24; a word is 12 px per
+# character wide, words 12 px apart, starting at x = 10.
+_MARGIN: Final = 10
+_LINE_PITCH: Final = 30
+_LINE_HEIGHT: Final = 24
+_CHAR_WIDTH: Final = 12
+_WORD_GAP: Final = 12
+# The console calls images under 1280x720 "low" resolution (API-FACTS.md).
+_NORMAL_LONG_SIDE: Final = 1280
+_NORMAL_SHORT_SIDE: Final = 720
+# RFC 2046 5.1.1: boundary=token or boundary="quoted string".
+_BOUNDARY: Final = re.compile(r';\s*boundary\s*=\s*(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
+_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
+_CONTENT_TYPES: Final[Mapping[str, str]] = {".png": "image/png", ".jpg": "image/jpeg"}
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorConfig:
+    """How the emulator behaves; the defaults accept anything well formed.
+
+    ``tokens``/``appkey`` None accept any non-empty token / any app key.
+    ``quota_rps`` None means no call limit; ``quota_burst`` defaults to
+    ``max(1, round(quota_rps))``. ``clock`` drives the quota, so tests can
+    step time instead of sleeping. ``fault`` receives the 1-based number of
+    each call that passed auth and quota and may return a result code to
+    answer instead (e.g. ``lambda n: 5000503 if n % 3 == 0 else None``).
+    """
+
+    appkey: str | None = None
+    tokens: frozenset[str] | None = None
+    #: Largest accepted request body, and largest image downloaded from a URL.
+    max_bytes: int = DEFAULT_MAX_BYTES
+    #: Seconds awaited before each OCR answer (for calls past the quota).
+    latency: float = 0.0
+    quota_rps: float | None = None
+    quota_burst: int | None = None
+    #: Off by default: only loopback image URLs are fetched, so a test can
+    #: never make the emulator reach out to the network.
+    allow_remote_urls: bool = False
+    #: The real service gives up after 20 s (4000503).
+    download_timeout: float = 20.0
+    engine: TextEngine = field(default_factory=FallbackEngine)
+    clock: Callable[[], float] = time.monotonic
+    fault: Callable[[int], int | None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1:
+            raise ValueError(f"max_bytes must be positive, not {self.max_bytes}")
+        if self.latency < 0:
+            raise ValueError(f"latency must not be negative, not {self.latency}")
+        if self.download_timeout <= 0:
+            raise ValueError(f"download_timeout must be positive, not {self.download_timeout}")
+        if self.quota_rps is not None and self.quota_rps <= 0:
+            raise ValueError(f"quota_rps must be positive, not {self.quota_rps}")
+        if self.quota_burst is not None and self.quota_burst < 1:
+            raise ValueError(f"quota_burst must be at least 1, not {self.quota_burst}")
+
+    @property
+    def burst(self) -> int | None:
+        """The bucket size in effect, or None when there is no quota."""
+        if self.quota_rps is None:
+            return None
+        return self.quota_burst if self.quota_burst is not None else max(1, round(self.quota_rps))
+
+
+@dataclass(slots=True)
+class EmulatorStats:
+    """Live counters; tests and benchmarks read them to prove what happened.
+
+    ``requests`` counts every OCR POST, ``by_code`` every answer by result
+    code. ``oversize`` counts 4131000 answers, ``rate_limited`` 4000006
+    answers, ``bytes_received`` request body bytes actually read (an
+    oversized chunked body counts the ``max_bytes + 1`` read before giving
+    up), ``downloads`` image URL fetches attempted. ``in_flight`` is the
+    number of OCR calls being handled now and ``peak_in_flight`` its maximum,
+    which shows how much concurrency a client really used.
+    """
+
+    requests: int = 0
+    by_code: dict[int, int] = field(default_factory=dict)
+    rate_limited: int = 0
+    oversize: int = 0
+    bytes_received: int = 0
+    downloads: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+
+    def reset(self) -> None:
+        """Zero every counter (``in_flight`` stays true: calls may be running)."""
+        self.requests = self.rate_limited = self.oversize = 0
+        self.bytes_received = self.downloads = 0
+        self.by_code.clear()
+        self.peak_in_flight = self.in_flight
+
+    def to_json(self) -> dict[str, Any]:
+        """The counters as served by ``GET /_emulator/stats``."""
+        return {
+            "requests": self.requests,
+            "by_code": {str(code): n for code, n in sorted(self.by_code.items())},
+            "rate_limited": self.rate_limited,
+            "oversize": self.oversize,
+            "bytes_received": self.bytes_received,
+            "downloads": self.downloads,
+            "in_flight": self.in_flight,
+            "peak_in_flight": self.peak_in_flight,
+        }
+
+
+#: Where :func:`create_app` keeps the live :class:`EmulatorStats`.
+STATS_KEY: Final = web.AppKey("ocr_async.emulator.stats", EmulatorStats)
+#: Where :func:`create_app` keeps its :class:`EmulatorConfig`.
+CONFIG_KEY: Final = web.AppKey("ocr_async.emulator.config", EmulatorConfig)
+
+
+class _RefusedError(Exception):
+    """Answer this result code now (control flow inside a handler)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _refusal(exc: LocalCheckError) -> _RefusedError:
+    # protocol's pre-checks carry the code the server answers: reuse it.
+    return _RefusedError(exc.code if isinstance(exc.code, int) else 4000001)
+
+
+def _message(code: int) -> str:
+    message = RESULT_MESSAGES.get(code)
+    if message is not None:
+        return message
+    known = RESULT_CODES.get(code)
+    return known[0] if known is not None else "Unknown error."
+
+
+def _dumps(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _envelope(code: int, result: Mapping[str, Any] | None = None) -> bytes:
+    header = {"isSuccessful": code == 0, "resultCode": code, "resultMessage": _message(code)}
+    return _dumps({"header": header} if result is None else {"header": header, "result": result})
+
+
+# Failure answers never change: build their bytes once.
+_FAILURES: Final[Mapping[int, bytes]] = {
+    code: _envelope(code) for code in RESULT_MESSAGES if code != 0
+}
+
+
+class _TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved; one per call."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def refill(self) -> None:
+        self._tokens = float(self._burst)
+        self._last = self._clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(float(self._burst), self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+# --- pure helpers ---------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=256)
+def _header_param(value: str, header: str, param: str) -> str | None:
+    # email.message parses quoted and RFC 2231 parameters the way HTTP does.
+    # It is slow-ish, hence the cache: clients repeat the same part headers,
+    # and the boundary, which changes per request, has its own fast path.
+    message = Message()
+    message[header] = value
+    found = message.get_param(param, header=header)
+    return found if isinstance(found, str) else None
+
+
+def _boundary(content_type: str) -> str | None:
+    match = _BOUNDARY.search(content_type)
+    if match is None:
+        return None
+    return match.group(1) if match.group(1) is not None else match.group(2)
+
+
+def _part_name(head: bytes) -> str | None:
+    for line in head.split(b"\r\n"):
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == b"content-disposition":
+            return _header_param(value.decode("utf-8", "replace"), "content-disposition", "name")
+    return None
+
+
+def multipart_field(body: bytes, content_type: str, name: str) -> bytes | None:
+    """The data of the first part called ``name`` in a multipart body.
+
+    None when the body has no such part or is not valid multipart. Parsing
+    a body already read (and size-checked) keeps the size rule exact and
+    avoids aiohttp spooling file parts to disk.
+    """
+    boundary = _boundary(content_type)
+    if not boundary:
+        return None
+    delimiter = b"--" + boundary.encode("utf-8")
+    separator = b"\r\n" + delimiter
+    if body.startswith(delimiter):
+        pos = len(delimiter)
+    else:  # a preamble precedes the first delimiter (RFC 2046, 5.1.1)
+        pos = body.find(separator)
+        if pos < 0:
+            return None
+        pos += len(separator)
+    while not body.startswith(b"--", pos):  # "--" after a delimiter closes the body
+        line_end = body.find(b"\r\n", pos)
+        head_end = body.find(b"\r\n\r\n", line_end) if line_end >= 0 else -1
+        data_end = body.find(separator, head_end + 4) if head_end >= 0 else -1
+        if data_end < 0:
+            return None
+        if _part_name(body[line_end + 2 : head_end]) == name:
+            return body[head_end + 4 : data_end]
+        pos = data_end + len(separator)
+    return None
+
+
+def build_result(
+    file_type: ImageType, lines: list[list[str]], size: tuple[int, int] | None, *, cropping: bool
+) -> dict[str, Any]:
+    """The success ``result`` object for recognized ``lines``.
+
+    ``listOfInferTexts[i].inferTexts[j]`` pairs with
+    ``listOfBoundingBoxes[i].boundingBoxes[j]`` (API-FACTS.md). Boxes follow
+    a fixed fake layout with integer corners clockwise from the top left.
+    ``/general/cropping`` adds ``slicesImages``: ``ceil(long / (2.5 short))``,
+    at least 1, and 1 when the size is unknown.
+    """
+    texts: list[dict[str, Any]] = []
+    boxes: list[dict[str, Any]] = []
+    for i, words in enumerate(lines):
+        top = _MARGIN + _LINE_PITCH * i
+        bottom = top + _LINE_HEIGHT
+        left = _MARGIN
+        line_texts: list[dict[str, Any]] = []
+        line_boxes: list[dict[str, int]] = []
+        for word in words:
+            right = left + _CHAR_WIDTH * len(word)
+            line_texts.append({"value": word, "conf": _CONF})
+            line_boxes.append(
+                {"x1": left, "y1": top, "x2": right, "y2": top,
+                 "x3": right, "y3": bottom, "x4": left, "y4": bottom}
+            )  # fmt: skip
+            left = right + _WORD_GAP
+        texts.append({"inferTexts": line_texts})
+        boxes.append({"boundingBoxes": line_boxes})
+    long_side, short_side = (max(size), min(size)) if size else (0, 0)
+    normal = long_side >= _NORMAL_LONG_SIDE and short_side >= _NORMAL_SHORT_SIDE
+    result: dict[str, Any] = {
+        "fileType": file_type,
+        "listOfInferTexts": texts,
+        "listOfBoundingBoxes": boxes,
+        "resolution": "normal" if normal else "low",
+    }
+    if cropping:
+        # ceil(long / (2.5 * short)) in integers: ceil(2 long / (5 short)).
+        result["slicesImages"] = max(1, -(-2 * long_side // (5 * short_side))) if size else 1
+    return result
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _read_limited(stream: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:
+    """At most ``limit + 1`` bytes of ``stream``; True when it had more than ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await stream.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), size > limit
+
+
+# --- the application --------------------------------------------------------------
+
+
+class _Emulator:
+    """Handlers and per-app state (quota bucket, download session, samples)."""
+
+    def __init__(self, config: EmulatorConfig, stats: EmulatorStats) -> None:
+        self.config = config
+        self.stats = stats
+        burst = config.burst
+        self.bucket = (
+            None
+            if config.quota_rps is None or burst is None
+            else _TokenBucket(config.quota_rps, burst, config.clock)
+        )
+        self.calls = 0
+        self.session: aiohttp.ClientSession | None = None
+        # Tiny files read once, so serving them costs no disk I/O per request.
+        self.samples = {name: sample_path(name).read_bytes() for name in SAMPLES}
+
+    async def session_context(self, app: web.Application) -> AsyncIterator[None]:
+        """One client session per app for imageUrl downloads."""
+        # Timeouts are applied per download with asyncio.timeout; trust_env
+        # stays off so no proxy from the environment is ever used.
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+            self.session = session
+            yield
+        self.session = None
+
+    async def general(self, request: web.Request) -> web.Response:
+        """``POST /v1.1/appkeys/{appKey}/general``."""
+        return await self._answer(request, cropping=False)
+
+    async def cropping(self, request: web.Request) -> web.Response:
+        """``POST /v1.1/appkeys/{appKey}/general/cropping``."""
+        return await self._answer(request, cropping=True)
+
+    async def expect_handler(self, request: web.Request) -> web.Response | None:
+        """Refuse an oversized upload before the client sends its body.
+
+        A client that asked ``Expect: 100-continue`` (curl does for large
+        files) gets the 4131000 answer instead of "100 Continue", so the body
+        never crosses the wire; otherwise this is aiohttp's default.
+        """
+        length = request.content_length
+        if length is not None and length > self.config.max_bytes:
+            # The size check comes first, so the endpoint does not matter.
+            response = await self._answer(request, cropping=False)
+            # The unsent body would otherwise be read as the next request.
+            response.force_close()
+            return response
+        expect = request.headers.get("Expect", "")
+        if request.version != aiohttp.HttpVersion11:
+            return None
+        if expect.lower() != "100-continue":
+            raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the interim answer is not the body
+        return None
+
+    async def _answer(self, request: web.Request, *, cropping: bool) -> web.Response:
+        stats = self.stats
+        stats.requests += 1
+        stats.in_flight += 1
+        stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+        try:
+            code, result = await self._recognize(request, cropping=cropping)
+        except _RefusedError as refused:
+            code, result = refused.code, None
+        except Exception:
+            logger.exception("emulator: unexpected error, answering -1")
+            code, result = -1, None
+        finally:
+            stats.in_flight -= 1
+        stats.by_code[code] = stats.by_code.get(code, 0) + 1
+        if code == 4000006:
+            stats.rate_limited += 1
+        elif code == 4131000:
+            stats.oversize += 1
+        body = _FAILURES.get(code) if result is None else None
+        if body is None:
+            body = _envelope(code, result)
+        return web.Response(body=body, content_type="application/json", charset="utf-8")
+
+    async def _recognize(
+        self, request: web.Request, *, cropping: bool
+    ) -> tuple[int, dict[str, Any] | None]:
+        config = self.config
+        length = request.content_length
+        if length is not None and length > config.max_bytes:
+            raise _RefusedError(4131000)
+        self._authorize(request)
+        if self.bucket is not None and not self.bucket.take():
+            raise _RefusedError(4000006)
+        self.calls += 1
+        if config.fault is not None:
+            injected = config.fault(self.calls)
+            if injected is not None:
+                raise _RefusedError(injected)
+
+        body, too_big = await _read_limited(request.content, config.max_bytes)
+        self.stats.bytes_received += len(body)
+        if too_big:
+            raise _RefusedError(4131000)
+        image = await self._image(request, body)
+        try:
+            file_type = check_image_bytes(image)
+        except LocalCheckError as exc:
+            raise _refusal(exc) from None
+
+        if config.latency:
+            await asyncio.sleep(config.latency)
+        lines = config.engine.recognize(image)
+        if not lines:
+            return NO_TEXT_CODE, None
+        return 0, build_result(file_type, lines, image_size(image), cropping=cropping)
+
+    def _authorize(self, request: web.Request) -> None:
+        value = request.headers.get(AUTH_HEADER, "").strip()
+        if not value:
+            raise _RefusedError(4000005)
+        scheme, _, token = value.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise _RefusedError(4010006)
+        if self.config.tokens is not None and token not in self.config.tokens:
+            raise _RefusedError(4010006)
+        if self.config.appkey is not None and request.match_info["appkey"] != self.config.appkey:
+            raise _RefusedError(4010001)
+
+    async def _image(self, request: web.Request, body: bytes) -> bytes:
+        kind = request.content_type
+        if kind == "multipart/form-data":
+            image = multipart_field(body, request.headers.get("Content-Type", ""), "image")
+            if image is None:
+                raise _RefusedError(4000001)
+            return image
+        if kind == "application/json":
+            return await self._download(_image_url(body))
+        raise _RefusedError(415)
+
+    async def _download(self, url: str) -> bytes:
+        try:
+            check_image_url(url)
+        except LocalCheckError as exc:
+            raise _refusal(exc) from None
+        config = self.config
+        try:
+            # Judge the host with the parser that will fetch it (yarl), so no
+            # parser disagreement can smuggle a remote host past the check.
+            target = URL(url)
+        except (ValueError, TypeError):
+            raise _RefusedError(4000001) from None
+        if not config.allow_remote_urls and not _is_loopback(target.host or ""):
+            raise _RefusedError(4000504)
+        if self.session is None:
+            raise RuntimeError("the emulator app was not started (no client session)")
+        self.stats.downloads += 1
+        try:
+            async with (
+                asyncio.timeout(config.download_timeout),
+                # A redirect could leave loopback: follow none unless remote is allowed.
+                self.session.get(target, allow_redirects=config.allow_remote_urls) as response,
+            ):
+                if response.status != 200:
+                    raise _RefusedError(4000504)
+                length = response.content_length
+                if length is not None and length > config.max_bytes:
+                    raise _RefusedError(4000502)
+                data, too_big = await _read_limited(response.content, config.max_bytes)
+        except TimeoutError:
+            raise _RefusedError(4000503) from None
+        except (aiohttp.ClientError, OSError, ValueError):
+            raise _RefusedError(4000504) from None
+        if too_big:
+            raise _RefusedError(4000502)
+        return data
+
+    async def stats_handler(self, request: web.Request) -> web.Response:
+        """``GET /_emulator/stats``: the counters as JSON."""
+        return web.json_response(self.stats.to_json())
+
+    async def reset_handler(self, request: web.Request) -> web.Response:
+        """``POST /_emulator/reset``: zero the counters, refill the quota."""
+        self.stats.reset()
+        self.calls = 0
+        if self.bucket is not None:
+            self.bucket.refill()
+        return web.json_response(self.stats.to_json())
+
+    async def sample_handler(self, request: web.Request) -> web.Response:
+        """``GET /samples/{name}``: a bundled sample image."""
+        name = request.match_info["name"]
+        data = self.samples.get(name)
+        if data is None:
+            raise web.HTTPNotFound(text=f"no sample named {name!r}")
+        return web.Response(body=data, content_type=_CONTENT_TYPES[name[name.rfind(".") :]])
+
+    async def health_handler(self, request: web.Request) -> web.Response:
+        """``GET /healthz``: the emulator is up."""
+        return web.json_response({"status": "ok"})
+
+
+def _image_url(body: bytes) -> str:
+    try:
+        document = decode_json(body)
+    except ValueError:
+        raise _RefusedError(4000001) from None
+    url = document.get("imageUrl") if isinstance(document, dict) else None
+    if not isinstance(url, str) or not url.strip():
+        raise _RefusedError(4000001)
+    return url.strip()
+
+
+def create_app(config: EmulatorConfig | None = None) -> web.Application:
+    """A new emulator application; run it with any aiohttp runner.
+
+    The live :class:`EmulatorStats` is ``app[STATS_KEY]``. Routes: the two
+    OCR endpoints, ``GET /_emulator/stats``, ``POST /_emulator/reset``,
+    ``GET /samples/{name}`` and ``GET /healthz``.
+    """
+    config = config or EmulatorConfig()
+    # aiohttp's own 1 MiB default would refuse bodies the API accepts; the
+    # handlers enforce max_bytes themselves, this only keeps request.read()
+    # (if ever used) in agreement.
+    app = web.Application(client_max_size=config.max_bytes)
+    stats = EmulatorStats()
+    app[CONFIG_KEY] = config
+    app[STATS_KEY] = stats
+    emulator = _Emulator(config, stats)
+    app.cleanup_ctx.append(emulator.session_context)
+    ocr = "/v1.1/appkeys/{appkey}/general"
+    app.router.add_post(ocr, emulator.general, expect_handler=emulator.expect_handler)
+    app.router.add_post(
+        f"{ocr}/cropping", emulator.cropping, expect_handler=emulator.expect_handler
+    )
+    app.router.add_get("/_emulator/stats", emulator.stats_handler)
+    app.router.add_post("/_emulator/reset", emulator.reset_handler)
+    app.router.add_get("/samples/{name}", emulator.sample_handler)
+    app.router.add_get("/healthz", emulator.health_handler)
+    return app
