@@ -1,0 +1,1 @@
+"""Benchmarks run against the emulator on loopback; see docs/benchmarks.md."""
