@@ -54,7 +54,7 @@ def concurrency_efficiency(quick: bool, scratch: Path) -> list[Row]:
                 "--overwrite",
                 "--concurrency",
                 str(concurrency),
-            )  # fmt: skip
+            )
         )
         calls = emulator_stats(base_url)["requests"]
     assert calls == count, calls
@@ -94,7 +94,7 @@ def memory_flatness(quick: bool, scratch: Path) -> list[Row]:
                     "--overwrite",
                     "--concurrency",
                     "64",
-                )  # fmt: skip
+                )
             )
             assert emulator_stats(base_url)["requests"] == n
     a, b = results[small], results[large]
@@ -133,7 +133,7 @@ def main() -> None:
         f"machine: {platform.machine()}, {platform.python_implementation()} "
         f"{platform.python_version()}, {__import__('os').cpu_count()} cores"
     )
-    print(f"| section | measure | ocr-async | reference | ratio | target | note |")
+    print("| section | measure | ocr-async | reference | ratio | target | note |")
     print("| --- | --- | ---: | ---: | ---: | --- | --- |")
     for row in rows:
         print(
