@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
+from urllib.parse import urlsplit
 
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -122,7 +123,7 @@ class OcrClient:
             raise ConfigurationError("no app key: set NHN_OCR_APPKEY or pass --appkey")
         if concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
-        if timeout <= 0:
+        if not timeout > 0:  # also refuses NaN
             raise ConfigurationError("timeout must be positive")
         if max_bytes < 1:
             raise ConfigurationError("max_bytes must be positive")
@@ -132,6 +133,9 @@ class OcrClient:
         self._session = session
         self._owns_session = session is None
         self._concurrency = concurrency
+        # Bounds requests in flight even on a caller's session, whose pool
+        # may be larger: a web backend sharing one client across handlers.
+        self._in_flight = asyncio.Semaphore(concurrency)
         self._max_bytes = max_bytes
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
@@ -206,7 +210,7 @@ class OcrClient:
             wait_s = state.next_action.sleep if state.next_action else 0.0
             log.debug(
                 "%s: attempt %d failed (%s); retrying in %.2f s",
-                image,
+                _loggable(image),
                 state.attempt_number,
                 failure,
                 wait_s,
@@ -277,13 +281,16 @@ class OcrClient:
             # Timeout and status handling are set per request, so a caller's
             # session with other defaults (raise_for_status, 5-minute timeout)
             # cannot change what counts as a failure or how long one may take.
-            async with self._session.post(
-                request.url,
-                data=request.body,
-                headers=request.headers,
-                timeout=self._request_timeout,
-                raise_for_status=False,
-            ) as response:
+            async with (
+                self._in_flight,
+                self._session.post(
+                    request.url,
+                    data=request.body,
+                    headers=request.headers,
+                    timeout=self._request_timeout,
+                    raise_for_status=False,
+                ) as response,
+            ):
                 body = await response.read()
                 status = response.status
         # Messages name the failure, never the request: its headers hold the token.
@@ -296,6 +303,18 @@ class OcrClient:
         except aiohttp.ClientError as exc:
             raise TransportError("transport", _describe(exc)) from None
         return protocol.parse_response(status, body, redact=(token,))
+
+
+def _loggable(image: ImageFile | ImageBytes | ImageUrl) -> str:
+    # A URL's query string may be a signature and its user part a password:
+    # logs show scheme, host and path only.
+    if isinstance(image, ImageUrl):
+        parts = urlsplit(image.url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        query = "?..." if parts.query else ""
+        return f"{parts.scheme}://{host}{port}{parts.path}{query}"
+    return str(image)
 
 
 def _describe(exc: BaseException) -> str:

@@ -75,7 +75,9 @@ class ImageUrl:
 
 #: What :meth:`ocr_async.OcrClient.recognize` accepts. A ``str`` containing
 #: ``://`` is a URL; any other ``str`` or path-like is a file path.
-ImageInput = ImageFile | ImageBytes | ImageUrl | bytes | str | os.PathLike[str]
+ImageInput = (
+    ImageFile | ImageBytes | ImageUrl | bytes | bytearray | memoryview | str | os.PathLike[str]
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1128,3 +1128,55 @@ async def test_real_server_always_dropping_mid_body_is_a_connection_failure() ->
     assert len(hits) == 3
     assert len(sleeps.waits) == 2
     assert_secret_kept(raised.value)
+
+
+# --- bounds and logs added after review -------------------------------------------
+
+
+async def test_concurrency_is_enforced_on_a_callers_session() -> None:
+    # A web backend shares one client across handlers and passes its own
+    # session, whose pool is larger: the client still bounds its requests.
+    in_flight = 0
+    peak = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.02)
+        in_flight -= 1
+        return web.json_response(envelope())
+
+    app = web.Application()
+    app.router.add_post("/v1.1/appkeys/{appkey}/general", handler)
+    async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as session:
+        client = OcrClient(
+            appkey=APPKEY,
+            token=TOKEN,
+            base_url=str(server.make_url("")).rstrip("/"),
+            session=session,
+            concurrency=3,
+        )
+        async with client:
+            await asyncio.gather(*(client.recognize(PNG) for _ in range(12)))
+    assert peak == 3
+
+
+async def test_retry_log_hides_url_query_and_credentials(
+    mock: aioresponses, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = "https://user:pa55@img.example.com:10443/a/b.png?X-Signature=s3cr3t"
+    mock.post(GENERAL_URL, payload=failure(4000006))
+    mock.post(GENERAL_URL, payload=envelope())
+    async with make_client(Sleeps()) as client:
+        await client.recognize(url)
+    logged = caplog.text
+    assert "https://img.example.com:10443/a/b.png?..." in logged
+    assert "pa55" not in logged
+    assert "s3cr3t" not in logged
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), -1.0, 0.0])
+def test_non_positive_or_nan_timeout_is_refused(timeout: float) -> None:
+    with pytest.raises(ConfigurationError, match="timeout"):
+        OcrClient(appkey=APPKEY, token=TOKEN, timeout=timeout)
