@@ -14,6 +14,7 @@ reports it; a resumed run picks up the rest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -23,10 +24,11 @@ from typing import Protocol
 
 from ocr_async.errors import AuthError, OcrError
 from ocr_async.models import Endpoint, ErrorInfo, ImageInput, Recognition, Record
+from ocr_async.seen import SourceSet
 from ocr_async.sink import RecordSink
 from ocr_async.sources import SourceItem
 
-__all__ = ["BatchSummary", "Recognizer", "run_batch"]
+__all__ = ["BatchSummary", "Recognizer", "StopRequest", "run_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,12 @@ class BatchSummary:
     retries: int = 0
     #: Folder entries passed over (not images by extension); not records.
     skipped: int = 0
+    #: Inputs given twice in this run; only the first was sent.
+    duplicates: int = 0
+    #: Inputs whose final record an earlier run wrote (``--resume``).
+    already_done: int = 0
+    #: True when a stop request (Ctrl-C, SIGTERM) ended the run early.
+    interrupted: bool = False
     elapsed_s: float = 0.0
     #: Why the run stopped early (an auth refusal), or None.
     aborted: str | None = None
@@ -85,6 +93,12 @@ class BatchSummary:
             lines.append(f"failed by code: {by_code}")
         if self.skipped:
             lines.append(f"skipped {self.skipped} non-image files found in folders")
+        if self.duplicates:
+            lines.append(f"skipped {self.duplicates} duplicate inputs (sent once)")
+        if self.already_done:
+            lines.append(f"skipped {self.already_done} inputs already done by an earlier run")
+        if self.interrupted:
+            lines.append("interrupted: inputs not yet taken are left for --resume")
         if self.aborted:
             lines.append(f"stopped early: {self.aborted}")
         return "\n".join(lines)
@@ -112,7 +126,11 @@ async def _recognize_one(
     try:
         recognition = await client.recognize(item.image, endpoint=endpoint)
     except OcrError as exc:
-        info = ErrorInfo(exc.code, exc.message, exc.local, exc.retryable)
+        # Refused credentials say nothing about the image: once they are
+        # fixed, the same input may well succeed, so --retry-failed takes it.
+        info = ErrorInfo(
+            exc.code, exc.message, exc.local, exc.retryable or isinstance(exc, AuthError)
+        )
         elapsed = (clock() - started) * 1000.0
         return _failure_record(item, endpoint, info, exc.attempts, elapsed), exc
     except Exception as exc:
@@ -134,6 +152,25 @@ async def _recognize_one(
     return record, None
 
 
+class StopRequest:
+    """Asks a running batch to stop: the first request is graceful, a second immediate.
+
+    Graceful: no new inputs are taken, requests in flight may finish (for at
+    most the grace period) and their records are written. Immediate: requests
+    in flight are abandoned and get no record; a resumed run sends them again.
+    """
+
+    def __init__(self) -> None:
+        self.graceful = asyncio.Event()
+        self.immediate = asyncio.Event()
+
+    def request(self) -> None:
+        """Escalate one step: from running to graceful, from graceful to immediate."""
+        if self.graceful.is_set():
+            self.immediate.set()
+        self.graceful.set()
+
+
 async def run_batch(
     client: Recognizer,
     items: AsyncIterable[SourceItem],
@@ -142,9 +179,17 @@ async def run_batch(
     endpoint: Endpoint = Endpoint.GENERAL,
     concurrency: int = 16,
     on_record: Callable[[Record], None] | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
+    already_done: SourceSet | None = None,
+    stop: StopRequest | None = None,
+    grace: float = 10.0,
     clock: Callable[[], float] = time.monotonic,
 ) -> BatchSummary:
     """Recognize every item with ``concurrency`` workers; write one record each.
+
+    Sources in ``already_done`` (from a resumed output) and sources seen
+    earlier in this run are skipped and counted, and ``on_skip`` hears of
+    each duplicate. ``stop`` ends the run early (see :class:`StopRequest`).
 
     Returns the summary. Raises what ``items`` raises (an unreadable URL
     list, say) after the records of everything already taken are written.
@@ -155,7 +200,7 @@ async def run_batch(
     queue: asyncio.Queue[SourceItem | None] = asyncio.Queue(maxsize=concurrency)
     stopping = asyncio.Event()
     started = clock()
-
+    seen = SourceSet()
     source_error: list[BaseException] = []
 
     async def produce() -> None:
@@ -163,7 +208,15 @@ async def run_batch(
             async for item in items:
                 if stopping.is_set():
                     break
-                await queue.put(item)
+                if already_done is not None and item.source in already_done:
+                    summary.already_done += 1
+                elif not seen.add(item.source):
+                    # Sending it again would pay twice for one answer.
+                    summary.duplicates += 1
+                    if on_skip is not None:
+                        on_skip(item.source, "duplicate input: already taken in this run")
+                else:
+                    await queue.put(item)
         except Exception as exc:
             # Kept for later: the items already taken still get their records.
             source_error.append(exc)
@@ -184,16 +237,30 @@ async def run_batch(
                 summary.aborted = f"the API refused the credentials ({error})"
                 stopping.set()
 
+    async def supervise(tasks: list[asyncio.Task[None]]) -> None:
+        assert stop is not None
+        await stop.graceful.wait()
+        summary.interrupted = True
+        stopping.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.immediate.wait(), grace)
+        for task in tasks:
+            task.cancel()  # the group takes a cancelled child as finished
+
+    supervisor: asyncio.Task[None] | None = None
     try:
         # A failing sink (disk full) fails its worker; the group then cancels
         # the rest, since no further record could be written anyway.
         async with asyncio.TaskGroup() as group:
-            group.create_task(produce(), name="ocr-producer")
-            for n in range(concurrency):
-                group.create_task(work(), name=f"ocr-worker-{n}")
+            tasks = [group.create_task(produce(), name="ocr-producer")]
+            tasks += [group.create_task(work(), name=f"ocr-worker-{n}") for n in range(concurrency)]
+            if stop is not None:
+                supervisor = asyncio.create_task(supervise(tasks), name="ocr-stop")
     except BaseExceptionGroup as failure:
         raise failure.exceptions[0] from None
     finally:
+        if supervisor is not None:
+            supervisor.cancel()
         summary.elapsed_s = clock() - started
     if source_error:
         raise source_error[0]

@@ -11,16 +11,18 @@ import asyncio
 import enum
 import logging
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 
 from ocr_async import __version__, protocol
 from ocr_async.auth import token_from_environment
-from ocr_async.batch import run_batch
+from ocr_async.batch import StopRequest, run_batch
 from ocr_async.client import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, OcrClient, RetryPolicy
 from ocr_async.errors import ConfigurationError
 from ocr_async.models import Endpoint
 from ocr_async.progress import Progress
+from ocr_async.resume import load_resume_index
 from ocr_async.sink import JsonlSink, OutputExistsError
 from ocr_async.sources import SourceItem, iter_inputs, iter_url_list
 
@@ -84,6 +86,16 @@ def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )
     run.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     run.add_argument(
+        "--resume",
+        action="store_true",
+        help="add to an existing output, skipping inputs that already have their record",
+    )
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="with --resume: send again inputs whose record failed with a retryable error",
+    )
+    run.add_argument(
         "--base-url",
         default=os.environ.get(BASE_URL_ENV, protocol.DEFAULT_BASE_URL),
         help=f"API host (env {BASE_URL_ENV}; default {protocol.DEFAULT_BASE_URL})",
@@ -123,6 +135,12 @@ def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
         type=_positive_float,
         default=DEFAULT_TIMEOUT,
         help=f"seconds per request (default {DEFAULT_TIMEOUT:g})",
+    )
+    run.add_argument(
+        "--grace",
+        type=_positive_float,
+        default=10.0,
+        help="on Ctrl-C, seconds to let requests in flight finish (default 10)",
     )
     run.add_argument(
         "--no-progress", action="store_true", help="no progress bar even on a terminal"
@@ -174,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_skip(path: str, reason: str) -> None:
+    log.info("skipped %s: %s", path, reason)
+
+
 class _SkipLog:
     """Counts folder entries passed over, and names them with --verbose."""
 
@@ -182,7 +204,7 @@ class _SkipLog:
 
     def __call__(self, path: str, reason: str) -> None:
         self.count += 1
-        log.info("skipped %s: %s", path, reason)
+        _log_skip(path, reason)
 
 
 async def _all_items(
@@ -200,6 +222,12 @@ async def _run(args: argparse.Namespace) -> ExitCode:
         raise UsageError("nothing to do: name INPUT files/folders/URLs or --urls FILE")
     if args.urls not in (None, "-") and not os.access(args.urls, os.R_OK):
         raise UsageError(f"cannot read the URL list {args.urls!r}")
+    if args.retry_failed and not args.resume:
+        raise UsageError("--retry-failed goes with --resume")
+    if args.resume and args.output == "-":
+        raise UsageError("--resume needs an output file, not stdout")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite contradict each other")
     tokens = token_from_environment(token_file=args.token_file)
     endpoint = Endpoint(args.endpoint)
     client = OcrClient(
@@ -215,7 +243,22 @@ async def _run(args: argparse.Namespace) -> ExitCode:
     if args.urls is None:
         progress.count_in_background(list(args.inputs))
     skips = _SkipLog()
-    sink = JsonlSink(args.output, overwrite=args.overwrite)
+    resumed = None
+    if args.resume:
+        try:
+            resumed = await asyncio.to_thread(
+                load_resume_index, args.output, retry_failed=args.retry_failed
+            )
+        except OSError as exc:
+            print(f"ocr-async: cannot resume from {args.output}: {exc}", file=sys.stderr)
+            return ExitCode.CANNOT_PROCEED
+        print(
+            f"ocr-async: resuming {args.output}: {resumed.kept} records kept, "
+            f"{resumed.removed_broken} broken lines removed, "
+            f"{resumed.removed_for_retry} failed records to send again",
+            file=sys.stderr,
+        )
+    sink = JsonlSink(args.output, overwrite=args.overwrite, append=args.resume)
     try:
         await sink.open()
     except OutputExistsError as exc:
@@ -223,6 +266,8 @@ async def _run(args: argparse.Namespace) -> ExitCode:
     except OSError as exc:
         print(f"ocr-async: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
         return ExitCode.CANNOT_PROCEED
+    stop = StopRequest()
+    _install_stop_handlers(stop, progress)
     try:
         async with client:
             summary = await run_batch(
@@ -232,15 +277,28 @@ async def _run(args: argparse.Namespace) -> ExitCode:
                 endpoint=endpoint,
                 concurrency=args.concurrency,
                 on_record=progress.update,
+                on_skip=_log_skip,
+                already_done=resumed.done if resumed else None,
+                stop=stop,
+                grace=args.grace,
             )
     except OSError as exc:
-        print(f"ocr-async: the run could not go on: {exc}", file=sys.stderr)
-        return ExitCode.CANNOT_PROCEED
+        failure: OSError | None = exc
+    else:
+        failure = None
     finally:
         progress.close()
-        await sink.close()
+        try:
+            await sink.close()
+        except OSError as exc:  # the writer failed (disk full) on the last lines
+            failure = failure or exc
+    if failure is not None:
+        print(f"ocr-async: the run could not go on: {failure}", file=sys.stderr)
+        return ExitCode.CANNOT_PROCEED
     summary.skipped = skips.count
     print(summary.describe(), file=sys.stderr)
+    if summary.interrupted:
+        return ExitCode.INTERRUPTED
     if summary.aborted:
         return ExitCode.CANNOT_PROCEED
     return ExitCode.SOME_FAILED if summary.failed else ExitCode.OK
@@ -251,6 +309,26 @@ class _StderrHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         print(self.format(record), file=sys.stderr)
+
+
+def _install_stop_handlers(stop: StopRequest, progress: Progress) -> None:
+    # SIGINT and SIGTERM both stop gracefully first; the second one stops now.
+    loop = asyncio.get_running_loop()
+
+    def on_signal(name: str) -> None:
+        progress.close()
+        if stop.graceful.is_set():
+            print(f"ocr-async: {name} again: stopping now", file=sys.stderr)
+        else:
+            print(
+                f"ocr-async: {name}: finishing requests in flight, then stopping "
+                "(again to stop at once)",
+                file=sys.stderr,
+            )
+        stop.request()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signal.Signals(signum).name)
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -50,6 +50,7 @@ class Progress:
             smoothing=0.1,
         )
         self._failed = 0
+        self._closed = False
         self._counter: asyncio.Task[None] | None = None
 
     @property
@@ -68,14 +69,17 @@ class Progress:
         self._bar.refresh()
 
     def update(self, record: Record) -> None:
-        """Count one finished record."""
+        """Count one finished record (ignored once the bar is closed)."""
+        if self._closed:
+            return
         if not record.ok:
             self._failed += 1
             self._bar.set_postfix(failed=self._failed, refresh=False)
         self._bar.update(1)
 
     def close(self) -> None:
-        """Remove the bar (the summary follows it)."""
+        """Remove the bar (the summary follows it). Safe to call twice."""
+        self._closed = True
         if self._counter is not None:
             self._counter.cancel()
         self._bar.close()

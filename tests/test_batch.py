@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator, Iterable
 
 import pytest
 
-from ocr_async.batch import BatchSummary, run_batch
+from ocr_async.batch import BatchSummary, StopRequest, run_batch
 from ocr_async.errors import (
     AuthError,
     InvalidTokenError,
@@ -24,6 +24,7 @@ from ocr_async.models import (
     Record,
     Word,
 )
+from ocr_async.seen import SourceSet
 from ocr_async.sources import SourceItem
 
 
@@ -214,3 +215,107 @@ def test_summary_add_counts_codes_as_text() -> None:
 async def test_zero_concurrency_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         await run_batch(FakeRecognizer(), items_of([]), ListSink(), concurrency=0)
+
+
+# --- duplicates, resumed runs, stop requests ---------------------------------------
+
+
+async def test_duplicates_are_sent_once_and_reported() -> None:
+    names = ["a.png", "b.png", "a.png", "c.png", "b.png"]
+    skipped: list[tuple[str, str]] = []
+    fake = FakeRecognizer()
+    sink = ListSink()
+    summary = await run_batch(
+        fake, items_of(names), sink, on_skip=lambda p, r: skipped.append((p, r))
+    )
+    assert sorted(fake.calls) == ["a.png", "b.png", "c.png"]
+    assert sorted(r.source for r in sink.records) == ["a.png", "b.png", "c.png"]
+    assert summary.duplicates == 2
+    assert [p for p, _ in skipped] == ["a.png", "b.png"]
+
+
+async def test_already_done_sources_are_skipped() -> None:
+    done = SourceSet()
+    done.add("a.png")
+    done.add("c.png")
+    fake = FakeRecognizer()
+    summary = await run_batch(
+        fake, items_of(["a.png", "b.png", "c.png"]), ListSink(), already_done=done
+    )
+    assert fake.calls == ["b.png"]
+    assert summary.already_done == 2
+
+
+async def test_auth_failure_records_are_retryable_later() -> None:
+    sink = ListSink()
+    await run_batch(FakeRecognizer(), items_of(["auth.png"]), sink)
+    (record,) = sink.records
+    assert record.error is not None
+    assert record.error.retryable is True  # fixed credentials may well succeed
+
+
+class GatedRecognizer:
+    """Holds every request until released, to stop a run mid-flight."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.started = 0
+        self._changed = asyncio.Condition()
+
+    async def wait_started(self, count: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.started >= count)
+
+    async def recognize(
+        self, image: ImageInput, *, endpoint: Endpoint = Endpoint.GENERAL
+    ) -> Recognition:
+        async with self._changed:
+            self.started += 1
+            self._changed.notify_all()
+        await self.release.wait()
+        return Recognition(result_for(str(image)), endpoint, attempts=1, elapsed_ms=1.0)
+
+
+async def test_graceful_stop_finishes_in_flight_and_takes_nothing_new() -> None:
+    gated = GatedRecognizer()
+    stop = StopRequest()
+    sink = ListSink()
+    run = asyncio.create_task(
+        run_batch(gated, items_of(f"{n}.png" for n in range(100)), sink, concurrency=4, stop=stop)
+    )
+    await gated.wait_started(4)
+    stop.request()
+    gated.release.set()
+    summary = await asyncio.wait_for(run, 5)
+    assert summary.interrupted is True
+    assert gated.started == 4  # nothing new was taken after the request
+    assert len(sink.records) == 4  # the in-flight ones got their records
+
+
+async def test_grace_period_bounds_the_wait_then_abandons() -> None:
+    gated = GatedRecognizer()  # never released
+    stop = StopRequest()
+    sink = ListSink()
+    run = asyncio.create_task(
+        run_batch(gated, items_of(f"{n}.png" for n in range(10)), sink, concurrency=3,
+                  stop=stop, grace=0.05)
+    )  # fmt: skip
+    await gated.wait_started(3)
+    stop.request()
+    summary = await asyncio.wait_for(run, 5)
+    assert summary.interrupted is True
+    assert sink.records == []  # abandoned: no record, a resumed run sends them
+
+
+async def test_second_stop_request_is_immediate() -> None:
+    gated = GatedRecognizer()
+    stop = StopRequest()
+    run = asyncio.create_task(
+        run_batch(gated, items_of(f"{n}.png" for n in range(10)), ListSink(), concurrency=2,
+                  stop=stop, grace=3600)
+    )  # fmt: skip
+    await gated.wait_started(2)
+    stop.request()
+    stop.request()
+    summary = await asyncio.wait_for(run, 5)  # not an hour
+    assert summary.interrupted is True
