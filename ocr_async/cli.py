@@ -301,7 +301,11 @@ async def _run(args: argparse.Namespace) -> ExitCode:
         return ExitCode.INTERRUPTED
     if summary.aborted:
         return ExitCode.CANNOT_PROCEED
-    return ExitCode.SOME_FAILED if summary.failed else ExitCode.OK
+    # A resumed job is judged whole: failures an earlier run recorded count.
+    earlier_failures = resumed.failed_kept if resumed else 0
+    if earlier_failures:
+        print(f"{earlier_failures} failed records from earlier runs remain", file=sys.stderr)
+    return ExitCode.SOME_FAILED if summary.failed or earlier_failures else ExitCode.OK
 
 
 class _StderrHandler(logging.Handler):
@@ -328,7 +332,12 @@ def _install_stop_handlers(stop: StopRequest, progress: Progress) -> None:
         stop.request()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal, signal.Signals(signum).name)
+        try:
+            loop.add_signal_handler(signum, on_signal, signal.Signals(signum).name)
+        except (RuntimeError, ValueError, NotImplementedError):
+            # Not the main thread (main() called from a library or a test):
+            # signals stay with whoever owns them.
+            return
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -43,6 +43,8 @@ class ResumeIndex:
     done: SourceSet = field(default_factory=SourceSet)
     #: Records kept.
     kept: int = 0
+    #: Of those, failures (final ones, or retryable ones not sent again).
+    failed_kept: int = 0
     #: Broken lines removed (a torn last line, garbage).
     removed_broken: int = 0
     #: Failed records removed because their sources will be sent again.
@@ -98,6 +100,7 @@ def load_resume_index(path: str, *, retry_failed: bool = False) -> ResumeIndex:
             else:
                 index.done.add(record["source"])
                 index.kept += 1
+                index.failed_kept += record.get("ok") is not True
                 if keep_until is not None:
                     needs_rewrite = True  # a dropped line is followed by a kept one
                 continue

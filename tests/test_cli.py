@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -374,3 +375,121 @@ async def test_python_dash_m_and_version(process_env: dict[str, str]) -> None:
     code, stdout, _ = await run_process(["--version"], process_env)
     assert code == 0
     assert stdout.startswith(b"ocr-async ")
+
+
+# --- interrupted runs: kill -9, SIGINT, resume ----------------------------------
+
+
+async def start_process(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ocr_async", *args,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+
+
+def count_lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+async def wait_for_lines(path: Path, count: int, process: asyncio.subprocess.Process) -> None:
+    for _ in range(3000):
+        if await asyncio.to_thread(count_lines, path) >= count:
+            return
+        assert process.returncode is None, "the run ended before it could be interrupted"
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"fewer than {count} records after 30 s")
+
+
+async def test_kill_9_midway_then_resume_ends_with_one_record_each(
+    env: None, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    expected = make_scans(tmp_path / "scans", 300)
+    out = tmp_path / "out.jsonl"
+    config = EmulatorConfig(tokens=frozenset({TOKEN}), latency=0.02)
+    args = ["run", str(tmp_path / "scans"), "-o", str(out), "--concurrency", "8"]
+    async with running_emulator(config) as emulator:
+        args += ["--base-url", emulator.base_url]
+        process = await start_process(args, process_env)
+        await wait_for_lines(out, 150, process)
+        process.kill()  # SIGKILL: no chance to flush or clean up
+        await process.wait()
+        written_before = out.read_bytes().count(b"\n")
+
+        code, _, stderr = await run_process([*args, "--resume"], process_env)
+
+        calls = emulator.stats.requests
+    assert code == ExitCode.OK, stderr.decode()
+    lines = out.read_bytes().splitlines()
+    records = [json.loads(line) for line in lines]  # every line valid JSON
+    assert sorted(r["source"] for r in records) == sorted(expected)  # one each
+    assert all(r["ok"] and r["text"] == expected[r["source"]] for r in records)
+    # Paid twice at most for what was in flight when the first run died:
+    # requests being answered (8) and records queued but not yet written.
+    assert 300 <= calls <= 300 + 16
+    assert b"resuming" in stderr
+    assert written_before < 300
+
+
+async def test_sigint_stops_gracefully_exit_130_and_resume_finishes(
+    env: None, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    expected = make_scans(tmp_path / "scans", 200)
+    out = tmp_path / "out.jsonl"
+    config = EmulatorConfig(tokens=frozenset({TOKEN}), latency=0.05)
+    args = ["run", str(tmp_path / "scans"), "-o", str(out), "--concurrency", "4"]
+    async with running_emulator(config) as emulator:
+        args += ["--base-url", emulator.base_url]
+        process = await start_process(args, process_env)
+        await wait_for_lines(out, 20, process)
+        process.send_signal(signal.SIGINT)
+        _, stderr_bytes = await asyncio.wait_for(process.communicate(), 30)
+        first_calls = emulator.stats.requests
+        first = [json.loads(line) for line in out.read_bytes().splitlines()]
+
+        code, _, _ = await run_process([*args, "--resume"], process_env)
+        total_calls = emulator.stats.requests
+
+    stderr = stderr_bytes.decode()
+    assert process.returncode == ExitCode.INTERRUPTED, stderr
+    assert "finishing requests in flight" in stderr
+    assert "interrupted" in stderr  # the summary was printed
+    assert len(first) == first_calls  # every request sent got its record
+    assert len(first) < 200
+    assert code == ExitCode.OK
+    records = [json.loads(line) for line in out.read_bytes().splitlines()]
+    assert sorted(r["source"] for r in records) == sorted(expected)
+    assert total_calls == 200  # graceful: nothing was paid for twice
+
+
+async def test_retry_failed_sends_only_retryable_failures_again(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    good = tmp_path / "good.png"
+    good.write_bytes(make_png("good"))
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"text")
+    out = tmp_path / "out.jsonl"
+    error = {"code": 4000006, "message": "limit", "local": False, "retryable": True}
+    retried_file = {"source": str(good), "ok": False, "endpoint": "general", "attempts": 5,
+                    "elapsed_ms": 1.0, "text": None, "result": None, "error": error}  # fmt: skip
+    out.write_text(json.dumps(retried_file) + "\n")
+    base = ["-o", str(out), "--base-url", emulator.base_url, "--resume"]
+
+    code = await run_cli("run", str(good), str(bad), *base)  # without --retry-failed
+    assert code == ExitCode.SOME_FAILED  # the old failure stands, bad.png fails
+    assert emulator.stats.requests == 0  # bad.png is refused locally, good.png was done
+
+    code = await run_cli("run", str(good), str(bad), *base, "--retry-failed")
+    records = read_records(out)
+    by_source = {r["source"]: r for r in records}
+    assert len(records) == 2  # still one record per input
+    assert by_source[str(good)]["ok"] is True
+    assert by_source[str(bad)]["error"]["code"] == 4000003
+    assert emulator.stats.requests == 1
+    assert code == ExitCode.SOME_FAILED
+
+
+def test_resume_flag_conflicts_are_usage_errors(env: None, tmp_path: Path) -> None:
+    assert main(["run", "x.png", "-o", "-", "--resume"]) == ExitCode.USAGE
+    assert main(["run", "x.png", "-o", "o", "--retry-failed"]) == ExitCode.USAGE
+    assert main(["run", "x.png", "-o", "o", "--resume", "--overwrite"]) == ExitCode.USAGE

@@ -27,6 +27,7 @@ def test_done_sources_are_ok_and_final_failures(tmp_path: Path) -> None:
     index = load_resume_index(str(out))
     assert {"a", "b", "c"} == {s for s in ("a", "b", "c", "d") if s in index.done}
     assert (index.kept, index.removed_broken, index.removed_for_retry) == (3, 0, 0)
+    assert index.failed_kept == 2
     assert out.read_bytes() == before  # nothing to mend: untouched
 
 
@@ -65,6 +66,7 @@ def test_retry_failed_removes_only_retryable_failures(tmp_path: Path) -> None:
     assert "limited" not in index.done
     assert "final" in index.done
     assert (index.kept, index.removed_broken, index.removed_for_retry) == (3, 1, 1)
+    assert index.failed_kept == 1
     assert not (tmp_path / "out.jsonl.resume-tmp").exists()
 
 
