@@ -75,6 +75,7 @@ ImageType = Literal["jpg", "png"]
 
 _PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC: Final = b"\xff\xd8\xff"
+_PNG_END: Final = b"IEND\xaeB`\x82"  # the IEND chunk type and its fixed CRC
 _CONTENT_TYPES: Final[Mapping[ImageType, str]] = {"jpg": "image/jpeg", "png": "image/png"}
 
 
@@ -153,9 +154,12 @@ def sniff_image_type(data: bytes) -> ImageType | None:
 
 
 def check_image_bytes(data: bytes) -> ImageType:
-    """Refuse, as the server would, an empty file or one not JPEG/PNG.
+    """Refuse, as the server would, an empty file, one not JPEG/PNG, a cut-off PNG.
 
-    Raises :class:`LocalCheckError` with 4000004 (empty) or 4000003 (type).
+    Raises :class:`LocalCheckError` with 4000004 (empty), 4000003 (type) or
+    4000002 (a PNG without its closing IEND chunk: a copy or download that
+    stopped short). JPEGs are not checked for their end marker: decoders
+    accept many that lack it.
     """
     if not data:
         raise LocalCheckError(4000004, "UPLOADED_FILE_IS_EMPTY: the file is empty (not sent)")
@@ -165,6 +169,12 @@ def check_image_bytes(data: bytes) -> ImageType:
             4000003,
             "INVALID_FILE_TYPE: not a JPEG or PNG by its first bytes "
             f"({data[:8].hex(' ')}) (not sent)",
+        )
+    # IEND is the last chunk: a PNG cut short has none. Searched anywhere,
+    # not just at the end, because decoders tolerate data after it.
+    if kind == "png" and _PNG_END not in data:
+        raise LocalCheckError(
+            4000002, "INVALID_FILE: the PNG is cut off (no IEND chunk at its end) (not sent)"
         )
     return kind
 

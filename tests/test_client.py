@@ -46,7 +46,7 @@ SECRETS = (TOKEN, NEW_TOKEN)
 APPKEY = "app-key-1"
 GENERAL_URL = "https://api-ocr.nhncloudservice.com/v1.1/appkeys/app-key-1/general"
 CROPPING_URL = GENERAL_URL + "/cropping"
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(48))
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(48)) + b"\x00\x00\x00\x00IEND\xaeB`\x82"
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(48))
 IMAGE_URL = "https://img.example.com/scans/receipt.png"
 
@@ -181,7 +181,9 @@ def mock() -> Iterator[aioresponses]:
 
 @pytest.fixture(autouse=True)
 def _no_token_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    # The package logger too: the CLI sets its level, and that outlives a test.
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="ocr_async")
     yield
     logged = [caplog.text, *(record.getMessage() for record in caplog.records)]
     for text in logged:
@@ -896,7 +898,7 @@ def test_client_repr_hides_the_token() -> None:
 async def test_debug_logs_never_show_the_token(
     mock: aioresponses, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="ocr_async")
     mock.post(GENERAL_URL, payload=failure(4000006))
     mock.post(GENERAL_URL, exception=aiohttp.ServerDisconnectedError())
     mock.post(GENERAL_URL, payload=failure(4010006))

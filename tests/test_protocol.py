@@ -69,7 +69,7 @@ REAL_SHAPE = (DATA / "real_shape_multiline.json").read_bytes()
 
 TOKEN = "tok-S3CRET-6f1d2a9c"  # distinctive, so a leak is easy to spot
 APPKEY = "AbCdEf0123456789"
-PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(64))
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(64)) + b"\x00\x00\x00\x00IEND\xaeB`\x82"
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(64))
 GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00"
 WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 "

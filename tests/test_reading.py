@@ -11,7 +11,7 @@ import pytest
 from ocr_async.errors import LocalCheckError, SourceError
 from ocr_async.reading import display_path, read_image_file
 
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(40))
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(40)) + b"\x00\x00\x00\x00IEND\xaeB`\x82"
 LIMIT = 1024
 
 
