@@ -493,3 +493,103 @@ def test_resume_flag_conflicts_are_usage_errors(env: None, tmp_path: Path) -> No
     assert main(["run", "x.png", "-o", "-", "--resume"]) == ExitCode.USAGE
     assert main(["run", "x.png", "-o", "o", "--retry-failed"]) == ExitCode.USAGE
     assert main(["run", "x.png", "-o", "o", "--resume", "--overwrite"]) == ExitCode.USAGE
+
+
+# --- bad input, all of it ------------------------------------------------------------
+
+
+async def test_every_kind_of_bad_file_gets_one_clear_record(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "good1.png").write_bytes(make_png("good one"))
+    (folder / "good2.jpg").write_bytes(make_jpeg("good two"))
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "text.png").write_text("plain text named like an image")
+    full = make_png("cut short")
+    (folder / "truncated.png").write_bytes(full[: len(full) // 2])
+    big = make_png("six megabytes")
+    (folder / "huge.png").write_bytes(big + b"\0" * (6_000_000 - len(big)))
+    (folder / "gone.png").symlink_to(folder / "missing.png")  # broken symlink
+    (folder / "loop-a.png").symlink_to(folder / "loop-b.png")  # a symlink loop on files
+    (folder / "loop-b.png").symlink_to(folder / "loop-a.png")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "up").symlink_to(folder, target_is_directory=True)  # a directory loop
+    os.mkfifo(folder / "pipe.png")  # exists, but no regular file to read
+    raw_name = os.fsencode(folder) + b"/scan-\xff\xfe.png"  # not valid UTF-8
+    with open(raw_name, "wb") as handle:  # noqa: ASYNC230 (test setup)
+        handle.write(make_png("odd name"))
+    (folder / "notes.txt").write_text("skipped: not an image by extension")
+    out = tmp_path / "out.jsonl"
+
+    code = await run_cli("run", str(folder), "-o", str(out), "--base-url", emulator.base_url)
+
+    assert code == ExitCode.SOME_FAILED
+    records = read_records(out)
+    outcome = {
+        Path(r["source"]).name: (r["text"] if r["ok"] else r["error"]["code"]) for r in records
+    }
+    assert outcome == {
+        "good1.png": "good one",
+        "good2.jpg": "good two",
+        "scan-\\xff\\xfe.png": "odd name",
+        "empty.png": 4000004,
+        "text.png": 4000003,
+        "truncated.png": 4000002,
+        "huge.png": 4131000,
+        "gone.png": "broken_symlink",
+        "loop-a.png": "symlink_loop",
+        "loop-b.png": "symlink_loop",
+        "pipe.png": "not_a_file",
+    }
+    assert len(records) == len(outcome)  # exactly one record each
+    assert all(r["error"]["local"] for r in records if not r["ok"])  # none of them was sent
+    assert emulator.stats.requests == 3
+
+
+async def test_every_kind_of_bad_url_line_gets_one_clear_record_or_a_skip(
+    emulator: RunningEmulator, image_host: tuple[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    host, root = image_host
+    (root / "a.png").write_bytes(make_png("url a"))
+    (root / "b.png").write_bytes(make_png("url b"))
+    url_list = tmp_path / "urls.txt"
+    url_list.write_text(
+        "# a comment line\n"
+        "\n"
+        "   \n"
+        f"{host}/a.png\n"
+        "not a url at all\n"
+        "ftp://127.0.0.1/x.png\n"
+        "http://127.0.0.1:8080/refused-port.png\n"
+        "http://:10001/no-host.png\n"
+        f"{host}/a.png\n"  # a duplicate line: sent once
+        f"{host}/missing.png\n"  # the API cannot download it
+        f"  {host}/b.png  \n"
+    )
+    out = tmp_path / "out.jsonl"
+
+    code = await run_cli(
+        "run", "--urls", str(url_list), "-o", str(out), "--base-url", emulator.base_url,
+        "--max-attempts", "2", "--verbose",
+    )  # fmt: skip
+
+    assert code == ExitCode.SOME_FAILED
+    outcome = {
+        r["source"]: (r["text"] if r["ok"] else r["error"]["code"]) for r in read_records(out)
+    }
+    assert outcome == {
+        f"{host}/a.png": "url a",
+        f"{host}/b.png": "url b",
+        "not a url at all": 4000001,
+        "ftp://127.0.0.1/x.png": 4000001,
+        "http://127.0.0.1:8080/refused-port.png": 4000001,
+        "http://:10001/no-host.png": 4000001,
+        f"{host}/missing.png": 4000504,
+    }
+    assert len(read_records(out)) == 7
+    err = capsys.readouterr().err
+    assert "duplicate input" in err
+    assert "skipped 1 duplicate inputs" in err
