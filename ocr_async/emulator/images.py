@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterator
 from typing import Final
+
+from ocr_async.imageinfo import JPEG_SOI as _JPEG_SOI
+from ocr_async.imageinfo import PNG_SIGNATURE as _PNG_SIGNATURE
+from ocr_async.imageinfo import image_size, jpeg_segments, png_chunks
 
 __all__ = [
     "TEXT_KEYWORD",
@@ -27,8 +30,6 @@ __all__ = [
 #: The PNG ``iTXt`` keyword, and the JPEG ``COM`` prefix (with ``=``).
 TEXT_KEYWORD: Final = "ocr-async:text"
 
-_PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
-_JPEG_SOI: Final = b"\xff\xd8"
 _JPEG_EOI: Final = b"\xff\xd9"
 _KEYWORD_BYTES: Final = TEXT_KEYWORD.encode("latin-1")
 _COM_PREFIX: Final = _KEYWORD_BYTES + b"="
@@ -47,10 +48,6 @@ _JPEG_TABLES: Final = (
 )  # fmt: skip
 # SOS for one component (id 1) using DC/AC tables 0, spectral 0..63.
 _JPEG_SOS: Final = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00"
-# SOFn markers carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) do not.
-_JPEG_SOF: Final = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-# Markers without a length field: TEM and the restart markers.
-_JPEG_STANDALONE: Final = frozenset({0x01, *range(0xD0, 0xD8)})
 
 
 # --- PNG ----------------------------------------------------------------------
@@ -85,23 +82,8 @@ def make_png(text: str, width: int = 64, height: int = 32) -> bytes:
     )
 
 
-def _png_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
-    """(type, start, end) of each complete chunk body; stops at damage or IEND."""
-    pos = len(_PNG_SIGNATURE)
-    while pos + 12 <= len(data):
-        (length,) = struct.unpack_from(">I", data, pos)
-        kind = data[pos + 4 : pos + 8]
-        start, end = pos + 8, pos + 8 + length
-        if end + 4 > len(data):
-            return
-        yield kind, start, end
-        if kind == b"IEND":
-            return
-        pos = end + 4
-
-
 def _png_text(data: bytes) -> str | None:
-    for kind, start, end in _png_chunks(data):
+    for kind, start, end in png_chunks(data):
         if kind != b"iTXt":
             continue
         # Only the chunk we read is CRC-checked: checking IDAT would cost
@@ -132,14 +114,6 @@ def _parse_itxt(body: bytes) -> str | None:
         return None
 
 
-def _png_size(data: bytes) -> tuple[int, int] | None:
-    # IHDR must be the first chunk (PNG spec, 5.6).
-    if len(data) < 24 or data[12:16] != b"IHDR":
-        return None
-    width, height = struct.unpack_from(">II", data, 16)
-    return (width, height) if width and height else None
-
-
 # --- JPEG ---------------------------------------------------------------------
 
 
@@ -166,45 +140,13 @@ def make_jpeg(text: str, width: int = 8, height: int = 8) -> bytes:
     )
 
 
-def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
-    """(marker, start, end) of each segment payload before the scan."""
-    pos = len(_JPEG_SOI)
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            return
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            pos += 1
-            continue
-        if marker in _JPEG_STANDALONE:
-            pos += 2
-            continue
-        if marker in (0xD9, 0xDA):  # EOI, SOS: no more headers
-            return
-        (length,) = struct.unpack_from(">H", data, pos + 2)
-        end = pos + 2 + length
-        if length < 2 or end > len(data):
-            return
-        yield marker, pos + 4, end
-        pos = end
-
-
 def _jpeg_text(data: bytes) -> str | None:
-    for marker, start, end in _jpeg_segments(data):
+    for marker, start, end in jpeg_segments(data):
         if marker == 0xFE and data.startswith(_COM_PREFIX, start):
             try:
                 return data[start + len(_COM_PREFIX) : end].decode("utf-8")
             except UnicodeDecodeError:
                 return None
-    return None
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    for marker, start, end in _jpeg_segments(data):
-        if marker in _JPEG_SOF and end - start >= 5:
-            height, width = struct.unpack_from(">HH", data, start + 1)
-            # Height 0 means "defined later by DNL": not known from headers.
-            return (width, height) if width and height else None
     return None
 
 
@@ -221,13 +163,4 @@ def embedded_text(data: bytes) -> str | None:
         return _png_text(data)
     if data.startswith(_JPEG_SOI):
         return _jpeg_text(data)
-    return None
-
-
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from a PNG IHDR or a JPEG SOFn header, else None."""
-    if data.startswith(_PNG_SIGNATURE):
-        return _png_size(data)
-    if data.startswith(_JPEG_SOI):
-        return _jpeg_size(data)
     return None
