@@ -24,6 +24,7 @@ from typing import Protocol
 
 from ocr_async.errors import AuthError, OcrError
 from ocr_async.models import Endpoint, ErrorInfo, ImageInput, Recognition, Record
+from ocr_async.prepare import Preparation, PreparedImage
 from ocr_async.seen import SourceSet
 from ocr_async.sink import RecordSink
 from ocr_async.sources import SourceItem
@@ -105,49 +106,54 @@ class BatchSummary:
 
 
 def _failure_record(
-    item: SourceItem, endpoint: Endpoint, error: ErrorInfo, attempts: int, elapsed_ms: float
+    prepared: PreparedImage, error: ErrorInfo, attempts: int, elapsed_ms: float
 ) -> Record:
     return Record(
-        source=item.source,
+        source=prepared.source,
         ok=False,
-        endpoint=endpoint,
+        endpoint=prepared.endpoint,
         attempts=attempts,
         elapsed_ms=elapsed_ms,
         text=None,
         result=None,
         error=error,
+        transform=prepared.transform,
     )
 
 
+def _error_info(exc: OcrError) -> ErrorInfo:
+    # Refused credentials say nothing about the image: once they are fixed,
+    # the same input may well succeed, so --retry-failed takes it.
+    retry_later = exc.retryable or isinstance(exc, AuthError)
+    return ErrorInfo(exc.code, exc.message, exc.local, retry_later)
+
+
 async def _recognize_one(
-    client: Recognizer, item: SourceItem, endpoint: Endpoint, clock: Callable[[], float]
+    client: Recognizer, prepared: PreparedImage, clock: Callable[[], float]
 ) -> tuple[Record, OcrError | None]:
+    if prepared.error is not None:
+        return _failure_record(prepared, _error_info(prepared.error), 0, 0.0), prepared.error
     started = clock()
     try:
-        recognition = await client.recognize(item.image, endpoint=endpoint)
+        recognition = await client.recognize(prepared.image, endpoint=prepared.endpoint)
     except OcrError as exc:
-        # Refused credentials say nothing about the image: once they are
-        # fixed, the same input may well succeed, so --retry-failed takes it.
-        info = ErrorInfo(
-            exc.code, exc.message, exc.local, exc.retryable or isinstance(exc, AuthError)
-        )
         elapsed = (clock() - started) * 1000.0
-        return _failure_record(item, endpoint, info, exc.attempts, elapsed), exc
+        return _failure_record(prepared, _error_info(exc), exc.attempts, elapsed), exc
     except Exception as exc:
         # A bug of ours must cost one record, not the batch.
-        log.exception("unexpected error on %s", item.source)
+        log.exception("unexpected error on %s", prepared.source)
         info = ErrorInfo("internal_error", f"{type(exc).__name__}: {exc}", True, False)
-        elapsed = (clock() - started) * 1000.0
-        return _failure_record(item, endpoint, info, 0, elapsed), None
+        return _failure_record(prepared, info, 0, (clock() - started) * 1000.0), None
     record = Record(
-        source=item.source,
+        source=prepared.source,
         ok=True,
-        endpoint=endpoint,
+        endpoint=prepared.endpoint,
         attempts=recognition.attempts,
         elapsed_ms=recognition.elapsed_ms,
         text=recognition.text,
         result=recognition.result.raw,
         error=None,
+        transform=prepared.transform,
     )
     return record, None
 
@@ -180,12 +186,17 @@ async def run_batch(
     concurrency: int = 16,
     on_record: Callable[[Record], None] | None = None,
     on_skip: Callable[[str, str], None] | None = None,
+    preparation: Preparation | None = None,
     already_done: SourceSet | None = None,
     stop: StopRequest | None = None,
     grace: float = 10.0,
     clock: Callable[[], float] = time.monotonic,
 ) -> BatchSummary:
     """Recognize every item with ``concurrency`` workers; write one record each.
+
+    ``preparation`` may convert, shrink or pick the endpoint per image (and
+    then its ``endpoint`` is used instead of ``endpoint``); a multi-page input
+    gives one record per page.
 
     Sources in ``already_done`` (from a resumed output) and sources seen
     earlier in this run are skipped and counted, and ``on_skip`` hears of
@@ -196,6 +207,7 @@ async def run_batch(
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
+    preparation = preparation or Preparation(endpoint=endpoint)
     summary = BatchSummary()
     queue: asyncio.Queue[SourceItem | None] = asyncio.Queue(maxsize=concurrency)
     stopping = asyncio.Event()
@@ -228,14 +240,20 @@ async def run_batch(
         while (item := await queue.get()) is not None:
             if stopping.is_set():
                 continue  # left for a resumed run; drain so the producer can finish
-            record, error = await _recognize_one(client, item, endpoint, clock)
-            await sink.write(record)
-            summary.add(record)
-            if on_record is not None:
-                on_record(record)
-            if isinstance(error, AuthError) and not stopping.is_set():
-                summary.aborted = f"the API refused the credentials ({error})"
-                stopping.set()
+            for prepared in await preparation.prepare(item):
+                # Pages are named after their file: a resumed run checks each.
+                paged = prepared.source != item.source
+                if paged and already_done is not None and prepared.source in already_done:
+                    summary.already_done += 1
+                    continue
+                record, error = await _recognize_one(client, prepared, clock)
+                await sink.write(record)
+                summary.add(record)
+                if on_record is not None:
+                    on_record(record)
+                if isinstance(error, AuthError) and not stopping.is_set():
+                    summary.aborted = f"the API refused the credentials ({error})"
+                    stopping.set()
 
     async def supervise(tasks: list[asyncio.Task[None]]) -> None:
         assert stop is not None

@@ -21,10 +21,17 @@ from ocr_async.batch import StopRequest, run_batch
 from ocr_async.client import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, OcrClient, RetryPolicy
 from ocr_async.errors import ConfigurationError
 from ocr_async.models import Endpoint
+from ocr_async.prepare import Preparation
 from ocr_async.progress import Progress
 from ocr_async.resume import load_resume_index
 from ocr_async.sink import JsonlSink, OutputExistsError
-from ocr_async.sources import SourceItem, iter_inputs, iter_url_list
+from ocr_async.sources import (
+    CONVERTIBLE_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    SourceItem,
+    iter_inputs,
+    iter_url_list,
+)
 
 __all__ = ["ExitCode", "build_parser", "main"]
 
@@ -108,9 +115,22 @@ def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )
     run.add_argument(
         "--endpoint",
-        choices=[e.value for e in Endpoint],
+        choices=[*(e.value for e in Endpoint), "auto"],
         default=Endpoint.GENERAL.value,
-        help="general, or cropping for long images (default general)",
+        help="general; cropping for long images; auto: cropping beyond 1:2.5, "
+        "refused beyond 1:10 (default general)",
+    )
+    run.add_argument(
+        "--convert",
+        action="store_true",
+        help="turn TIFF (every page), BMP, WebP and GIF into PNG before sending "
+        "(needs the 'image' extra)",
+    )
+    run.add_argument(
+        "--shrink",
+        action="store_true",
+        help="re-encode an image over --max-bytes to fit instead of failing "
+        "(needs the 'image' extra)",
     )
     run.add_argument(
         "--concurrency",
@@ -208,9 +228,9 @@ class _SkipLog:
 
 
 async def _all_items(
-    inputs: Sequence[str], urls: str | None, on_skip: _SkipLog
+    inputs: Sequence[str], urls: str | None, on_skip: _SkipLog, extensions: frozenset[str]
 ) -> AsyncIterator[SourceItem]:
-    async for item in iter_inputs(inputs, on_skip=on_skip):
+    async for item in iter_inputs(inputs, on_skip=on_skip, extensions=extensions):
         yield item
     if urls is not None:
         async for item in iter_url_list(urls):
@@ -229,7 +249,13 @@ async def _run(args: argparse.Namespace) -> ExitCode:
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite contradict each other")
     tokens = token_from_environment(token_file=args.token_file)
-    endpoint = Endpoint(args.endpoint)
+    preparation = Preparation(
+        endpoint=Endpoint.GENERAL if args.endpoint == "auto" else Endpoint(args.endpoint),
+        auto_endpoint=args.endpoint == "auto",
+        convert=args.convert,
+        shrink=args.shrink,
+        max_bytes=args.max_bytes,
+    )
     client = OcrClient(
         appkey=args.appkey or "",
         token=tokens,
@@ -240,8 +266,9 @@ async def _run(args: argparse.Namespace) -> ExitCode:
         retry=RetryPolicy(max_attempts=args.max_attempts),
     )
     progress = Progress(enabled=sys.stderr.isatty() and not args.no_progress)
+    extensions = IMAGE_EXTENSIONS | (CONVERTIBLE_EXTENSIONS if args.convert else frozenset())
     if args.urls is None:
-        progress.count_in_background(list(args.inputs))
+        progress.count_in_background(list(args.inputs), extensions)
     skips = _SkipLog()
     resumed = None
     if args.resume:
@@ -272,9 +299,9 @@ async def _run(args: argparse.Namespace) -> ExitCode:
         async with client:
             summary = await run_batch(
                 client,
-                _all_items(args.inputs, args.urls, skips),
+                _all_items(args.inputs, args.urls, skips, extensions),
                 sink,
-                endpoint=endpoint,
+                preparation=preparation,
                 concurrency=args.concurrency,
                 on_record=progress.update,
                 on_skip=_log_skip,

@@ -11,7 +11,7 @@ import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "BoundingBox",
@@ -159,6 +159,10 @@ class Recognition:
         return self.result.text
 
 
+class _JsonWritable(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """The ``error`` member of a failed record."""
@@ -192,6 +196,9 @@ class Record:
     text: str | None
     result: Mapping[str, Any] | None
     error: ErrorInfo | None
+    #: What was done to the image before sending (--convert, --shrink,
+    #: --endpoint auto); anything with a ``to_json()``. None: sent as it was.
+    transform: _JsonWritable | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written as one line, keys in a stable order."""
@@ -204,4 +211,5 @@ class Record:
             "text": self.text,
             "result": self.result,
             "error": None if self.error is None else self.error.to_json(),
+            "transform": None if self.transform is None else self.transform.to_json(),
         }

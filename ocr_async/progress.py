@@ -20,7 +20,7 @@ from ocr_async.sources import IMAGE_EXTENSIONS, is_url
 __all__ = ["Progress", "count_images"]
 
 
-def count_images(inputs: Iterable[str]) -> int:
+def count_images(inputs: Iterable[str], extensions: frozenset[str] = IMAGE_EXTENSIONS) -> int:
     """How many inputs a run over these names will take (for the ETA).
 
     A quick walk of the same folders; symlinked folders are not followed,
@@ -32,7 +32,7 @@ def count_images(inputs: Iterable[str]) -> int:
             total += 1
             continue
         for _, _, files in os.walk(given):
-            total += sum(os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS for f in files)
+            total += sum(os.path.splitext(f)[1].lower() in extensions for f in files)
     return total
 
 
@@ -58,13 +58,15 @@ class Progress:
         """Whether anything is drawn."""
         return not self._bar.disable
 
-    def count_in_background(self, inputs: list[str]) -> None:
+    def count_in_background(
+        self, inputs: list[str], extensions: frozenset[str] = IMAGE_EXTENSIONS
+    ) -> None:
         """Learn the total from a walk in a thread; until then there is no ETA."""
         if self.enabled:
-            self._counter = asyncio.create_task(self._count(inputs))
+            self._counter = asyncio.create_task(self._count(inputs, extensions))
 
-    async def _count(self, inputs: list[str]) -> None:
-        total = await asyncio.to_thread(count_images, inputs)
+    async def _count(self, inputs: list[str], extensions: frozenset[str]) -> None:
+        total = await asyncio.to_thread(count_images, inputs, extensions)
         self._bar.total = total
         self._bar.refresh()
 

@@ -25,6 +25,7 @@ from ocr_async.models import ImageFile, ImageUrl
 from ocr_async.reading import display_path
 
 __all__ = [
+    "CONVERTIBLE_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "SkipReporter",
     "SourceItem",
@@ -38,6 +39,8 @@ __all__ = [
 #: other files are reported as skipped. Files named explicitly are always
 #: taken, and the pre-check decides by their first bytes.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png"})
+#: Also taken from folders with ``--convert``.
+CONVERTIBLE_EXTENSIONS = frozenset({".tif", ".tiff", ".bmp", ".webp", ".gif"})
 
 _CHUNK = 64 * 1024
 
@@ -88,7 +91,9 @@ def _directory_key(path: str) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
-async def _walk(root: str, on_skip: SkipReporter) -> AsyncIterator[SourceItem]:
+async def _walk(
+    root: str, on_skip: SkipReporter, extensions: frozenset[str]
+) -> AsyncIterator[SourceItem]:
     # Depth first, names sorted within each directory, so runs are repeatable.
     # Directories on the current path are remembered by (device, inode): a
     # symlink leading back to an ancestor is reported once, not followed.
@@ -109,12 +114,12 @@ async def _walk(root: str, on_skip: SkipReporter) -> AsyncIterator[SourceItem]:
                 if is_dir:
                     async for item in visit(path):
                         yield item
-                elif os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                elif os.path.splitext(name)[1].lower() in extensions:
                     # Broken symlinks and unreadable files are still inputs:
                     # reading them produces their error record.
                     yield SourceItem(display_path(path), ImageFile(path))
                 else:
-                    on_skip(display_path(path), "not a .jpg, .jpeg or .png file")
+                    on_skip(display_path(path), f"not a {_describe(extensions)} file")
         finally:
             ancestors.pop()
 
@@ -122,10 +127,20 @@ async def _walk(root: str, on_skip: SkipReporter) -> AsyncIterator[SourceItem]:
         yield item
 
 
+def _describe(extensions: frozenset[str]) -> str:
+    names = sorted(extensions)
+    return ", ".join(names[:-1]) + f" or {names[-1]}"
+
+
 async def iter_inputs(
-    inputs: Iterable[str], *, on_skip: SkipReporter = _ignore
+    inputs: Iterable[str],
+    *,
+    on_skip: SkipReporter = _ignore,
+    extensions: frozenset[str] = IMAGE_EXTENSIONS,
 ) -> AsyncIterator[SourceItem]:
     """Every input named on a command line: URLs, files, and folders (recursively).
+
+    Files in folders are taken by ``extensions``; others go to ``on_skip``.
 
     A name that is neither a folder nor a URL is taken as a file even if it
     does not exist, so that it ends as an error record instead of vanishing.
@@ -134,7 +149,7 @@ async def iter_inputs(
         if is_url(given):
             yield SourceItem(given, ImageUrl(given))
         elif await asyncio.to_thread(os.path.isdir, given):
-            async for item in _walk(given, on_skip):
+            async for item in _walk(given, on_skip, extensions):
                 yield item
         else:
             yield SourceItem(display_path(given), ImageFile(given))

@@ -163,7 +163,9 @@ FAILURE_RECORD = Record(
 
 
 def test_record_to_json_key_order() -> None:
-    keys = ["source", "ok", "endpoint", "attempts", "elapsed_ms", "text", "result", "error"]
+    keys = [
+        "source", "ok", "endpoint", "attempts", "elapsed_ms", "text", "result", "error", "transform"
+    ]  # fmt: skip
     assert list(SUCCESS_RECORD.to_json()) == keys
     assert list(FAILURE_RECORD.to_json()) == keys
 
@@ -174,7 +176,7 @@ def test_success_record_to_json_exact_line() -> None:
     assert json.dumps(data, ensure_ascii=False) == (
         '{"source": "scans/영수증.png", "ok": true, "endpoint": "general", "attempts": 1, '
         '"elapsed_ms": 123.5, "text": "hello\\nworld", '
-        '"result": {"fileType": "png", "listOfInferTexts": []}, "error": null}'
+        '"result": {"fileType": "png", "listOfInferTexts": []}, "error": null, "transform": null}'
     )
 
 
@@ -185,7 +187,7 @@ def test_failure_record_to_json_exact_line() -> None:
         '{"source": "https://example.com/a.png", "ok": false, "endpoint": "cropping", '
         '"attempts": 3, "elapsed_ms": 2000.0, "text": null, "result": null, '
         '"error": {"code": 5000503, "message": "API_TEMPORARILY_UNAVAILABLE", '
-        '"local": false, "retryable": true}}'
+        '"local": false, "retryable": true}, "transform": null}'
     )
 
 
@@ -271,3 +273,14 @@ def test_values_compare_and_hash_by_content() -> None:
     assert hash(Line((HELLO, WORLD))) == hash(Line((HELLO, WORLD)))
     assert Line((HELLO,)) != Line((WORLD,))
     assert len({ImageUrl("https://e.com/a"), ImageUrl("https://e.com/a")}) == 1
+
+
+def test_record_carries_a_transform_through_its_to_json() -> None:
+    class Shrunk:
+        def to_json(self) -> dict[str, object]:
+            return {"shrunk": {"from_bytes": 8, "to_bytes": 4}}
+
+    record = Record(
+        "a.tiff#page=2", True, Endpoint.GENERAL, 1, 1.0, "t", {}, None, transform=Shrunk()
+    )
+    assert record.to_json()["transform"] == {"shrunk": {"from_bytes": 8, "to_bytes": 4}}

@@ -37,6 +37,7 @@ def test_encode_record_is_one_compact_utf8_line() -> None:
         "text": "안녕 세계",
         "result": {"fileType": "png"},
         "error": None,
+        "transform": None,
     }
 
 

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from ocr_async.models import ImageFile, ImageUrl
-from ocr_async.sources import SourceItem, is_url, iter_inputs, iter_url_lines, iter_url_list
+from ocr_async.sources import (
+    CONVERTIBLE_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    SourceItem,
+    is_url,
+    iter_inputs,
+    iter_url_lines,
+    iter_url_list,
+)
 
 
 async def collect(items: AsyncIterator[SourceItem]) -> list[SourceItem]:
@@ -58,7 +66,18 @@ async def test_folder_walk_is_recursive_sorted_and_filters_by_extension(tmp_path
         str(tmp_path / "notes.txt"),
         str(tmp_path / "sub" / "scan.tiff"),
     ]
-    assert all("not a .jpg" in reason for _, reason in skipped)
+    assert {reason for _, reason in skipped} == {"not a .jpeg, .jpg or .png file"}
+
+
+async def test_folder_walk_takes_the_extensions_it_is_given(tmp_path: Path) -> None:
+    touch(tmp_path / "a.png")
+    touch(tmp_path / "scan.TIFF")
+    touch(tmp_path / "b.bmp")
+    touch(tmp_path / "notes.txt")
+    items = await collect(
+        iter_inputs([str(tmp_path)], extensions=IMAGE_EXTENSIONS | CONVERTIBLE_EXTENSIONS)
+    )
+    assert [Path(item.source).name for item in items] == ["a.png", "b.bmp", "scan.TIFF"]
 
 
 async def test_source_keeps_the_folder_as_given(
