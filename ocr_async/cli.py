@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 from ocr_async import __version__, protocol
 from ocr_async.auth import token_from_environment
@@ -203,6 +204,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run_parser(commands)
     _add_serve_parser(commands)
+    report = commands.add_parser(
+        "report",
+        help="write a self-contained HTML review page from a JSONL output",
+        description="Each image with its word boxes drawn over it and its text beside "
+        "it, failures first, with filters by status and confidence.",
+    )
+    report.add_argument("jsonl", metavar="OUT.jsonl", help="records written by 'ocr-async run'")
+    report.add_argument("--html", required=True, metavar="REVIEW.html", help="the page to write")
+    report.add_argument("--overwrite", action="store_true", help="replace an existing page")
+    report.add_argument(
+        "--no-images", action="store_true", help="draw boxes on blank sheets, embed no images"
+    )
     demo = commands.add_parser(
         "demo",
         help="run the batch end to end against the built-in emulator",
@@ -342,6 +355,21 @@ class _StderrHandler(logging.Handler):
         print(self.format(record), file=sys.stderr)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from ocr_async.report import write_report
+
+    if os.path.exists(args.html) and not args.overwrite:
+        raise UsageError(f"{args.html} already exists: pass --overwrite to replace it")
+    try:
+        summary = write_report(Path(args.jsonl), Path(args.html), embed_images=not args.no_images)
+    except (OSError, ValueError) as exc:
+        print(f"ocr-async: cannot write the report: {exc}", file=sys.stderr)
+        return ExitCode.CANNOT_PROCEED
+    print(summary.describe(), file=sys.stderr)
+    print(f"review page written to {args.html}", file=sys.stderr)
+    return ExitCode.OK
+
+
 def _install_stop_handlers(stop: StopRequest, progress: Progress) -> None:
     # SIGINT and SIGTERM both stop gracefully first; the second one stops now.
     loop = asyncio.get_running_loop()
@@ -387,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return int(asyncio.run(_run(args)))
+        if args.command == "report":
+            return _report(args)
         if args.command == "serve":
             from ocr_async.demo import serve_command
 

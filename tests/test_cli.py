@@ -593,3 +593,30 @@ async def test_every_kind_of_bad_url_line_gets_one_clear_record_or_a_skip(
     err = capsys.readouterr().err
     assert "duplicate input" in err
     assert "skipped 1 duplicate inputs" in err
+
+
+# --- report --------------------------------------------------------------------------
+
+
+async def test_report_writes_a_review_page_and_never_clobbers(
+    emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "good.png").write_bytes(make_png("hello review", 200, 60))
+    (tmp_path / "in" / "bad.png").write_text("nope")
+    out = tmp_path / "out.jsonl"
+    await run_cli("run", str(tmp_path / "in"), "-o", str(out), "--base-url", emulator.base_url)
+    page = tmp_path / "review.html"
+
+    assert main(["report", str(out), "--html", str(page)]) == ExitCode.OK
+    html = page.read_text(encoding="utf-8")
+    assert html.index("bad.png") < html.index("good.png")  # failures first
+    assert "hello" in html
+    assert "data:image/png;base64," in html
+    err = capsys.readouterr().err
+    assert "2 records: 1 ok, 1 failed; 1 images embedded" in err
+    assert f"review page written to {page}" in err
+
+    assert main(["report", str(out), "--html", str(page)]) == ExitCode.USAGE
+    assert main(["report", str(out), "--html", str(page), "--overwrite", "--no-images"]) == 0
+    assert "data:image/png;base64," not in page.read_text(encoding="utf-8")
