@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,12 +19,12 @@ from typing import Self
 from urllib.parse import urlsplit
 
 import aiohttp
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from ocr_async import protocol
 from ocr_async.auth import StaticToken, TokenProvider
 from ocr_async.errors import (
+    ApiError,
     ConfigurationError,
     ConnectionFailedError,
     InvalidTokenError,
@@ -31,6 +32,7 @@ from ocr_async.errors import (
     RequestTimeoutError,
     TransportError,
 )
+from ocr_async.limits import THROTTLE_ERRORS, RateController
 from ocr_async.models import (
     Endpoint,
     ImageBytes,
@@ -61,8 +63,11 @@ class RetryPolicy:
     same moment do not all come back at the same moment.
     """
 
-    #: Requests per image at most, the first included.
+    #: Requests per image at most, the first included, not counting
+    #: call-limit refusals (4000006, 5000503).
     max_attempts: int = 5
+    #: Call-limit refusals per image at most.
+    max_throttled: int = 20
     initial_wait: float = 0.5
     max_wait: float = 20.0
     jitter: float = 0.5
@@ -70,8 +75,15 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ConfigurationError("max_attempts must be at least 1")
+        if self.max_throttled < 1:
+            raise ConfigurationError("max_throttled must be at least 1")
         if self.initial_wait < 0 or self.max_wait < 0 or self.jitter < 0:
             raise ConfigurationError("retry waits must not be negative")
+
+    def backoff(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th backed-off failure of an image."""
+        exponential = self.initial_wait * 2.0 ** (failures - 1)
+        return min(exponential, self.max_wait) + random.uniform(0.0, self.jitter)
 
 
 def as_image_input(image: ImageInput) -> ImageFile | ImageBytes | ImageUrl:
@@ -102,7 +114,11 @@ class OcrClient:
             recognition = await client.recognize("scan.png")
             print(recognition.text)
 
-    One client is safe to share between concurrent tasks.
+    One client is safe to share between concurrent tasks. Every request goes
+    through one :class:`~ocr_async.limits.RateController`: with ``rps`` it
+    never sends faster; by default it runs unpaced until the API first
+    answers 4000006 and then holds the rate just under the quota it found.
+    ``adapt_rate=False`` turns that off (each refusal then backs off alone).
     """
 
     def __init__(
@@ -116,6 +132,8 @@ class OcrClient:
         timeout: float = DEFAULT_TIMEOUT,
         max_bytes: int = protocol.DEFAULT_MAX_BYTES,
         retry: RetryPolicy | None = None,
+        rps: float | None = None,
+        adapt_rate: bool = True,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -141,12 +159,20 @@ class OcrClient:
         self._sleep = sleep
         self._clock = clock
         self._request_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10))
-        self._backoff = wait_exponential_jitter(
-            multiplier=self._retry.initial_wait, max=self._retry.max_wait, jitter=self._retry.jitter
-        )
+        if rps is not None or adapt_rate:
+            self._rate: RateController | None = RateController(
+                fixed_rps=rps, initial_rate=None, clock=clock, sleep=sleep
+            )
+        else:
+            self._rate = None
 
     def __repr__(self) -> str:
         return f"OcrClient(base_url={self._base_url!r}, concurrency={self._concurrency})"
+
+    @property
+    def rate_controller(self) -> RateController | None:
+        """The controller pacing every request, or None when rate control is off."""
+        return self._rate
 
     @property
     def max_bytes(self) -> int:
@@ -195,29 +221,43 @@ class OcrClient:
         # Built once before the loop so a pre-check failure costs no request.
         request = self._prepare(body, token, endpoint)
         attempts = 0
+        # Call-limit refusals have their own budget: with the rate controller
+        # they are paced, not hammered, and an image must not fail merely
+        # because the run is at the quota. Other failures back off.
+        throttled = 0
+        backed_off = 0
         renewed_token = False
 
         def should_retry(exc: BaseException) -> bool:
             return isinstance(exc, OcrError) and exc.retryable
 
+        def stop(state: RetryCallState) -> bool:
+            if isinstance(_failure(state), THROTTLE_ERRORS):
+                return throttled >= self._retry.max_throttled
+            return state.attempt_number - throttled >= self._retry.max_attempts
+
         def wait(state: RetryCallState) -> float:
-            failure = state.outcome.exception() if state.outcome else None
-            # A new token is worth trying at once; everything else backs off.
-            return 0.0 if isinstance(failure, InvalidTokenError) else self._backoff(state)
+            nonlocal backed_off
+            failure = _failure(state)
+            if isinstance(failure, InvalidTokenError):
+                return 0.0  # a new token is ready: try it at once
+            if isinstance(failure, THROTTLE_ERRORS) and self._rate is not None:
+                return 0.0  # the controller paces the retry and pauses everyone
+            backed_off += 1
+            return self._retry.backoff(backed_off)
 
         def log_retry(state: RetryCallState) -> None:
-            failure = state.outcome.exception() if state.outcome else None
             wait_s = state.next_action.sleep if state.next_action else 0.0
             log.debug(
                 "%s: attempt %d failed (%s); retrying in %.2f s",
                 _loggable(image),
                 state.attempt_number,
-                failure,
+                _failure(state),
                 wait_s,
             )
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._retry.max_attempts),
+            stop=stop,
             wait=wait,
             retry=retry_if_exception(should_retry),
             sleep=self._sleep,
@@ -232,7 +272,10 @@ class OcrClient:
                     if current != token:
                         token, request = current, self._prepare(body, current, endpoint)
                     try:
-                        result = await self._send(request, token)
+                        result = await self._paced_send(request, token)
+                    except THROTTLE_ERRORS:
+                        throttled += 1
+                        raise
                     except InvalidTokenError as exc:
                         if not renewed_token and await self._tokens.token_rejected(token):
                             renewed_token = True
@@ -275,6 +318,26 @@ class OcrClient:
             max_bytes=self._max_bytes,
         )
 
+    async def _paced_send(self, request: protocol.PreparedRequest, token: str) -> OcrResult:
+        # Every attempt, retries included, goes through the one controller.
+        if self._rate is None:
+            return await self._send(request, token)
+        ticket = await self._rate.acquire()
+        try:
+            result = await self._send(request, token)
+        except THROTTLE_ERRORS:
+            if self._rate.on_throttled(ticket):
+                log.info(
+                    "call limit reached: pacing at %.1f calls/s for now", self._rate.current_rate
+                )
+            raise
+        except ApiError:
+            self._rate.on_success(ticket)  # an answer: the call got through the limiter
+            raise
+        # A transport failure reports nothing: it says nothing about the quota.
+        self._rate.on_success(ticket)
+        return result
+
     async def _send(self, request: protocol.PreparedRequest, token: str) -> OcrResult:
         assert self._session is not None
         try:
@@ -303,6 +366,10 @@ class OcrClient:
         except aiohttp.ClientError as exc:
             raise TransportError("transport", _describe(exc)) from None
         return protocol.parse_response(status, body, redact=(token,))
+
+
+def _failure(state: RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome else None
 
 
 def _loggable(image: ImageFile | ImageBytes | ImageUrl) -> str:

@@ -136,7 +136,14 @@ class EndlessTokens(RenewingTokens):
 
 
 def make_client(sleeps: Sleeps, **overrides: Any) -> OcrClient:
-    options: dict[str, Any] = {"appkey": APPKEY, "token": TOKEN, "sleep": sleeps}
+    # Without the rate controller: these tests pin the retry and backoff
+    # mechanics; the controller's path has its own tests with a virtual clock.
+    options: dict[str, Any] = {
+        "appkey": APPKEY,
+        "token": TOKEN,
+        "sleep": sleeps,
+        "adapt_rate": False,
+    }
     options.update(overrides)
     return OcrClient(**options)
 
@@ -362,7 +369,9 @@ async def test_jittered_waits_grow_and_stay_within_bounds(mock: aioresponses) ->
 async def test_waits_are_capped_at_max_wait(mock: aioresponses) -> None:
     mock.post(GENERAL_URL, payload=failure(5000503), repeat=True)
     sleeps = Sleeps()
-    policy = RetryPolicy(max_attempts=5, initial_wait=1.0, max_wait=3.0, jitter=0.0)
+    policy = RetryPolicy(
+        max_attempts=5, max_throttled=5, initial_wait=1.0, max_wait=3.0, jitter=0.0
+    )
     async with make_client(sleeps, retry=policy) as client:
         with pytest.raises(TemporarilyUnavailableError):
             await client.recognize(PNG)
@@ -396,7 +405,9 @@ async def test_retryable_result_codes_are_retried(
 
     # And when it never stops, the typed error comes out with the count.
     mock.post(GENERAL_URL, payload=failure(code), repeat=True)
-    async with make_client(sleeps, retry=RetryPolicy(max_attempts=2)) as client:
+    # (call-limit codes count against max_throttled, the others max_attempts)
+    policy = RetryPolicy(max_attempts=2, max_throttled=2)
+    async with make_client(sleeps, retry=policy) as client:
         with pytest.raises(error_class) as raised:
             await client.recognize(PNG)
     assert raised.value.code == code
@@ -553,7 +564,8 @@ async def test_http_404_html_is_not_retried(mock: aioresponses) -> None:
 async def test_rate_limit_exhaustion_reports_every_attempt(mock: aioresponses) -> None:
     mock.post(GENERAL_URL, payload=failure(4000006), repeat=True)
     sleeps = Sleeps()
-    async with make_client(sleeps, retry=RetryPolicy(max_attempts=3)) as client:
+    policy = RetryPolicy(max_attempts=3, max_throttled=3)
+    async with make_client(sleeps, retry=policy) as client:
         with pytest.raises(RateLimitedError) as raised:
             await client.recognize(PNG)
     assert raised.value.attempts == 3
@@ -577,7 +589,8 @@ async def test_a_final_error_after_retries_counts_all_attempts(mock: aioresponse
 async def test_one_attempt_policy_never_retries(mock: aioresponses) -> None:
     mock.post(GENERAL_URL, payload=failure(4000006), repeat=True)
     sleeps = Sleeps()
-    async with make_client(sleeps, retry=RetryPolicy(max_attempts=1)) as client:
+    policy = RetryPolicy(max_attempts=1, max_throttled=1)
+    async with make_client(sleeps, retry=policy) as client:
         with pytest.raises(RateLimitedError) as raised:
             await client.recognize(PNG)
     assert raised.value.attempts == 1
@@ -835,7 +848,9 @@ async def test_caller_session_raise_for_status_keeps_a_429_envelope(mock: aiores
     sleeps = Sleeps()
     async with (
         aiohttp.ClientSession(raise_for_status=True) as session,
-        make_client(sleeps, session=session, retry=RetryPolicy(max_attempts=2)) as client,
+        make_client(
+            sleeps, session=session, retry=RetryPolicy(max_attempts=2, max_throttled=2)
+        ) as client,
     ):
         with pytest.raises(RateLimitedError) as raised:
             await client.recognize(PNG)
@@ -1182,3 +1197,86 @@ async def test_retry_log_hides_url_query_and_credentials(
 def test_non_positive_or_nan_timeout_is_refused(timeout: float) -> None:
     with pytest.raises(ConfigurationError, match="timeout"):
         OcrClient(appkey=APPKEY, token=TOKEN, timeout=timeout)
+
+
+# --- the rate controller on the request path ----------------------------------------
+
+
+async def test_call_limit_refusals_have_their_own_budget(mock: aioresponses) -> None:
+    for _ in range(5):
+        mock.post(GENERAL_URL, payload=failure(4000006))
+    mock.post(GENERAL_URL, payload=envelope())
+    policy = RetryPolicy(max_attempts=2, max_throttled=10)
+    async with make_client(Sleeps(), retry=policy) as client:
+        recognition = await client.recognize(PNG)
+    assert recognition.attempts == 6  # five refusals did not use up max_attempts=2
+
+
+async def test_other_failures_still_stop_at_max_attempts(mock: aioresponses) -> None:
+    mock.post(GENERAL_URL, payload=failure(4000006))
+    mock.post(GENERAL_URL, payload=failure(5005001), repeat=True)
+    policy = RetryPolicy(max_attempts=2, max_throttled=10)
+    async with make_client(Sleeps(), retry=policy) as client:
+        with pytest.raises(ServerFailureError) as raised:
+            await client.recognize(PNG)
+    assert raised.value.attempts == 3  # one refusal + two engine failures
+
+
+def controlled_client(clock: FakeClock, **overrides: Any) -> OcrClient:
+    options: dict[str, Any] = {
+        "appkey": APPKEY,
+        "token": TOKEN,
+        "sleep": Sleeps(clock),  # advances the fake clock: the pacer really paces
+        "clock": clock,
+    }
+    options.update(overrides)
+    return OcrClient(**options)
+
+
+async def test_refusals_go_back_through_the_controller_without_backoff(
+    mock: aioresponses,
+) -> None:
+    clock = FakeClock()
+    mock.post(GENERAL_URL, payload=failure(4000006))
+    mock.post(GENERAL_URL, payload=failure(4000006))
+    mock.post(GENERAL_URL, payload=envelope())
+    async with controlled_client(clock) as client:
+        controller = client.rate_controller
+        assert controller is not None
+        assert controller.current_rate == float("inf")  # unpaced until the first refusal
+        recognition = await client.recognize(PNG)
+    assert recognition.attempts == 3
+    assert controller.throttled == 2
+    assert controller.congestion_events == 2  # each refusal came from a newer epoch
+    assert controller.successes == 1
+    assert controller.current_rate < float("inf")  # pacing since the first refusal
+    # No exponential backoff: only the controller's short pause and pacing,
+    # well under the 0.5 s + 1.0 s that backoff would have waited.
+    assert clock.now - 1000.0 < 1.0
+
+
+async def test_fixed_rps_paces_every_request(mock: aioresponses) -> None:
+    clock = FakeClock()
+    mock.post(GENERAL_URL, payload=envelope(), repeat=True)
+    async with controlled_client(clock, rps=4.0) as client:
+        for _ in range(9):
+            await client.recognize(PNG)
+    # 9 calls at 4 calls/s with a burst of one: the last leaves 2 s after the first.
+    assert clock.now - 1000.0 == pytest.approx(2.0)
+
+
+async def test_transport_failures_tell_the_controller_nothing(mock: aioresponses) -> None:
+    clock = FakeClock()
+    mock.post(GENERAL_URL, exception=aiohttp.ServerDisconnectedError())
+    mock.post(GENERAL_URL, payload=failure(4000003))
+    async with controlled_client(clock) as client:
+        with pytest.raises(InvalidRequestError):
+            await client.recognize(PNG)
+        controller = client.rate_controller
+        assert controller is not None
+    assert (controller.sent, controller.successes, controller.throttled) == (2, 1, 0)
+
+
+async def test_rate_control_can_be_turned_off(mock: aioresponses) -> None:
+    async with make_client(Sleeps()) as client:
+        assert client.rate_controller is None

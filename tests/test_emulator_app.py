@@ -318,11 +318,15 @@ async def test_cropping_reports_slices_from_the_image_size(
 async def test_image_without_text_reads_as_its_fingerprint(
     emu: RunningEmulator, session: aiohttp.ClientSession
 ) -> None:
-    image = b"\x89PNG\r\n\x1a\n" + b"not really a png"
+    # PNG magic and the closing IEND chunk (the pre-check wants both), no text.
+    image = b"\x89PNG\r\n\x1a\n" + b"not really a png" + b"IEND\xaeB`\x82"
     document = await send(session, file_request(emu, image, Endpoint.CROPPING))
     assert texts(document)[0][0] == "sha256"
     assert len(texts(document)[0][1]) == 16
     assert document["result"]["slicesImages"] == 1  # size unknown
+    # Without IEND the emulator refuses it as the client's pre-check does.
+    cut_short = await post_form(session, ocr_url(emu), image[:-8])
+    assert cut_short == failure(4000002)
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
@@ -832,6 +836,9 @@ async def test_stats_count_everything_and_reset(
     stats = emu.stats
     assert stats.requests == 5
     assert stats.by_code == {0: 3, 4000004: 1, 4000005: 1}
+    assert stats.answered_ok == 3
+    assert stats.faults == {}
+    assert stats.disconnected == 0
     assert stats.downloads == 1
     assert stats.bytes_received > 2 * len(image)
     async with session.get(emu.url("/_emulator/stats")) as r:
@@ -842,13 +849,20 @@ async def test_stats_count_everything_and_reset(
         assert r.status == 200
     assert stats.to_json() == {
         "requests": 0,
+        "answered_ok": 0,
         "by_code": {},
+        "faults": {},
+        "disconnected": 0,
         "rate_limited": 0,
         "oversize": 0,
         "bytes_received": 0,
         "downloads": 0,
         "in_flight": 0,
         "peak_in_flight": 0,
+        "tokens_issued": 0,
+        "tokens_revoked": 0,
+        "tokens_rejected_expired": 0,
+        "oauth_refused": 0,
     }
 
 
@@ -902,7 +916,6 @@ def test_find_free_port_in_range() -> None:
 async def test_find_free_port_raises_when_range_is_taken() -> None:
     async with running_emulator() as emu:
         assert emu.base_url == f"http://127.0.0.1:{emu.port}"
-        assert find_free_port(emu.port + 1, emu.port + 1) == emu.port + 1
         with pytest.raises(OSError, match="no free port"):
             find_free_port(emu.port, emu.port)
     with pytest.raises(ValueError, match="bad port range"):

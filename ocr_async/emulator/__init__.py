@@ -4,6 +4,11 @@ It answers the same requests with the same envelope, result codes and
 result shape as the real service, recognizing the text embedded in images
 made by :func:`make_png` / :func:`make_jpeg` (see :mod:`.engine`). Start it
 with :func:`running_emulator` (tests, benchmarks) or ``ocr-async serve``.
+
+It can also misbehave on purpose, reproducibly (:class:`FaultPlan`: dropped
+connections, gateway 502 pages, torn and cut bodies, 5000503, -1, slow
+answers), and issue OAuth tokens from User Access Keys (``uak`` in
+:class:`EmulatorConfig`) so a client's token renewal can be tested.
 """
 
 from ocr_async.emulator.app import (
@@ -15,6 +20,7 @@ from ocr_async.emulator.app import (
     create_app,
 )
 from ocr_async.emulator.engine import FallbackEngine, TextEngine, recognize
+from ocr_async.emulator.faults import FAULT_KIND_NAMES, FaultKind, FaultPlan, parse_fault_kinds
 from ocr_async.emulator.images import embedded_text, image_size, make_jpeg, make_png
 from ocr_async.emulator.samples import SAMPLES, iter_samples, sample_path, write_samples
 from ocr_async.emulator.server import (
@@ -26,12 +32,15 @@ from ocr_async.emulator.server import (
 
 __all__ = [
     "CONFIG_KEY",
+    "FAULT_KIND_NAMES",
     "RESULT_MESSAGES",
     "SAMPLES",
     "STATS_KEY",
     "EmulatorConfig",
     "EmulatorStats",
     "FallbackEngine",
+    "FaultKind",
+    "FaultPlan",
     "RunningEmulator",
     "TextEngine",
     "create_app",
@@ -41,6 +50,7 @@ __all__ = [
     "iter_samples",
     "make_jpeg",
     "make_png",
+    "parse_fault_kinds",
     "recognize",
     "running_emulator",
     "sample_path",

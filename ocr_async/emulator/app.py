@@ -13,7 +13,10 @@ A request goes through these steps; the first refusal answers:
 2. no ``X-NHN-Authorization`` -> 4000005; not ``Bearer <token>`` or a token
    not in ``tokens`` -> 4010006; app key other than ``appkey`` -> 4010001;
 3. quota (token bucket over all OCR calls) empty -> 4000006, at once;
-4. ``fault(n)`` returns a code -> that code (failure injection for tests);
+4. the call gets its number ``n`` (1-based, reset by ``/_emulator/reset``):
+   ``fault(n)`` returns a code -> that code; ``faults.decide(n)`` (a seeded
+   :class:`~ocr_async.emulator.faults.FaultPlan`) picks an envelope fault
+   (5000503, -1) -> that code, or a transport fault acted out below;
 5. body read, at most ``max_bytes + 1`` bytes (chunked uploads) -> 4131000;
 6. ``multipart/form-data`` field ``image`` (missing -> 4000001), or
    ``application/json`` ``{"imageUrl": ...}`` (bad JSON, no URL, URL refused
@@ -22,9 +25,18 @@ A request goes through these steps; the first refusal answers:
    4000503; non-200 or connection error -> 4000504; larger than
    ``max_bytes`` -> 4000502); any other content type -> 415;
 7. empty image -> 4000004; not JPEG/PNG -> 4000003;
-8. ``latency`` seconds, then the engine: no lines -> 4000501, else success.
+8. ``latency`` seconds, then the engine: no lines -> 4000501, else success;
+9. a transport fault, if one was picked, delivers that answer damaged:
+   ``drop`` closes the connection unanswered, ``502`` answers a gateway's
+   HTML page, ``truncated`` sends half the body under the full
+   ``Content-Length`` and closes, ``cut`` sends half the JSON as a complete
+   body; ``slow`` waits ``slow_seconds`` first (less if the client leaves).
 
 Any unexpected exception answers -1 "Unknown error.", never a 500.
+
+With ``uak`` set, the same app serves the OAuth endpoint (:mod:`.oauth`):
+OCR calls then accept the tokens it issued while they are live, plus the
+static ``tokens``; an expired or revoked issued token answers 4010006.
 """
 
 from __future__ import annotations
@@ -34,11 +46,13 @@ import functools
 import ipaddress
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
+from types import MappingProxyType
 from typing import Any, Final
 
 import aiohttp
@@ -46,7 +60,9 @@ from aiohttp import web
 from yarl import URL
 
 from ocr_async.emulator.engine import FallbackEngine, TextEngine
+from ocr_async.emulator.faults import ENVELOPE_FAULTS, FaultKind, FaultPlan
 from ocr_async.emulator.images import image_size
+from ocr_async.emulator.oauth import IssuedTokens, OAuthEndpoint, TokenState
 from ocr_async.emulator.samples import SAMPLES, sample_path
 from ocr_async.errors import LocalCheckError
 from ocr_async.protocol import (
@@ -115,22 +131,37 @@ _NORMAL_SHORT_SIDE: Final = 720
 _BOUNDARY: Final = re.compile(r';\s*boundary\s*=\s*(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
 _CONTENT_TYPES: Final[Mapping[str, str]] = {".png": "image/png", ".jpg": "image/jpeg"}
+# What nginx answers when its upstream fails: a gateway in front of the API.
+_BAD_GATEWAY_HTML: Final = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+# How often a slow call checks whether its client is still there.
+_SLOW_POLL: Final = 0.02
 
 
 @dataclass(frozen=True, slots=True)
 class EmulatorConfig:
     """How the emulator behaves; the defaults accept anything well formed.
 
-    ``tokens``/``appkey`` None accept any non-empty token / any app key.
+    ``appkey`` None accepts any app key. Tokens: with ``tokens`` and ``uak``
+    both None any non-empty token is accepted; ``tokens`` lists static tokens
+    that are always accepted; ``uak`` (User Access Key ID -> secret) turns on
+    the OAuth endpoint, whose live tokens are accepted too, and with
+    ``tokens`` None they are the only ones (so a test can prove a client
+    really uses OAuth). Without ``uak`` the OAuth routes answer 404.
     ``quota_rps`` None means no call limit; ``quota_burst`` defaults to
-    ``max(1, round(quota_rps))``. ``clock`` drives the quota, so tests can
-    step time instead of sleeping. ``fault`` receives the 1-based number of
-    each call that passed auth and quota and may return a result code to
-    answer instead (e.g. ``lambda n: 5000503 if n % 3 == 0 else None``).
+    ``max(1, round(quota_rps))``. ``clock`` drives the quota and token
+    expiry, so tests can step time instead of sleeping. ``fault`` receives
+    the 1-based number of each call that passed auth and quota and may
+    return a result code to answer instead (e.g. ``lambda n: 5000503 if n %
+    3 == 0 else None``); ``faults`` is a seeded plan of random failures,
+    transport failures included (:mod:`.faults`).
     """
 
     appkey: str | None = None
-    tokens: frozenset[str] | None = None
+    tokens: frozenset[str] | None = field(default=None, repr=False)
     #: Largest accepted request body, and largest image downloaded from a URL.
     max_bytes: int = DEFAULT_MAX_BYTES
     #: Seconds awaited before each OCR answer (for calls past the quota).
@@ -145,6 +176,13 @@ class EmulatorConfig:
     engine: TextEngine = field(default_factory=FallbackEngine)
     clock: Callable[[], float] = time.monotonic
     fault: Callable[[int], int | None] | None = None
+    faults: FaultPlan | None = None
+    #: User Access Key ID -> secret; kept out of the repr.
+    uak: Mapping[str, str] | None = field(default=None, repr=False)
+    #: ``expires_in`` of issued tokens (NHN: 60..86,400 s; any positive here).
+    token_lifetime: float = 86400.0
+    #: Send ``expires_in`` as a string, as NHN's documentation types it.
+    expires_in_as_string: bool = False
 
     def __post_init__(self) -> None:
         if self.max_bytes < 1:
@@ -157,6 +195,15 @@ class EmulatorConfig:
             raise ValueError(f"quota_rps must be positive, not {self.quota_rps}")
         if self.quota_burst is not None and self.quota_burst < 1:
             raise ValueError(f"quota_burst must be at least 1, not {self.quota_burst}")
+        if not (math.isfinite(self.token_lifetime) and self.token_lifetime > 0):
+            raise ValueError(f"token_lifetime must be positive, not {self.token_lifetime}")
+        if self.uak is not None:
+            for key_id, secret in self.uak.items():
+                # HTTP Basic cannot carry ':' in the user ID (RFC 7617).
+                if not key_id or ":" in key_id or not secret:
+                    raise ValueError("uak needs non-empty IDs without ':' and non-empty secrets")
+            # A private read-only copy: the caller's dict cannot change it later.
+            object.__setattr__(self, "uak", MappingProxyType(dict(self.uak)))
 
     @property
     def burst(self) -> int | None:
@@ -170,42 +217,70 @@ class EmulatorConfig:
 class EmulatorStats:
     """Live counters; tests and benchmarks read them to prove what happened.
 
-    ``requests`` counts every OCR POST, ``by_code`` every answer by result
-    code. ``oversize`` counts 4131000 answers, ``rate_limited`` 4000006
-    answers, ``bytes_received`` request body bytes actually read (an
-    oversized chunked body counts the ``max_bytes + 1`` read before giving
-    up), ``downloads`` image URL fetches attempted. ``in_flight`` is the
-    number of OCR calls being handled now and ``peak_in_flight`` its maximum,
-    which shows how much concurrency a client really used.
+    ``requests`` counts every OCR POST. ``by_code`` counts the envelopes
+    answered (written, or attempted to be) by result code; calls whose
+    answer a transport fault replaced, and slow calls whose client left
+    first, are not in it. ``answered_ok`` counts success envelopes (code 0)
+    written in full to a connection still open: the recognitions a client
+    can have seen. ``disconnected`` counts answers not written because the
+    client had gone. ``faults`` counts injected faults by kind name
+    (:class:`~ocr_async.emulator.faults.FaultKind` values), as decided.
+    ``oversize`` counts 4131000 answers, ``rate_limited`` 4000006 answers,
+    ``bytes_received`` request body bytes actually read (an oversized chunked
+    body counts the ``max_bytes + 1`` read before giving up), ``downloads``
+    image URL fetches attempted. ``in_flight`` is the number of OCR calls
+    being handled now and ``peak_in_flight`` its maximum, which shows how
+    much concurrency a client really used. OAuth: ``tokens_issued``,
+    ``tokens_revoked``, ``oauth_refused`` (error answers of the OAuth
+    routes) and ``tokens_rejected_expired`` (OCR calls refused 4010006
+    because their issued token had expired).
     """
 
     requests: int = 0
+    answered_ok: int = 0
     by_code: dict[int, int] = field(default_factory=dict)
+    faults: dict[str, int] = field(default_factory=dict)
+    disconnected: int = 0
     rate_limited: int = 0
     oversize: int = 0
     bytes_received: int = 0
     downloads: int = 0
     in_flight: int = 0
     peak_in_flight: int = 0
+    tokens_issued: int = 0
+    tokens_revoked: int = 0
+    tokens_rejected_expired: int = 0
+    oauth_refused: int = 0
 
     def reset(self) -> None:
         """Zero every counter (``in_flight`` stays true: calls may be running)."""
-        self.requests = self.rate_limited = self.oversize = 0
+        self.requests = self.answered_ok = self.disconnected = 0
+        self.rate_limited = self.oversize = 0
         self.bytes_received = self.downloads = 0
+        self.tokens_issued = self.tokens_revoked = self.tokens_rejected_expired = 0
+        self.oauth_refused = 0
         self.by_code.clear()
+        self.faults.clear()
         self.peak_in_flight = self.in_flight
 
     def to_json(self) -> dict[str, Any]:
         """The counters as served by ``GET /_emulator/stats``."""
         return {
             "requests": self.requests,
+            "answered_ok": self.answered_ok,
             "by_code": {str(code): n for code, n in sorted(self.by_code.items())},
+            "faults": dict(sorted(self.faults.items())),
+            "disconnected": self.disconnected,
             "rate_limited": self.rate_limited,
             "oversize": self.oversize,
             "bytes_received": self.bytes_received,
             "downloads": self.downloads,
             "in_flight": self.in_flight,
             "peak_in_flight": self.peak_in_flight,
+            "tokens_issued": self.tokens_issued,
+            "tokens_revoked": self.tokens_revoked,
+            "tokens_rejected_expired": self.tokens_rejected_expired,
+            "oauth_refused": self.oauth_refused,
         }
 
 
@@ -401,6 +476,79 @@ async def _read_limited(stream: aiohttp.StreamReader, limit: int) -> tuple[bytes
     return b"".join(chunks), size > limit
 
 
+# --- faults on the wire -----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Call:
+    """One OCR call's fate beyond its answer."""
+
+    fault: FaultKind | None = None
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def _hang_up(request: web.Request) -> None:
+    # close() flushes what was written, then sends FIN: the client sees the
+    # connection end where the answer should have gone on.
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+
+
+async def _write(request: web.Request, response: web.StreamResponse) -> bool:
+    """Send ``response`` now; False when the client had gone."""
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:
+        return False
+    return True
+
+
+async def _wait_unless_gone(request: web.Request, seconds: float) -> bool:
+    """Sleep ``seconds``; False as soon as the client has left."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not _gone(request):
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return True
+        await asyncio.sleep(min(_SLOW_POLL, remaining))
+    return False
+
+
+async def _damaged(request: web.Request, fault: FaultKind, body: bytes) -> web.StreamResponse:
+    """Deliver the answer ``body`` as a transport ``fault`` damages it."""
+    if fault is FaultKind.DROP:
+        _hang_up(request)
+        return web.Response()  # never written: the connection is closed
+    if fault is FaultKind.HTTP_502_HTML:
+        response = web.Response(status=502, text=_BAD_GATEWAY_HTML, content_type="text/html")
+        await _write(request, response)
+        return response
+    half = body[: len(body) // 2]
+    if fault is FaultKind.CUT_JSON:
+        response = web.Response(body=half, content_type="application/json", charset="utf-8")
+        await _write(request, response)
+        return response
+    # TRUNCATED_JSON: promise the whole body, send half, hang up.
+    stream = web.StreamResponse(status=200)
+    stream.content_type = "application/json"
+    stream.charset = "utf-8"
+    stream.content_length = len(body)
+    try:
+        await stream.prepare(request)
+        await stream.write(half)
+    except ConnectionError:
+        pass
+    _hang_up(request)
+    return stream
+
+
 # --- the application --------------------------------------------------------------
 
 
@@ -417,6 +565,7 @@ class _Emulator:
             else _TokenBucket(config.quota_rps, burst, config.clock)
         )
         self.calls = 0
+        self.issued = IssuedTokens(config.clock) if config.uak is not None else None
         self.session: aiohttp.ClientSession | None = None
         # Tiny files read once, so serving them costs no disk I/O per request.
         self.samples = {name: sample_path(name).read_bytes() for name in SAMPLES}
@@ -430,15 +579,15 @@ class _Emulator:
             yield
         self.session = None
 
-    async def general(self, request: web.Request) -> web.Response:
+    async def general(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1.1/appkeys/{appKey}/general``."""
         return await self._answer(request, cropping=False)
 
-    async def cropping(self, request: web.Request) -> web.Response:
+    async def cropping(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1.1/appkeys/{appKey}/general/cropping``."""
         return await self._answer(request, cropping=True)
 
-    async def expect_handler(self, request: web.Request) -> web.Response | None:
+    async def expect_handler(self, request: web.Request) -> web.StreamResponse | None:
         """Refuse an oversized upload before the client sends its body.
 
         A client that asked ``Expect: 100-continue`` (curl does for large
@@ -448,10 +597,9 @@ class _Emulator:
         length = request.content_length
         if length is not None and length > self.config.max_bytes:
             # The size check comes first, so the endpoint does not matter.
-            response = await self._answer(request, cropping=False)
-            # The unsent body would otherwise be read as the next request.
-            response.force_close()
-            return response
+            # Closing afterwards: the unsent body would otherwise be read as
+            # the next request.
+            return await self._answer(request, cropping=False, force_close=True)
         expect = request.headers.get("Expect", "")
         if request.version != aiohttp.HttpVersion11:
             return None
@@ -461,32 +609,53 @@ class _Emulator:
         request.writer.output_size = 0  # the interim answer is not the body
         return None
 
-    async def _answer(self, request: web.Request, *, cropping: bool) -> web.Response:
+    async def _answer(
+        self, request: web.Request, *, cropping: bool, force_close: bool = False
+    ) -> web.StreamResponse:
+        # Writes the answer itself, so that answered_ok only counts answers
+        # that really reached an open connection.
         stats = self.stats
         stats.requests += 1
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+        call = _Call()
         try:
-            code, result = await self._recognize(request, cropping=cropping)
-        except _RefusedError as refused:
-            code, result = refused.code, None
-        except Exception:
-            logger.exception("emulator: unexpected error, answering -1")
-            code, result = -1, None
+            try:
+                code, result = await self._recognize(request, call, cropping=cropping)
+            except _RefusedError as refused:
+                code, result = refused.code, None
+            except Exception:
+                logger.exception("emulator: unexpected error, answering -1")
+                code, result = -1, None
+            body = _FAILURES.get(code) if result is None else None
+            if body is None:
+                body = _envelope(code, result)
+            fault = call.fault
+            if fault is FaultKind.SLOW:
+                assert self.config.faults is not None
+                if not await _wait_unless_gone(request, self.config.faults.slow_seconds):
+                    stats.disconnected += 1
+                    return web.Response()  # never written: nobody is listening
+            elif fault is not None:
+                return await _damaged(request, fault, body)
+            stats.by_code[code] = stats.by_code.get(code, 0) + 1
+            if code == 4000006:
+                stats.rate_limited += 1
+            elif code == 4131000:
+                stats.oversize += 1
+            response = web.Response(body=body, content_type="application/json", charset="utf-8")
+            if force_close:
+                response.force_close()
+            if not await _write(request, response):
+                stats.disconnected += 1
+            elif code == 0:
+                stats.answered_ok += 1
+            return response
         finally:
             stats.in_flight -= 1
-        stats.by_code[code] = stats.by_code.get(code, 0) + 1
-        if code == 4000006:
-            stats.rate_limited += 1
-        elif code == 4131000:
-            stats.oversize += 1
-        body = _FAILURES.get(code) if result is None else None
-        if body is None:
-            body = _envelope(code, result)
-        return web.Response(body=body, content_type="application/json", charset="utf-8")
 
     async def _recognize(
-        self, request: web.Request, *, cropping: bool
+        self, request: web.Request, call: _Call, *, cropping: bool
     ) -> tuple[int, dict[str, Any] | None]:
         config = self.config
         length = request.content_length
@@ -496,10 +665,19 @@ class _Emulator:
         if self.bucket is not None and not self.bucket.take():
             raise _RefusedError(4000006)
         self.calls += 1
+        number = self.calls
         if config.fault is not None:
-            injected = config.fault(self.calls)
+            injected = config.fault(number)
             if injected is not None:
                 raise _RefusedError(injected)
+        if config.faults is not None:
+            kind = config.faults.decide(number)
+            if kind is not None:
+                self.stats.faults[kind.value] = self.stats.faults.get(kind.value, 0) + 1
+                code = ENVELOPE_FAULTS.get(kind)
+                if code is not None:
+                    raise _RefusedError(code)
+                call.fault = kind  # acted out once the answer is ready
 
         body, too_big = await _read_limited(request.content, config.max_bytes)
         self.stats.bytes_received += len(body)
@@ -526,10 +704,25 @@ class _Emulator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise _RefusedError(4010006)
-        if self.config.tokens is not None and token not in self.config.tokens:
+        if not self._token_accepted(token):
             raise _RefusedError(4010006)
         if self.config.appkey is not None and request.match_info["appkey"] != self.config.appkey:
             raise _RefusedError(4010001)
+
+    def _token_accepted(self, token: str) -> bool:
+        if self.issued is not None:
+            state = self.issued.state(token)
+            if state is TokenState.LIVE:
+                return True
+            if state is TokenState.EXPIRED:
+                self.stats.tokens_rejected_expired += 1
+                return False
+            if state is TokenState.REVOKED:
+                return False
+        if self.config.tokens is not None:
+            return token in self.config.tokens
+        # No static list: any token, unless OAuth is on (then only its own).
+        return self.issued is None
 
     async def _image(self, request: web.Request, body: bytes) -> bytes:
         kind = request.content_type
@@ -584,7 +777,10 @@ class _Emulator:
         return web.json_response(self.stats.to_json())
 
     async def reset_handler(self, request: web.Request) -> web.Response:
-        """``POST /_emulator/reset``: zero the counters, refill the quota."""
+        """``POST /_emulator/reset``: zero the counters and call numbers, refill the quota.
+
+        Issued OAuth tokens are kept: they are state, not counters.
+        """
         self.stats.reset()
         self.calls = 0
         if self.bucket is not None:
@@ -620,7 +816,8 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
 
     The live :class:`EmulatorStats` is ``app[STATS_KEY]``. Routes: the two
     OCR endpoints, ``GET /_emulator/stats``, ``POST /_emulator/reset``,
-    ``GET /samples/{name}`` and ``GET /healthz``.
+    ``GET /samples/{name}``, ``GET /healthz``, and with ``config.uak`` set
+    ``POST /oauth2/token/create`` and ``POST /oauth2/token/revoke``.
     """
     config = config or EmulatorConfig()
     # aiohttp's own 1 MiB default would refuse bodies the API accepts; the
@@ -641,4 +838,12 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
     app.router.add_post("/_emulator/reset", emulator.reset_handler)
     app.router.add_get("/samples/{name}", emulator.sample_handler)
     app.router.add_get("/healthz", emulator.health_handler)
+    if config.uak is not None and emulator.issued is not None:
+        OAuthEndpoint(
+            config.uak,
+            emulator.issued,
+            stats,
+            lifetime=config.token_lifetime,
+            expires_in_as_string=config.expires_in_as_string,
+        ).add_routes(app.router)
     return app
