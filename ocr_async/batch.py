@@ -22,7 +22,7 @@ from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ocr_async.errors import AuthError, OcrError
+from ocr_async.errors import AuthError, ConfigurationError, OcrError
 from ocr_async.models import Endpoint, ErrorInfo, ImageInput, Recognition, Record
 from ocr_async.prepare import Preparation, PreparedImage
 from ocr_async.seen import SourceSet
@@ -130,7 +130,7 @@ def _error_info(exc: OcrError) -> ErrorInfo:
 
 async def _recognize_one(
     client: Recognizer, prepared: PreparedImage, clock: Callable[[], float]
-) -> tuple[Record, OcrError | None]:
+) -> tuple[Record, Exception | None]:
     if prepared.error is not None:
         return _failure_record(prepared, _error_info(prepared.error), 0, 0.0), prepared.error
     started = clock()
@@ -139,6 +139,11 @@ async def _recognize_one(
     except OcrError as exc:
         elapsed = (clock() - started) * 1000.0
         return _failure_record(prepared, _error_info(exc), exc.attempts, elapsed), exc
+    except ConfigurationError as exc:
+        # The token provider cannot get a token (the OAuth server refused the
+        # User Access Key): not about this image, and fatal for the run.
+        info = ErrorInfo("credentials", str(exc), True, True)
+        return _failure_record(prepared, info, 0, (clock() - started) * 1000.0), exc
     except Exception as exc:
         # A bug of ours must cost one record, not the batch.
         log.exception("unexpected error on %s", prepared.source)
@@ -251,7 +256,7 @@ async def run_batch(
                 summary.add(record)
                 if on_record is not None:
                     on_record(record)
-                if isinstance(error, AuthError) and not stopping.is_set():
+                if isinstance(error, AuthError | ConfigurationError) and not stopping.is_set():
                     summary.aborted = f"the API refused the credentials ({error})"
                     stopping.set()
 

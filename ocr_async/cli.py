@@ -17,14 +17,15 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from ocr_async import __version__, protocol
-from ocr_async.auth import token_from_environment
+from ocr_async.auth import TokenProvider, token_from_environment, uak_from_environment
 from ocr_async.batch import StopRequest, run_batch
 from ocr_async.client import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, OcrClient, RetryPolicy
-from ocr_async.errors import ConfigurationError
+from ocr_async.errors import ConfigurationError, OcrError
+from ocr_async.limits import RateController
 from ocr_async.models import Endpoint
 from ocr_async.prepare import Preparation
 from ocr_async.progress import Progress
-from ocr_async.resume import load_resume_index
+from ocr_async.resume import ResumeIndex, load_resume_index
 from ocr_async.sink import JsonlSink, OutputExistsError
 from ocr_async.sources import (
     CONVERTIBLE_EXTENSIONS,
@@ -146,6 +147,25 @@ def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
         help=f"requests per image at most, retries included (default {RetryPolicy().max_attempts})",
     )
     run.add_argument(
+        "--max-throttled",
+        type=_positive_int,
+        default=RetryPolicy().max_throttled,
+        help="call-limit refusals (4000006, 5000503) per image at most; they are paced by "
+        "the rate controller, not counted in --max-attempts "
+        f"(default {RetryPolicy().max_throttled})",
+    )
+    run.add_argument(
+        "--rps",
+        type=_positive_float,
+        help="never send more than this many requests per second (default: adapt to the "
+        "call limit, found from 4000006 answers)",
+    )
+    run.add_argument(
+        "--no-adapt",
+        action="store_true",
+        help="no shared rate control: each refused call backs off on its own",
+    )
+    run.add_argument(
         "--max-bytes",
         type=_positive_int,
         default=protocol.DEFAULT_MAX_BYTES,
@@ -190,6 +210,27 @@ def _add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--token", action="append", help="accept only this token (repeatable; default any)"
     )
     serve.add_argument("--appkey", help="accept only this app key (default any)")
+    serve.add_argument(
+        "--fault-rate", type=float, default=0.0, help="share of calls that get a fault (0..1)"
+    )
+    serve.add_argument("--fault-seed", type=int, default=0, help="seed of the fault sequence")
+    serve.add_argument(
+        "--fault-kinds",
+        default="all",
+        help="comma list of drop, 502, truncated, cut, unavailable, unknown, slow (default all)",
+    )
+    serve.add_argument(
+        "--fault-slow-seconds", type=float, default=30.0, help="how long a 'slow' fault waits"
+    )
+    serve.add_argument(
+        "--uak",
+        action="append",
+        metavar="ID:SECRET",
+        help="serve the OAuth token endpoint for this User Access Key (repeatable)",
+    )
+    serve.add_argument(
+        "--token-lifetime", type=_positive_float, default=86400.0, help="seconds a token lives"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,7 +291,7 @@ async def _all_items(
             yield item
 
 
-async def _run(args: argparse.Namespace) -> ExitCode:
+def _check_run_args(args: argparse.Namespace) -> None:
     if not args.inputs and args.urls is None:
         raise UsageError("nothing to do: name INPUT files/folders/URLs or --urls FILE")
     if args.urls not in (None, "-") and not os.access(args.urls, os.R_OK):
@@ -261,37 +302,37 @@ async def _run(args: argparse.Namespace) -> ExitCode:
         raise UsageError("--resume needs an output file, not stdout")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite contradict each other")
-    tokens = token_from_environment(token_file=args.token_file)
-    preparation = Preparation(
-        endpoint=Endpoint.GENERAL if args.endpoint == "auto" else Endpoint(args.endpoint),
-        auto_endpoint=args.endpoint == "auto",
-        convert=args.convert,
-        shrink=args.shrink,
-        max_bytes=args.max_bytes,
-    )
-    client = OcrClient(
-        appkey=args.appkey or "",
-        token=tokens,
-        base_url=args.base_url,
-        concurrency=args.concurrency,
-        timeout=args.timeout,
-        max_bytes=args.max_bytes,
-        retry=RetryPolicy(max_attempts=args.max_attempts),
-    )
-    progress = Progress(enabled=sys.stderr.isatty() and not args.no_progress)
-    extensions = IMAGE_EXTENSIONS | (CONVERTIBLE_EXTENSIONS if args.convert else frozenset())
-    if args.urls is None:
-        progress.count_in_background(list(args.inputs), extensions)
-    skips = _SkipLog()
+    if args.rps is not None and args.no_adapt:
+        raise UsageError("--rps and --no-adapt contradict each other")
+
+
+async def _run(args: argparse.Namespace) -> ExitCode:
+    _check_run_args(args)
+    if not args.appkey:
+        raise UsageError(f"no app key: set {APPKEY_ENV} or pass --appkey")
+    # A User Access Key (NHN_UAK_ID/NHN_UAK_SECRET) issues its own tokens and
+    # wins over a fixed token; it is asked for one before any image is read,
+    # so a refused key stops the run at once (exit 3), not image by image.
+    uak = uak_from_environment()
+    if uak is None:
+        return await _run_with_tokens(args, token_from_environment(token_file=args.token_file))
+    async with uak:
+        try:
+            await uak.get_token()
+        except (ConfigurationError, OcrError) as exc:
+            print(f"ocr-async: cannot get a token: {exc}", file=sys.stderr)
+            return ExitCode.CANNOT_PROCEED
+        code = await _run_with_tokens(args, uak)
+        log.info("tokens issued from the User Access Key: %d", uak.issued)
+        return code
+
+
+async def _open_output(args: argparse.Namespace) -> tuple[JsonlSink, ResumeIndex | None]:
     resumed = None
     if args.resume:
-        try:
-            resumed = await asyncio.to_thread(
-                load_resume_index, args.output, retry_failed=args.retry_failed
-            )
-        except OSError as exc:
-            print(f"ocr-async: cannot resume from {args.output}: {exc}", file=sys.stderr)
-            return ExitCode.CANNOT_PROCEED
+        resumed = await asyncio.to_thread(
+            load_resume_index, args.output, retry_failed=args.retry_failed
+        )
         print(
             f"ocr-async: resuming {args.output}: {resumed.kept} records kept, "
             f"{resumed.removed_broken} broken lines removed, "
@@ -303,11 +344,56 @@ async def _run(args: argparse.Namespace) -> ExitCode:
         await sink.open()
     except OutputExistsError as exc:
         raise UsageError(str(exc)) from None
+    return sink, resumed
+
+
+def _describe_rate(controller: RateController | None) -> str | None:
+    if controller is None:
+        return None
+    if controller.fixed_rps is not None:
+        mode = f"fixed at {controller.fixed_rps:g} calls/s"
+    elif controller.quota_estimate is None:
+        mode = "adaptive; the call limit was never met"
+    else:
+        mode = f"adaptive; call limit found near {controller.quota_estimate:.1f} calls/s"
+    return (
+        f"rate: settled at {controller.settled_rate:.1f} calls/s ({mode}); "
+        f"{controller.throttled} calls refused for the limit"
+    )
+
+
+async def _run_with_tokens(args: argparse.Namespace, tokens: TokenProvider) -> ExitCode:
+    preparation = Preparation(
+        endpoint=Endpoint.GENERAL if args.endpoint == "auto" else Endpoint(args.endpoint),
+        auto_endpoint=args.endpoint == "auto",
+        convert=args.convert,
+        shrink=args.shrink,
+        max_bytes=args.max_bytes,
+    )
+    client = OcrClient(
+        appkey=args.appkey,
+        token=tokens,
+        base_url=args.base_url,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        max_bytes=args.max_bytes,
+        retry=RetryPolicy(max_attempts=args.max_attempts, max_throttled=args.max_throttled),
+        rps=args.rps,
+        adapt_rate=not args.no_adapt,
+    )
+    try:
+        sink, resumed = await _open_output(args)
     except OSError as exc:
-        print(f"ocr-async: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        print(f"ocr-async: cannot open {args.output}: {exc}", file=sys.stderr)
         return ExitCode.CANNOT_PROCEED
+    progress = Progress(enabled=sys.stderr.isatty() and not args.no_progress)
+    extensions = IMAGE_EXTENSIONS | (CONVERTIBLE_EXTENSIONS if args.convert else frozenset())
+    if args.urls is None:
+        progress.count_in_background(list(args.inputs), extensions)
+    skips = _SkipLog()
     stop = StopRequest()
     _install_stop_handlers(stop, progress)
+    failure: OSError | None = None
     try:
         async with client:
             summary = await run_batch(
@@ -323,9 +409,7 @@ async def _run(args: argparse.Namespace) -> ExitCode:
                 grace=args.grace,
             )
     except OSError as exc:
-        failure: OSError | None = exc
-    else:
-        failure = None
+        failure = exc
     finally:
         progress.close()
         try:
@@ -337,6 +421,8 @@ async def _run(args: argparse.Namespace) -> ExitCode:
         return ExitCode.CANNOT_PROCEED
     summary.skipped = skips.count
     print(summary.describe(), file=sys.stderr)
+    if (rate := _describe_rate(client.rate_controller)) is not None:
+        print(rate, file=sys.stderr)
     if summary.interrupted:
         return ExitCode.INTERRUPTED
     if summary.aborted:

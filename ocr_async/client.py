@@ -217,8 +217,12 @@ class OcrClient:
         started = self._clock()
         image = as_image_input(image)
         body = await self._load(image)
-        token = await self._tokens.get_token()
-        # Built once before the loop so a pre-check failure costs no request.
+        # Built once before the loop, without the token, so that a pre-check
+        # failure costs no request and no token; each attempt then builds
+        # the request with the token current at that moment, so a token
+        # issued or renewed meanwhile (or a hiccup issuing it) is retried
+        # like any other transient failure.
+        token = ""
         request = self._prepare(body, token, endpoint)
         attempts = 0
         # Call-limit refusals have their own budget: with the rate controller

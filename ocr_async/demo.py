@@ -19,12 +19,15 @@ from ocr_async.client import OcrClient, RetryPolicy
 from ocr_async.emulator import (
     SAMPLES,
     EmulatorConfig,
+    FaultPlan,
     RunningEmulator,
     find_free_port,
     iter_samples,
+    parse_fault_kinds,
     running_emulator,
     serve_forever,
 )
+from ocr_async.errors import ConfigurationError
 from ocr_async.models import ImageFile, ImageUrl, Record
 from ocr_async.sink import JsonlSink, OutputExistsError
 from ocr_async.sources import SourceItem
@@ -104,14 +107,35 @@ async def demo_command(args: argparse.Namespace) -> int:
         return 0 if matched == len(SAMPLES) * 2 else 1
 
 
+def _key_pair(text: str) -> tuple[str, str]:
+    key_id, sep, secret = text.partition(":")
+    if not sep or not key_id or not secret:
+        raise ConfigurationError("--uak takes ID:SECRET")
+    return key_id, secret
+
+
 async def serve_command(args: argparse.Namespace) -> int:
     """Serve the emulator until Ctrl-C."""
+    faults = None
+    if args.fault_rate:
+        try:
+            faults = FaultPlan(
+                rate=args.fault_rate,
+                seed=args.fault_seed,
+                kinds=parse_fault_kinds(args.fault_kinds),
+                slow_seconds=args.fault_slow_seconds,
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"bad fault settings: {exc}") from None
     config = EmulatorConfig(
         latency=args.latency,
         quota_rps=args.quota_rps,
         max_bytes=args.max_bytes,
         tokens=frozenset(args.token) if args.token else None,
         appkey=args.appkey,
+        faults=faults,
+        uak=dict(_key_pair(text) for text in args.uak) if args.uak else None,
+        token_lifetime=args.token_lifetime,
     )
 
     def ready(emulator: RunningEmulator) -> None:

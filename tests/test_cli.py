@@ -23,6 +23,7 @@ from aiohttp import web
 from ocr_async.cli import ExitCode, main
 from ocr_async.emulator import (
     EmulatorConfig,
+    FaultPlan,
     RunningEmulator,
     find_free_port,
     make_jpeg,
@@ -305,7 +306,7 @@ def test_unwritable_output_exits_3(
     image.write_bytes(make_png("a"))
     code = main(["run", str(image), "-o", str(tmp_path / "no-such-dir" / "out.jsonl")])
     assert code == ExitCode.CANNOT_PROCEED
-    assert "cannot write" in capsys.readouterr().err
+    assert "cannot open" in capsys.readouterr().err
 
 
 # --- the real process: streams and exit status ------------------------------------
@@ -620,3 +621,109 @@ async def test_report_writes_a_review_page_and_never_clobbers(
     assert main(["report", str(out), "--html", str(page)]) == ExitCode.USAGE
     assert main(["report", str(out), "--html", str(page), "--overwrite", "--no-images"]) == 0
     assert "data:image/png;base64," not in page.read_text(encoding="utf-8")
+
+
+# --- faults, tokens that expire, the call limit -----------------------------------------
+
+
+async def test_a_15_percent_fault_run_ends_with_every_image_right(
+    env: None, tmp_path: Path
+) -> None:
+    expected = make_scans(tmp_path / "scans", 300)
+    out = tmp_path / "out.jsonl"
+    faults = FaultPlan(rate=0.15, seed=7, slow_seconds=3.0)  # every kind, slow ones too
+    config = EmulatorConfig(tokens=frozenset({TOKEN}), faults=faults)
+    async with running_emulator(config) as emulator:
+        code = await run_cli(
+            "run", str(tmp_path / "scans"), "-o", str(out), "--base-url", emulator.base_url,
+            "--concurrency", "32", "--max-attempts", "8", "--timeout", "1",
+        )  # fmt: skip
+        stats = emulator.stats
+    assert code == ExitCode.OK
+    records = read_records(out)
+    assert len(records) == 300  # no duplicate record
+    assert {r["source"]: r["text"] for r in records} == expected
+    assert sum(stats.faults.values()) > 20  # the faults really happened
+    assert set(stats.faults) >= {"drop", "502", "truncated", "cut", "unavailable", "unknown"}
+    assert stats.answered_ok == 300
+
+
+async def test_short_lived_uak_tokens_are_renewed_a_handful_of_times(
+    env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = make_scans(tmp_path / "scans", 300)
+    out = tmp_path / "out.jsonl"
+    config = EmulatorConfig(uak={"uak-id": "uak-secret-9f3"}, token_lifetime=3.0, latency=0.08)
+    async with running_emulator(config) as emulator:
+        monkeypatch.setenv("NHN_UAK_ID", "uak-id")
+        monkeypatch.setenv("NHN_UAK_SECRET", "uak-secret-9f3")
+        monkeypatch.setenv("NHN_OAUTH_URL", emulator.base_url)
+        monkeypatch.delenv("NHN_OCR_TOKEN")  # only issued tokens are accepted anyway
+        code = await run_cli(
+            "run", str(tmp_path / "scans"), "-o", str(out), "--base-url", emulator.base_url,
+            "--concurrency", "8",
+        )  # fmt: skip
+        stats = emulator.stats
+    assert code == ExitCode.OK
+    assert {r["source"]: r["text"] for r in read_records(out)} == expected
+    # About 300 * 0.08 / 8 = 3 s of calls: a handful of tokens, not one per request.
+    assert 2 <= stats.tokens_issued <= 6
+    assert stats.requests == 300 + stats.tokens_rejected_expired
+
+
+async def test_refused_user_access_key_exits_3_before_any_image(
+    env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_scans(tmp_path / "scans", 5)
+    config = EmulatorConfig(uak={"uak-id": "right-secret"})
+    async with running_emulator(config) as emulator:
+        monkeypatch.setenv("NHN_UAK_ID", "uak-id")
+        monkeypatch.setenv("NHN_UAK_SECRET", "wrong-secret-77")
+        monkeypatch.setenv("NHN_OAUTH_URL", emulator.base_url)
+        code = await run_cli(
+            "run", str(tmp_path / "scans"), "-o", str(tmp_path / "out.jsonl"),
+            "--base-url", emulator.base_url,
+        )  # fmt: skip
+        requests = emulator.stats.requests
+    err = capsys.readouterr().err
+    assert code == ExitCode.CANNOT_PROCEED
+    assert "invalid_client" in err
+    assert "wrong-secret-77" not in err
+    assert requests == 0
+
+
+async def test_unknown_call_limit_is_found_and_reported(
+    env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = make_scans(tmp_path / "scans", 150)
+    out = tmp_path / "out.jsonl"
+    config = EmulatorConfig(tokens=frozenset({TOKEN}), quota_rps=60, latency=0.05)
+    async with running_emulator(config) as limited:
+        code = await run_cli(
+            "run", str(tmp_path / "scans"), "-o", str(out), "--base-url", limited.base_url,
+            "--concurrency", "32",
+        )  # fmt: skip
+        refused = limited.stats.rate_limited
+    assert code == ExitCode.OK
+    assert {r["source"]: r["text"] for r in read_records(out)} == expected
+    err = capsys.readouterr().err
+    assert "rate: settled at" in err
+    assert "call limit found near" in err
+    assert f"{refused} calls refused for the limit" in err
+
+
+async def test_fixed_rps_stays_under_the_quota(
+    env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_scans(tmp_path / "scans", 40)
+    out = tmp_path / "out.jsonl"
+    config = EmulatorConfig(tokens=frozenset({TOKEN}), quota_rps=40, quota_burst=1)
+    async with running_emulator(config) as limited:
+        code = await run_cli(
+            "run", str(tmp_path / "scans"), "-o", str(out), "--base-url", limited.base_url,
+            "--concurrency", "16", "--rps", "25",
+        )  # fmt: skip
+        refused = limited.stats.rate_limited
+    assert code == ExitCode.OK
+    assert refused == 0  # paced at 25/s, a 40/s limit is never met
+    assert "fixed at 25 calls/s" in capsys.readouterr().err
