@@ -352,10 +352,12 @@ def _describe_rate(controller: RateController | None) -> str | None:
         return None
     if controller.fixed_rps is not None:
         mode = f"fixed at {controller.fixed_rps:g} calls/s"
-    elif controller.quota_estimate is None:
+    elif controller.throttled == 0:
         mode = "adaptive; the call limit was never met"
+    elif controller.quota_estimate is None:
+        mode = "adaptive; call limit met, still probing for it"
     else:
-        mode = f"adaptive; call limit found near {controller.quota_estimate:.1f} calls/s"
+        mode = f"adaptive; call limit met, estimated near {controller.quota_estimate:.1f} calls/s"
     return (
         f"rate: settled at {controller.settled_rate:.1f} calls/s ({mode}); "
         f"{controller.throttled} calls refused for the limit"
