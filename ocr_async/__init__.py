@@ -1,5 +1,8 @@
 """ocr-async: a high-throughput asyncio batch client for NHN Cloud General OCR v1.1."""
 
+from ocr_async.auth import StaticToken, TokenProvider, UserAccessKeyTokens
+from ocr_async.batch import BatchSummary, StopRequest, run_batch
+from ocr_async.client import OcrClient, RetryPolicy
 from ocr_async.errors import (
     ApiError,
     AuthError,
@@ -20,6 +23,7 @@ from ocr_async.errors import (
     TransportError,
     UnknownApiError,
 )
+from ocr_async.limits import RateController
 from ocr_async.models import (
     BoundingBox,
     Endpoint,
@@ -34,12 +38,14 @@ from ocr_async.models import (
     Record,
     Word,
 )
+from ocr_async.sink import JsonlSink
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ApiError",
     "AuthError",
+    "BatchSummary",
     "BoundingBox",
     "ConfigurationError",
     "ConnectionFailedError",
@@ -53,20 +59,29 @@ __all__ = [
     "ImageUrl",
     "InvalidRequestError",
     "InvalidTokenError",
+    "JsonlSink",
     "Line",
     "LocalCheckError",
     "MalformedResponseError",
+    "OcrClient",
     "OcrError",
     "OcrResult",
+    "RateController",
     "RateLimitedError",
     "Recognition",
     "Record",
     "RequestTimeoutError",
+    "RetryPolicy",
     "ServerFailureError",
     "SourceError",
+    "StaticToken",
+    "StopRequest",
     "TemporarilyUnavailableError",
+    "TokenProvider",
     "TransportError",
     "UnknownApiError",
+    "UserAccessKeyTokens",
     "Word",
     "__version__",
+    "run_batch",
 ]
