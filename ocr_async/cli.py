@@ -189,6 +189,11 @@ def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     run.add_argument("-v", "--verbose", action="store_true", help="log retries and skips")
 
 
+#: ``--engine`` choices (ocr_async.emulator.engines.ENGINE_NAMES, kept here so
+#: that ``ocr-async run`` does not import the emulator).
+ENGINE_CHOICES = ("auto", "rapidocr", "tesseract", "embedded")
+
+
 def _add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser(
         "serve",
@@ -231,6 +236,24 @@ def _add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     serve.add_argument(
         "--token-lifetime", type=_positive_float, default=86400.0, help="seconds a token lives"
     )
+    serve.add_argument(
+        "--engine",
+        choices=ENGINE_CHOICES,
+        default="embedded",
+        help="what reads the images: embedded (default: text embedded in test images, else "
+        "a fingerprint), rapidocr (the 'ocr' extra), tesseract (Debian tesseract-ocr), "
+        "auto (the best installed)",
+    )
+    serve.add_argument(
+        "--ignore-embedded-text",
+        action="store_true",
+        help="with a real --engine, read the pixels even of images that carry embedded text",
+    )
+    serve.add_argument(
+        "--engine-workers",
+        type=_positive_int,
+        help="recognitions at once with a real engine (default: one per core, at most 2)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start the emulator in-process and recognize the bundled sample images.",
     )
     demo.add_argument("-o", "--output", help="keep the records here (default: a temporary file)")
+    demo.add_argument(
+        "--engine",
+        choices=ENGINE_CHOICES,
+        default="auto",
+        help="what reads the samples (default auto: the best real engine installed, "
+        "else the embedded text)",
+    )
     return parser
 
 

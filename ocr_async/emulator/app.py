@@ -25,7 +25,11 @@ A request goes through these steps; the first refusal answers:
    4000503; non-200 or connection error -> 4000504; larger than
    ``max_bytes`` -> 4000502); any other content type -> 415;
 7. empty image -> 4000004; not JPEG/PNG -> 4000003;
-8. ``latency`` seconds, then the engine: no lines -> 4000501, else success;
+8. ``latency`` seconds, then the engine: no lines -> 4000501, else success
+   with the engine's words, boxes and confidences (:mod:`.engine`). An
+   engine that reads pixels runs in a bounded thread pool
+   (``engine_workers`` threads), never on the event loop, so the emulator
+   keeps answering other calls, its stats and health while it works;
 9. a transport fault, if one was picked, delivers that answer damaged:
    ``drop`` closes the connection unanswered, ``502`` answers a gateway's
    HTML page, ``truncated`` sends half the body under the full
@@ -42,11 +46,13 @@ static ``tokens``; an expired or revoked issued token answers 4010006.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import ipaddress
 import json
 import logging
 import math
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -59,7 +65,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from ocr_async.emulator.engine import FallbackEngine, TextEngine
+from ocr_async.emulator.engine import EngineLines, FallbackEngine, TextEngine, place, runs_inline
 from ocr_async.emulator.faults import ENVELOPE_FAULTS, FaultKind, FaultPlan
 from ocr_async.emulator.images import image_size
 from ocr_async.emulator.oauth import IssuedTokens, OAuthEndpoint, TokenState
@@ -115,15 +121,9 @@ RESULT_MESSAGES: Final[Mapping[int, str]] = {
     5000503: "The API you requested is temporarily unavailable. Please try again later.",
 }
 
-#: Recognition confidence reported for every word.
-_CONF: Final = 0.99
-# The fake layout: line i spans y = 10 + 30 i .. +24; a word is 12 px per
-# character wide, words 12 px apart, starting at x = 10.
-_MARGIN: Final = 10
-_LINE_PITCH: Final = 30
-_LINE_HEIGHT: Final = 24
-_CHAR_WIDTH: Final = 12
-_WORD_GAP: Final = 12
+# Engine threads by default: one per core, at most 2. Each real engine call
+# keeps a core busy (onnxruntime and tesseract are told to use one thread).
+_DEFAULT_ENGINE_WORKERS: Final = max(1, min(2, os.cpu_count() or 1))
 # The console calls images under 1280x720 "low" resolution (API-FACTS.md).
 _NORMAL_LONG_SIDE: Final = 1280
 _NORMAL_SHORT_SIDE: Final = 720
@@ -174,6 +174,9 @@ class EmulatorConfig:
     #: The real service gives up after 20 s (4000503).
     download_timeout: float = 20.0
     engine: TextEngine = field(default_factory=FallbackEngine)
+    #: Threads that run the engine off the event loop (engines that are not
+    #: ``inline``): at most this many recognitions at once, others queue.
+    engine_workers: int = _DEFAULT_ENGINE_WORKERS
     clock: Callable[[], float] = time.monotonic
     fault: Callable[[int], int | None] | None = None
     faults: FaultPlan | None = None
@@ -189,6 +192,8 @@ class EmulatorConfig:
             raise ValueError(f"max_bytes must be positive, not {self.max_bytes}")
         if self.latency < 0:
             raise ValueError(f"latency must not be negative, not {self.latency}")
+        if self.engine_workers < 1:
+            raise ValueError(f"engine_workers must be at least 1, not {self.engine_workers}")
         if self.download_timeout <= 0:
             raise ValueError(f"download_timeout must be positive, not {self.download_timeout}")
         if self.quota_rps is not None and self.quota_rps <= 0:
@@ -411,34 +416,24 @@ def multipart_field(body: bytes, content_type: str, name: str) -> bytes | None:
 
 
 def build_result(
-    file_type: ImageType, lines: list[list[str]], size: tuple[int, int] | None, *, cropping: bool
+    file_type: ImageType, lines: EngineLines, size: tuple[int, int] | None, *, cropping: bool
 ) -> dict[str, Any]:
     """The success ``result`` object for recognized ``lines``.
 
     ``listOfInferTexts[i].inferTexts[j]`` pairs with
-    ``listOfBoundingBoxes[i].boundingBoxes[j]`` (API-FACTS.md). Boxes follow
-    a fixed fake layout with integer corners clockwise from the top left.
+    ``listOfBoundingBoxes[i].boundingBoxes[j]`` (API-FACTS.md): one entry
+    per line. A :class:`~ocr_async.emulator.engine.RecognizedWord` keeps the
+    engine's box and confidence (rounded to 4 places); a plain string word
+    gets the fixed fake layout (:func:`~ocr_async.emulator.engine.place`).
+    Corners are integers, clockwise from the top left.
     ``/general/cropping`` adds ``slicesImages``: ``ceil(long / (2.5 short))``,
     at least 1, and 1 when the size is unknown.
     """
     texts: list[dict[str, Any]] = []
     boxes: list[dict[str, Any]] = []
-    for i, words in enumerate(lines):
-        top = _MARGIN + _LINE_PITCH * i
-        bottom = top + _LINE_HEIGHT
-        left = _MARGIN
-        line_texts: list[dict[str, Any]] = []
-        line_boxes: list[dict[str, int]] = []
-        for word in words:
-            right = left + _CHAR_WIDTH * len(word)
-            line_texts.append({"value": word, "conf": _CONF})
-            line_boxes.append(
-                {"x1": left, "y1": top, "x2": right, "y2": top,
-                 "x3": right, "y3": bottom, "x4": left, "y4": bottom}
-            )  # fmt: skip
-            left = right + _WORD_GAP
-        texts.append({"inferTexts": line_texts})
-        boxes.append({"boundingBoxes": line_boxes})
+    for words in place(lines):
+        texts.append({"inferTexts": [{"value": w.value, "conf": round(w.conf, 4)} for w in words]})
+        boxes.append({"boundingBoxes": [w.box_json() for w in words]})
     long_side, short_side = (max(size), min(size)) if size else (0, 0)
     normal = long_side >= _NORMAL_LONG_SIDE and short_side >= _NORMAL_SHORT_SIDE
     result: dict[str, Any] = {
@@ -567,6 +562,7 @@ class _Emulator:
         self.calls = 0
         self.issued = IssuedTokens(config.clock) if config.uak is not None else None
         self.session: aiohttp.ClientSession | None = None
+        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
         # Tiny files read once, so serving them costs no disk I/O per request.
         self.samples = {name: sample_path(name).read_bytes() for name in SAMPLES}
 
@@ -578,6 +574,31 @@ class _Emulator:
             self.session = session
             yield
         self.session = None
+
+    async def engine_context(self, app: web.Application) -> AsyncIterator[None]:
+        """The engine's thread pool, for engines that must not run on the loop."""
+        if runs_inline(self.config.engine):
+            yield
+            return
+        pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.config.engine_workers, thread_name_prefix="ocr-async-engine"
+        )
+        self.pool = pool
+        try:
+            yield
+        finally:
+            self.pool = None
+            # Queued recognitions are dropped; one running is waited for, in
+            # a thread, so that no engine thread outlives the app.
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    async def _run_engine(self, image: bytes) -> EngineLines:
+        engine = self.config.engine
+        if self.pool is None:
+            if not runs_inline(engine):
+                raise RuntimeError("the emulator app was not started (no engine pool)")
+            return engine.recognize(image)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, engine.recognize, image)
 
     async def general(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1.1/appkeys/{appKey}/general``."""
@@ -691,7 +712,8 @@ class _Emulator:
 
         if config.latency:
             await asyncio.sleep(config.latency)
-        lines = config.engine.recognize(image)
+        # An empty line is no line: the API never answers one.
+        lines = [line for line in await self._run_engine(image) if line]
         if not lines:
             return NO_TEXT_CODE, None
         return 0, build_result(file_type, lines, image_size(image), cropping=cropping)
@@ -829,6 +851,7 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
     app[STATS_KEY] = stats
     emulator = _Emulator(config, stats)
     app.cleanup_ctx.append(emulator.session_context)
+    app.cleanup_ctx.append(emulator.engine_context)
     ocr = "/v1.1/appkeys/{appkey}/general"
     app.router.add_post(ocr, emulator.general, expect_handler=emulator.expect_handler)
     app.router.add_post(

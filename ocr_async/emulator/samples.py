@@ -1,40 +1,53 @@
 """The sample images shipped with the package, and the text each one holds.
 
-They exist for demos (``GET /samples/{name}`` on a running emulator, handy
-for URL-mode requests) and for tests that want real files on disk. Each was
-made by :func:`write_samples`, so its embedded text is :data:`SAMPLES`'s
-value; ``blank.png`` holds no text on purpose (the API's 4000501), and
-``long-receipt.png`` is long enough for ``/general/cropping`` to slice it.
+They exist for the demo, for demos of your own (``GET /samples/{name}`` on a
+running emulator, handy for URL-mode requests) and for tests that want real
+files on disk.
+
+Each sample is real pixels: its text rendered with Pillow from
+:data:`SAMPLES` at build time by :mod:`ocr_async.emulator.make_samples`
+(DejaVu for Latin, Nanum Gothic for Korean), so a real engine
+(:mod:`ocr_async.emulator.engines`) reads it as it would read a scan. Each
+also carries the same text embedded (PNG ``iTXt`` / JPEG ``COM``, key
+``ocr-async:text``), so the default engine answers it deterministically,
+without OCR. ``blank.png`` holds no text on purpose (the API's 4000501), and
+``long-receipt.png`` is 4:1, long enough for ``/general/cropping`` to slice
+it in two.
+
+Nothing here needs Pillow or a font at run time: the files are shipped.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final
-
-from ocr_async.emulator.images import make_jpeg, make_png
 
 __all__ = ["SAMPLES", "SAMPLES_DIR", "iter_samples", "sample_path", "write_samples"]
 
 #: Where the bundled files live (package data ``emulator/samples/*``).
 SAMPLES_DIR: Final = Path(__file__).with_name("samples")
 
-# name -> (text, width, height). Sizes are small to keep the wheel small;
-# the long receipt is 4:1 wide so that cropping reports 2 slices.
-_RECIPES: Final[Mapping[str, tuple[str, int, int]]] = {
-    "hello.png": ("Hello World", 160, 40),
-    "stella.jpg": ("stella artois\nbelgium", 160, 64),
-    "korean.png": ("안녕하세요 세계", 200, 48),
-    "korean-receipt.jpg": ("영수증 합계 12,000원\n감사합니다 Thank you", 240, 96),
-    "long-receipt.png": ("NHN Cloud General OCR\nline two\nline three", 1000, 250),
-    "blank.png": ("", 64, 32),
-}
-
-#: File name -> the text the emulator recognizes in it (lines joined by "\n").
+#: File name -> the text it holds: lines joined by "\n", words by spaces.
+#: English and Korean, PNG and JPEG, one and several lines.
 SAMPLES: Final[Mapping[str, str]] = MappingProxyType(
-    {name: text for name, (text, _, _) in _RECIPES.items()}
+    {
+        "hello.png": "Hello World",
+        "stella.jpg": "stella artois\nbelgium",
+        "korean.png": "안녕하세요 세계",
+        "korean-receipt.jpg": "영수증 합계 12,000원\n감사합니다 Thank you",
+        "long-receipt.png": "NHN Cloud General OCR\nline two\nline three",
+        "invoice.png": (
+            "INVOICE No. 2026-0412\n"
+            "Bill to: Hanbit Books Ltd.\n"
+            "Three boxes of A4 paper\n"
+            "Total due: 45,000 KRW by May 31"
+        ),
+        "notice.jpg": "공지사항\n토요일 오전 열 시부터\n서버 점검이 있습니다\n이용에 참고해 주세요",
+        "blank.png": "",
+    }
 )
 
 
@@ -56,16 +69,16 @@ def iter_samples() -> Iterator[tuple[Path, str]]:
 
 
 def write_samples(directory: Path) -> list[Path]:
-    """(Re)create every sample in ``directory``; returns the paths written.
+    """Copy every bundled sample into ``directory``; returns the paths written.
 
-    This is how the bundled files were made (``write_samples(SAMPLES_DIR)``);
-    it also gives tests and demos a fresh copy they may modify.
+    A fresh copy that tests and demos may modify. To re-render the bundled
+    files themselves from their text, run
+    ``python -m ocr_async.emulator.make_samples`` (needs Pillow and fonts).
     """
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, (text, width, height) in _RECIPES.items():
-        make = make_png if name.endswith(".png") else make_jpeg
+    for name in SAMPLES:
         path = directory / name
-        path.write_bytes(make(text, width, height))
+        shutil.copyfile(sample_path(name), path)
         written.append(path)
     return written
