@@ -39,6 +39,7 @@ from ocr_async.models import (
     Word,
 )
 from ocr_async.sink import JsonlSink
+from ocr_async.stream import RecordStream, recognize_many
 
 __version__ = "0.1.0"
 
@@ -70,6 +71,7 @@ __all__ = [
     "RateLimitedError",
     "Recognition",
     "Record",
+    "RecordStream",
     "RequestTimeoutError",
     "RetryPolicy",
     "ServerFailureError",
@@ -83,5 +85,6 @@ __all__ = [
     "UserAccessKeyTokens",
     "Word",
     "__version__",
+    "recognize_many",
     "run_batch",
 ]

@@ -83,7 +83,10 @@ class Preparation:
         limit = self.read_limit if (self.convert or self.shrink) else self.max_bytes
         try:
             async with self._decoders:
-                data = await read_image_file(image.path, limit)
+                if isinstance(image, ImageBytes):
+                    data = image.data
+                else:
+                    data = await read_image_file(image.path, limit)
                 return await asyncio.to_thread(self._prepare_bytes, item.source, data)
         except OcrError as exc:
             return [PreparedImage(item.source, image, self.endpoint, error=exc)]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import aiofiles
 
-from ocr_async.models import ImageFile, ImageUrl
+from ocr_async.models import ImageBytes, ImageFile, ImageUrl
 from ocr_async.reading import display_path
 
 __all__ = [
@@ -53,7 +53,7 @@ class SourceItem:
     """One input: what the record will call it, and what to send."""
 
     source: str
-    image: ImageFile | ImageUrl
+    image: ImageFile | ImageBytes | ImageUrl
 
 
 def is_url(text: str) -> bool:

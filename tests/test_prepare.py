@@ -109,3 +109,11 @@ async def test_unreadable_file_is_one_source_error(tmp_path: Path) -> None:
     (prepared,) = await Preparation(convert=True).prepare(item_for(tmp_path / "gone.tiff"))
     assert prepared.error is not None
     assert prepared.error.code == "not_found"
+
+
+async def test_in_memory_images_are_prepared_from_their_bytes() -> None:
+    data = make_png("in memory", 400, 100)  # 1:4
+    item = SourceItem("bytes:0", ImageBytes(data, "bytes:0"))
+    (prepared,) = await Preparation(auto_endpoint=True).prepare(item)
+    assert prepared.endpoint is Endpoint.CROPPING
+    assert prepared.image == ImageBytes(data, "bytes:0")

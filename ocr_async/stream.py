@@ -1,0 +1,322 @@
+"""``recognize_many``: the batch pipeline as an async iterator of records.
+
+For programs that consume results as they come: a pipeline stage, a queue
+consumer, a notebook. It is :func:`ocr_async.batch.run_batch` with a sink
+that hands each record to the iterator, so it has the same fixed pool of
+workers, the same bounded memory and the same one-record-per-input rule::
+
+    async for record in recognize_many(["a.png", "b.jpg", "https://..."]):
+        print(record.source, record.ok, record.text)
+
+Records come in the order they finish, not the order of the inputs; each
+record's ``source`` says which input it is for. A slow consumer slows the
+workers down (the hand-over queue is bounded), so nothing piles up.
+
+Stopping early (``break``, :meth:`RecordStream.aclose`, leaving ``async
+with``, or the consuming task being cancelled) cancels the requests in
+flight, closes the client if the stream opened it, and leaves no task
+behind. ``async with recognize_many(...) as records:`` makes that happen at
+the end of the block; after a bare ``break`` it happens as soon as the event
+loop finalizes the abandoned iterator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, Self
+
+from ocr_async import protocol
+from ocr_async.auth import (
+    TokenProvider,
+    UserAccessKeyTokens,
+    token_from_environment,
+    uak_from_environment,
+)
+from ocr_async.batch import BatchSummary, Recognizer, run_batch
+from ocr_async.client import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, OcrClient, RetryPolicy
+from ocr_async.errors import ConfigurationError
+from ocr_async.models import Endpoint, ImageBytes, ImageFile, ImageUrl, Record
+from ocr_async.reading import display_path
+from ocr_async.sources import SourceItem, is_url
+
+__all__ = ["APPKEY_ENV", "BASE_URL_ENV", "RecordStream", "SourceLike", "recognize_many"]
+
+#: The environment variable naming the API host (as for the command line).
+BASE_URL_ENV: Final = "NHN_OCR_BASE_URL"
+#: The environment variable holding the app key (as for the command line).
+APPKEY_ENV: Final = "NHN_OCR_APPKEY"
+
+#: What :func:`recognize_many` takes, one per input. A ``str`` with ``://``
+#: in it is a URL; any other ``str`` or path-like is a file.
+SourceLike = (
+    str
+    | os.PathLike[str]
+    | bytes
+    | bytearray
+    | memoryview
+    | ImageFile
+    | ImageBytes
+    | ImageUrl
+    | SourceItem
+)
+
+# The name ImageBytes gets when none is given: such inputs are numbered
+# instead, or they would all share one source name and count as duplicates.
+_UNNAMED: Final = ImageBytes(b"").name
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """Shared by a stream and its generator (never a reference between them)."""
+
+    summary: BatchSummary | None = None
+
+
+class _QueueSink:
+    """A record sink that hands records to the consumer through a bounded queue."""
+
+    def __init__(self, queue: asyncio.Queue[Record | None]) -> None:
+        self._queue = queue
+
+    async def write(self, record: Record) -> None:
+        """Wait until the consumer has room, then hand the record over."""
+        await self._queue.put(record)
+
+
+class RecordStream(AsyncIterator[Record]):
+    """The async iterator of records that :func:`recognize_many` returns.
+
+    Iterate it once. It is also an async context manager whose exit stops
+    the work at once (see :meth:`aclose`).
+    """
+
+    def __init__(self, records: AsyncGenerator[Record, None], outcome: _Outcome) -> None:
+        # The generator must not refer back to this object: when a consumer
+        # abandons the stream after 'break', both are freed at once and the
+        # event loop's finalizer closes the generator, which cleans up.
+        self._records = records
+        self._outcome = outcome
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Record:
+        return await self._records.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop: cancel the requests in flight and close what the stream opened.
+
+        Records not yet yielded are dropped. Safe to call more than once,
+        and after the stream has ended.
+        """
+        await self._records.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def summary(self) -> BatchSummary | None:
+        """What the run did (counts, retries, duplicates), once every record was yielded.
+
+        None while records are still coming, and after an early stop.
+        """
+        return self._outcome.summary
+
+
+def recognize_many(
+    sources: Iterable[SourceLike] | AsyncIterable[SourceLike],
+    *,
+    client: Recognizer | None = None,
+    appkey: str | None = None,
+    token: str | TokenProvider | None = None,
+    base_url: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    endpoint: Endpoint = Endpoint.GENERAL,
+    timeout: float | None = None,
+    retry: RetryPolicy | None = None,
+) -> RecordStream:
+    """Recognize every input with ``concurrency`` workers; yield a record as each finishes.
+
+    ``sources`` is an iterable or async iterable of paths, URLs, image bytes,
+    :class:`~ocr_async.ImageFile`, :class:`~ocr_async.ImageBytes`,
+    :class:`~ocr_async.ImageUrl` or :class:`~ocr_async.sources.SourceItem`
+    (so :func:`ocr_async.sources.iter_inputs` can walk folders for it). It is
+    read lazily, as workers free up; a plain iterable is read on the event
+    loop, so it must not block.
+
+    Each record's ``source`` is the URL as given, the path as given, an
+    ``ImageBytes`` name, or ``bytes:<n>`` for unnamed bytes (``n`` counts
+    inputs from 0). A source given twice is sent once and gives one record.
+    A bad input (missing, empty, not an image, refused by the API, timed
+    out) gives a failed record; it never raises.
+
+    Pass ``client`` (an open :class:`~ocr_async.OcrClient`, which is then
+    left open) or the settings to build one: ``appkey`` (default: env
+    ``NHN_OCR_APPKEY``), ``token`` (default: a User Access Key from
+    ``NHN_UAK_ID``/``NHN_UAK_SECRET``, else ``NHN_OCR_TOKEN`` or
+    ``NHN_OCR_TOKEN_FILE``), ``base_url`` (default: env ``NHN_OCR_BASE_URL``,
+    else the NHN host), ``timeout`` and ``retry``. The stream opens that
+    client when iteration starts and closes it when the stream ends.
+
+    Raises :class:`~ocr_async.ConfigurationError` at once when settings are
+    missing or wrong, and from the iterator when the API refuses the
+    credentials (after yielding the records of what was in flight; inputs
+    not yet taken get no record). An exception raised by ``sources`` itself
+    comes out of the iterator after the records of the inputs already taken.
+    """
+    if concurrency < 1:
+        raise ConfigurationError("concurrency must be at least 1")
+    owned_tokens: UserAccessKeyTokens | None = None
+    if client is None:
+        client, owned_tokens = _client_from_settings(
+            appkey=appkey,
+            token=token,
+            base_url=base_url,
+            concurrency=concurrency,
+            timeout=timeout,
+            retry=retry,
+        )
+        owned: OcrClient | None = client
+    else:
+        if any(value is not None for value in (appkey, token, base_url, timeout, retry)):
+            raise TypeError("pass either client= or the settings to build one, not both")
+        owned = None
+    outcome = _Outcome()
+    records = _records(
+        _source_items(sources),
+        client,
+        owned=owned,
+        owned_tokens=owned_tokens,
+        concurrency=concurrency,
+        endpoint=endpoint,
+        outcome=outcome,
+    )
+    return RecordStream(records, outcome)
+
+
+def _client_from_settings(
+    *,
+    appkey: str | None,
+    token: str | TokenProvider | None,
+    base_url: str | None,
+    concurrency: int,
+    timeout: float | None,
+    retry: RetryPolicy | None,
+) -> tuple[OcrClient, UserAccessKeyTokens | None]:
+    appkey = appkey or os.environ.get(APPKEY_ENV, "").strip()
+    if not appkey:
+        raise ConfigurationError(f"no app key: pass appkey= or set {APPKEY_ENV}")
+    owned_tokens: UserAccessKeyTokens | None = None
+    if token is None:
+        # As on the command line: a User Access Key wins over a fixed token.
+        owned_tokens = uak_from_environment()
+        token = owned_tokens if owned_tokens is not None else token_from_environment()
+    client = OcrClient(
+        appkey=appkey,
+        token=token,
+        base_url=base_url or os.environ.get(BASE_URL_ENV, "").strip() or protocol.DEFAULT_BASE_URL,
+        concurrency=concurrency,
+        timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+        retry=retry,
+    )
+    return client, owned_tokens
+
+
+def _source_item(given: SourceLike, number: int) -> SourceItem:
+    if isinstance(given, SourceItem):
+        return given
+    if isinstance(given, ImageUrl):
+        return SourceItem(given.url, given)
+    if isinstance(given, ImageFile):
+        return SourceItem(display_path(given.path), given)
+    if isinstance(given, bytes | bytearray | memoryview):
+        given = ImageBytes(bytes(given), f"bytes:{number}")
+    if isinstance(given, ImageBytes):
+        if given.name == _UNNAMED:
+            given = ImageBytes(given.data, f"bytes:{number}")
+        return SourceItem(given.name, given)
+    if isinstance(given, str) and is_url(given):
+        return SourceItem(given, ImageUrl(given))
+    if isinstance(given, str | os.PathLike):
+        return SourceItem(display_path(given), ImageFile(given))
+    raise TypeError(
+        f"cannot recognize a {type(given).__name__}: pass a path, a URL, bytes or a SourceItem"
+    )
+
+
+async def _source_items(
+    sources: Iterable[SourceLike] | AsyncIterable[SourceLike],
+) -> AsyncGenerator[SourceItem, None]:
+    number = 0
+    if isinstance(sources, AsyncIterable):
+        async for given in sources:
+            yield _source_item(given, number)
+            number += 1
+    else:
+        for given in sources:
+            yield _source_item(given, number)
+            number += 1
+
+
+async def _records(
+    items: AsyncGenerator[SourceItem, None],
+    client: Recognizer,
+    *,
+    owned: OcrClient | None,
+    owned_tokens: UserAccessKeyTokens | None,
+    concurrency: int,
+    endpoint: Endpoint,
+    outcome: _Outcome,
+) -> AsyncGenerator[Record, None]:
+    # Bounded: workers wait for the consumer rather than queueing records.
+    # None marks the end, whether the batch finished or failed.
+    queue: asyncio.Queue[Record | None] = asyncio.Queue(maxsize=concurrency)
+
+    async def feed() -> BatchSummary:
+        try:
+            return await run_batch(
+                client, items, _QueueSink(queue), endpoint=endpoint, concurrency=concurrency
+            )
+        finally:
+            if not _cancelling():
+                await queue.put(None)
+
+    async with contextlib.AsyncExitStack() as stack:
+        if owned_tokens is not None:
+            stack.push_async_callback(owned_tokens.aclose)
+        if owned is not None:
+            await stack.enter_async_context(owned)
+        batch = asyncio.create_task(feed(), name="ocr-recognize-many")
+        try:
+            while (record := await queue.get()) is not None:
+                yield record
+            summary = await batch  # raises what the batch raised (a failing source)
+            if summary.aborted:
+                raise ConfigurationError(f"stopped early: {summary.aborted}")
+            outcome.summary = summary
+        finally:
+            if not batch.done():
+                batch.cancel()
+            # The workers' requests are torn down before the client closes.
+            await asyncio.wait({batch})
+            if not batch.cancelled():
+                batch.exception()  # retrieved: after an early stop nobody wants it
+            await items.aclose()  # now, not whenever the garbage collector gets to it
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

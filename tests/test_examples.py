@@ -1,0 +1,282 @@
+"""The example programs in examples/, run against the emulator.
+
+``examples/aiohttp_backend.py`` is loaded as a module and served on a
+loopback port, exactly as its ``main()`` serves it; one test also runs it as
+a program. The emulator answers slowly where a test needs a call to be in
+flight when the caller gives up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from ocr_async import OcrClient
+from ocr_async.emulator import EmulatorConfig, RunningEmulator, make_png, running_emulator
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKEND_PATH = ROOT / "examples" / "aiohttp_backend.py"
+TOKEN = "backend-token"
+APPKEY = "backend-appkey"
+
+
+def load_example(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+backend = load_example(BACKEND_PATH)
+
+
+class Backend:
+    """The example app served on a loopback port, and a session to call it."""
+
+    def __init__(self, app: web.Application, runner: web.AppRunner, session: aiohttp.ClientSession):
+        self.app = app
+        self.runner = runner
+        self.session = session
+        port = runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}/ocr"
+
+    @property
+    def counters(self) -> Any:
+        return self.app[backend.COUNTERS]
+
+    @property
+    def client(self) -> OcrClient:
+        client: OcrClient = self.app[backend.OCR_CLIENT]
+        return client
+
+    def busy_connections(self) -> int:
+        """Connections of the shared client now in use (aiohttp has no public count)."""
+        session = self.client._session
+        assert session is not None
+        connector = session.connector
+        assert connector is not None
+        return len(connector._acquired)
+
+    async def post(self, data: bytes, field: str = "image") -> tuple[int, dict[str, Any]]:
+        form = aiohttp.FormData()
+        form.add_field(field, data, filename="scan.png", content_type="image/png")
+        async with self.session.post(self.url, data=form) as response:
+            return response.status, await response.json()
+
+
+class Backends:
+    """Starts the example app against an emulator; stops everything it started."""
+
+    def __init__(self) -> None:
+        self.started: list[Backend] = []
+
+    async def start(self, emulator: RunningEmulator, **overrides: Any) -> Backend:
+        options: dict[str, Any] = {
+            "appkey": APPKEY,
+            "token": TOKEN,
+            "base_url": emulator.base_url,
+            **overrides,
+        }
+        app = backend.create_app(backend.Settings(**options))
+        runner = await backend.start(app, "127.0.0.1", 0)
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
+        started = Backend(app, runner, session)
+        self.started.append(started)
+        return started
+
+    async def close(self) -> None:
+        for started in self.started:
+            await started.session.close()
+            await started.runner.cleanup()
+
+
+@pytest.fixture
+async def backends() -> AsyncIterator[Backends]:
+    started = Backends()
+    try:
+        yield started
+    finally:
+        await started.close()
+
+
+def emulator_config(**overrides: Any) -> EmulatorConfig:
+    options: dict[str, Any] = {"tokens": frozenset({TOKEN}), "appkey": APPKEY, **overrides}
+    return EmulatorConfig(**options)
+
+
+async def until(condition: Callable[[], bool], seconds: float = 3.0) -> None:
+    """Wait (bounded) until ``condition()`` holds."""
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"condition not reached in {seconds} s")
+
+
+# --- one client shared by concurrent handlers --------------------------------------------
+
+
+async def test_fifty_concurrent_requests_share_one_client_within_its_concurrency(
+    backends: Backends,
+) -> None:
+    async with running_emulator(emulator_config(latency=0.05)) as emulator:
+        server = await backends.start(emulator, concurrency=8)
+        texts = [f"request {n}" for n in range(50)]
+
+        answers = await asyncio.gather(*(server.post(make_png(text)) for text in texts))
+
+    assert [status for status, _ in answers] == [200] * 50
+    assert [body["text"] for _, body in answers] == texts
+    assert emulator.stats.requests == 50
+    # Eight calls at most reached the API at once, whatever the number of requests.
+    assert emulator.stats.peak_in_flight == 8
+    assert server.counters.ok == 50
+    assert server.busy_connections() == 0
+
+
+async def test_the_answer_carries_lines_words_and_boxes(backends: Backends) -> None:
+    async with running_emulator(emulator_config()) as emulator:
+        server = await backends.start(emulator)
+        status, body = await server.post(make_png("stella artois\nbelgium"))
+
+    assert status == 200
+    assert body["text"] == "stella artois\nbelgium"
+    assert body["lines"] == ["stella artois", "belgium"]
+    assert [word["value"] for word in body["words"]] == ["stella", "artois", "belgium"]
+    assert all(len(word["box"]) == 8 for word in body["words"])
+    assert body["attempts"] == 1
+
+
+# --- deadlines and callers that leave ----------------------------------------------------
+
+
+async def test_a_call_past_its_deadline_answers_504_and_is_cancelled(backends: Backends) -> None:
+    async with running_emulator(emulator_config(latency=1.0)) as emulator:
+        server = await backends.start(emulator, timeout=0.2)
+        started = asyncio.get_running_loop().time()
+
+        status, body = await server.post(make_png("too slow"))
+
+        assert asyncio.get_running_loop().time() - started < 0.9
+        assert status == 504
+        assert body["error"]["code"] == "timeout"
+        assert server.counters.timed_out == 1
+        # The call to the API was abandoned, not left running on a pooled connection.
+        assert server.busy_connections() == 0
+        await until(lambda: emulator.stats.in_flight == 0)
+        assert emulator.stats.disconnected == 1
+        assert emulator.stats.answered_ok == 0
+
+
+async def test_a_caller_that_hangs_up_cancels_the_ocr_call(backends: Backends) -> None:
+    async with running_emulator(emulator_config(latency=1.0)) as emulator:
+        # One call at a time: a leaked slot or connection would block the next one.
+        server = await backends.start(emulator, concurrency=1)
+        caller = asyncio.create_task(server.post(make_png("never read")))
+        await until(lambda: emulator.stats.in_flight == 1)
+
+        caller.cancel()  # the caller's connection to the backend closes
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+
+        await until(lambda: server.counters.cancelled == 1)
+        # Cancelled while the emulator was still working on it: nothing was answered.
+        assert server.busy_connections() == 0
+        await until(lambda: emulator.stats.in_flight == 0)
+        assert emulator.stats.disconnected == 1
+        assert emulator.stats.answered_ok == 0
+
+        async with asyncio.timeout(5):
+            status, body = await server.post(make_png("the next one"))
+        assert status == 200
+        assert body["text"] == "the next one"
+
+
+# --- bad requests ------------------------------------------------------------------------------
+
+
+async def test_bad_uploads_get_clear_answers(backends: Backends) -> None:
+    async with running_emulator(emulator_config()) as emulator:
+        server = await backends.start(emulator, max_upload=10_000)
+        async with server.session.post(server.url, data=b"raw bytes") as response:
+            not_multipart = response.status
+        wrong_field = await server.post(make_png("x"), field="file")
+        text = await server.post(b"plain text, not an image")
+        empty = await server.post(b"")
+        too_big = await server.post(make_png("big", width=400, height=400) + b"\0" * 20_000)
+
+    assert not_multipart == 400
+    assert wrong_field[0] == 400
+    assert text[0] == 422
+    assert text[1]["error"]["code"] == 4000003
+    assert empty[0] == 422
+    assert empty[1]["error"]["code"] == 4000004
+    assert too_big[0] == 413
+    assert emulator.stats.requests == 0  # nothing bad reached the API
+
+
+async def test_refused_credentials_answer_502(backends: Backends) -> None:
+    async with running_emulator(emulator_config()) as emulator:
+        server = await backends.start(emulator, token="not-the-right-token")
+        status, body = await server.post(make_png("x"))
+
+    assert status == 502
+    assert body["error"]["code"] == 4010006
+
+
+# --- as a program --------------------------------------------------------------------------------
+
+
+async def test_the_example_runs_as_a_program(unused_tcp_port: int) -> None:
+    async with running_emulator(emulator_config()) as emulator:
+        env = {
+            **os.environ,
+            "NHN_OCR_APPKEY": APPKEY,
+            "NHN_OCR_TOKEN": TOKEN,
+            "NHN_OCR_BASE_URL": emulator.base_url,
+        }
+        for name in ("NHN_UAK_ID", "NHN_UAK_SECRET", "NHN_OCR_TOKEN_FILE"):
+            env.pop(name, None)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(BACKEND_PATH),
+            "--port",
+            str(unused_tcp_port),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            assert process.stdout is not None
+            async with asyncio.timeout(10):
+                banner = await process.stdout.readline()
+            assert b"serving POST" in banner
+            form = aiohttp.FormData()
+            form.add_field("image", make_png("hello from a process"), filename="scan.png")
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(f"http://127.0.0.1:{unused_tcp_port}/ocr", data=form) as response,
+            ):
+                assert response.status == 200
+                assert (await response.json())["text"] == "hello from a process"
+            process.send_signal(signal.SIGINT)
+            async with asyncio.timeout(10):
+                assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
