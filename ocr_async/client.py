@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -155,6 +156,10 @@ class OcrClient:
         # may be larger: a web backend sharing one client across handlers.
         self._in_flight = asyncio.Semaphore(concurrency)
         self._max_bytes = max_bytes
+        # One multipart boundary per client, not one per request: servers
+        # cache the parsed Content-Type (aiohttp keeps the last 56), and a new
+        # boundary on every call costs the server a full header parse each time.
+        self._boundary = f"ocr-async-{secrets.token_hex(16)}"
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._clock = clock
@@ -268,23 +273,51 @@ class OcrClient:
             before_sleep=log_retry,
             reraise=True,
         )
+
+        async def send_once() -> OcrResult:
+            nonlocal token, request, throttled, renewed_token
+            current = await self._tokens.get_token()
+            if current != token:
+                token, request = current, self._prepare(body, current, endpoint)
+            try:
+                return await self._paced_send(request, token)
+            except THROTTLE_ERRORS:
+                throttled += 1
+                raise
+            except InvalidTokenError as exc:
+                if not renewed_token and await self._tokens.token_rejected(token):
+                    renewed_token = True
+                    exc.retryable = True  # this occurrence only: a new token is ready
+                raise
+
+        # The first attempt goes without tenacity: nearly every call succeeds
+        # at once, and tenacity's bookkeeping per attempt (it inspects every
+        # callback to see whether it is a coroutine function) costs more than
+        # the rest of the request's own Python work (docs/benchmarks.md, 2).
+        try:
+            result = await send_once()
+        except OcrError as exc:
+            if not should_retry(exc):
+                exc.attempts = 1
+                raise
+            first: OcrError | None = exc
+        else:
+            return Recognition(
+                result=result,
+                endpoint=endpoint,
+                attempts=1,
+                elapsed_ms=(self._clock() - started) * 1000.0,
+            )
         try:
             async for attempt in retrying:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
-                    current = await self._tokens.get_token()
-                    if current != token:
-                        token, request = current, self._prepare(body, current, endpoint)
-                    try:
-                        result = await self._paced_send(request, token)
-                    except THROTTLE_ERRORS:
-                        throttled += 1
-                        raise
-                    except InvalidTokenError as exc:
-                        if not renewed_token and await self._tokens.token_rejected(token):
-                            renewed_token = True
-                            exc.retryable = True  # this occurrence only: a new token is ready
-                        raise
+                    if first is not None:
+                        # Attempt 1 is the one above: hand its failure to
+                        # tenacity, which waits, logs and decides as usual.
+                        failure, first = first, None
+                        raise failure
+                    result = await send_once()
         except OcrError as exc:
             exc.attempts = attempts
             raise
@@ -320,6 +353,7 @@ class OcrClient:
             endpoint=endpoint,
             image=body,
             max_bytes=self._max_bytes,
+            boundary=self._boundary,
         )
 
     async def _paced_send(self, request: protocol.PreparedRequest, token: str) -> OcrResult:

@@ -251,7 +251,11 @@ def build_file_request(
     Raises :class:`LocalCheckError` (4000004, 4000003, 4131000).
     """
     kind = check_image_bytes(image)
-    boundary = boundary or f"ocr-async-{secrets.token_hex(16)}"
+    # RFC 2046 5.1.1: the boundary must not occur in the data. A boundary
+    # reused across requests (OcrClient keeps one) that happens to (about
+    # 2**-128 per image) is replaced for this request alone.
+    if not boundary or boundary.encode("ascii") in image:
+        boundary = f"ocr-async-{secrets.token_hex(16)}"
     # The part's filename is fixed: the server only needs the extension, and
     # local names (possibly not UTF-8, possibly private) never leave the machine.
     head = (
@@ -301,7 +305,10 @@ def _merge_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # keeps only the last group. Lists under a repeated key are concatenated
     # in order so every word survives; for other values the last one wins,
     # as in plain JSON.
-    merged: dict[str, Any] = {}
+    merged = dict(pairs)
+    if len(merged) == len(pairs):
+        return merged  # no key repeated, the usual case: built in C
+    merged = {}
     for key, value in pairs:
         previous = merged.get(key)
         if isinstance(previous, list) and isinstance(value, list):

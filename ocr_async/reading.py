@@ -6,12 +6,10 @@ refused from its size alone, so a stray 4 GB scan is never read into memory.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import stat
-
-import aiofiles
-import aiofiles.os
 
 from ocr_async.errors import LocalCheckError, SourceError
 
@@ -49,17 +47,25 @@ async def read_image_file(path: str | os.PathLike[str], max_bytes: int) -> bytes
     Raises :class:`SourceError` when the file cannot be read and
     :class:`LocalCheckError` (4131000) when it is larger than ``max_bytes``
     (checked on the size first, then on what was read, in case it grew).
+
+    Stat, open, read and close run in one worker-thread call: one thread
+    hop per file instead of four, which the event loop feels at hundreds of
+    files a second (docs/benchmarks.md, 1).
     """
+    return await asyncio.to_thread(_read_image_file, path, max_bytes)
+
+
+def _read_image_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
     try:
-        info = await aiofiles.os.stat(path)
+        info = os.stat(path)
         if stat.S_ISDIR(info.st_mode):
             raise SourceError("not_a_file", f"{display_path(path)}: is a directory")
         if not stat.S_ISREG(info.st_mode):
             raise SourceError("not_a_file", f"{display_path(path)}: not a regular file")
         if info.st_size > max_bytes:
             raise _too_large(path, info.st_size, max_bytes)
-        async with aiofiles.open(path, "rb") as handle:
-            data = await handle.read(max_bytes + 1)
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
     except OSError as exc:
         raise _source_error(path, exc) from None
     if len(data) > max_bytes:

@@ -4,10 +4,9 @@ import os
 from pathlib import Path
 from typing import Any, NoReturn
 
-import aiofiles
-import aiofiles.os
 import pytest
 
+from ocr_async import reading
 from ocr_async.errors import LocalCheckError, SourceError
 from ocr_async.reading import display_path, read_image_file
 
@@ -21,7 +20,9 @@ def forbid_open(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> NoReturn:
         pytest.fail("the file was opened")
 
-    monkeypatch.setattr(aiofiles, "open", refuse)
+    # The read runs in a worker thread with the builtin open, looked up
+    # in the module: shadow it there.
+    monkeypatch.setattr(reading, "open", refuse, raising=False)
 
 
 async def source_error(path: str | os.PathLike[str]) -> SourceError:
@@ -108,7 +109,7 @@ async def test_permission_error_on_open_is_permission_denied(
     def denied(*args: Any, **kwargs: Any) -> NoReturn:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(aiofiles, "open", denied)
+    monkeypatch.setattr(reading, "open", denied, raising=False)
     assert (await source_error(path)).code == "permission_denied"
 
 
@@ -161,15 +162,17 @@ async def test_file_that_grew_after_stat_is_refused_on_what_was_read(
 ) -> None:
     path = tmp_path / "growing.png"
     path.write_bytes(PNG + bytes(2 * LIMIT))
-    real_stat = aiofiles.os.stat
+    real_stat = os.stat
 
-    async def stale_stat(target: str | os.PathLike[str]) -> os.stat_result:
-        info = await real_stat(target)
+    def stale_stat(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        info = real_stat(target, *args, **kwargs)
+        if os.fspath(target) != os.fspath(path):
+            return info
         fields = list(info[:10])
         fields[6] = 10  # st_size as it was a moment ago
         return os.stat_result(fields)
 
-    monkeypatch.setattr(aiofiles.os, "stat", stale_stat)
+    monkeypatch.setattr(os, "stat", stale_stat)
     with pytest.raises(LocalCheckError) as raised:
         await read_image_file(path, LIMIT)
     assert raised.value.code == 4131000
