@@ -34,6 +34,7 @@ from ocr_async.sources import (
     iter_inputs,
     iter_url_list,
 )
+from ocr_async.textdir import TextDirSink
 
 __all__ = ["ExitCode", "build_parser", "main"]
 
@@ -182,6 +183,12 @@ def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
         type=_positive_float,
         default=10.0,
         help="on Ctrl-C, seconds to let requests in flight finish (default 10)",
+    )
+    run.add_argument(
+        "--text-dir",
+        metavar="DIR",
+        help="also write one .txt per recognized image below DIR, mirroring the inputs' "
+        "paths (never outside DIR)",
     )
     run.add_argument(
         "--no-progress", action="store_true", help="no progress bar even on a terminal"
@@ -431,7 +438,7 @@ async def _run_with_tokens(args: argparse.Namespace, tokens: TokenProvider) -> E
             summary = await run_batch(
                 client,
                 _all_items(args.inputs, args.urls, skips, extensions),
-                sink,
+                TextDirSink(sink, Path(args.text_dir)) if args.text_dir else sink,
                 preparation=preparation,
                 concurrency=args.concurrency,
                 on_record=progress.update,

@@ -729,3 +729,21 @@ async def test_fixed_rps_stays_under_the_quota(
     assert code == ExitCode.OK
     assert refused == 0  # paced at 25/s, a 40/s limit is never met
     assert "fixed at 25 calls/s" in capsys.readouterr().err
+
+
+async def test_text_dir_mirrors_the_inputs(emulator: RunningEmulator, tmp_path: Path) -> None:
+    expected = make_scans(tmp_path / "scans", 20)
+    (tmp_path / "scans" / "bad.png").write_text("no image")
+    texts = tmp_path / "texts"
+    code = await run_cli(
+        "run", str(tmp_path / "scans"), "-o", str(tmp_path / "out.jsonl"),
+        "--base-url", emulator.base_url, "--text-dir", str(texts),
+    )  # fmt: skip
+    assert code == ExitCode.SOME_FAILED
+    written = {
+        str(path.relative_to(texts)): path.read_text(encoding="utf-8")
+        for path in texts.rglob("*.txt")
+    }
+    assert written == {
+        f"{source.lstrip('/')}.txt": text + "\n" for source, text in expected.items()
+    }  # the failed image has no text file
