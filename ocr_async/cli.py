@@ -19,7 +19,14 @@ from pathlib import Path
 from ocr_async import __version__, protocol
 from ocr_async.auth import TokenProvider, token_from_environment, uak_from_environment
 from ocr_async.batch import StopRequest, run_batch
-from ocr_async.client import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, OcrClient, RetryPolicy
+from ocr_async.client import (
+    APPKEY_ENV,
+    BASE_URL_ENV,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_TIMEOUT,
+    OcrClient,
+    RetryPolicy,
+)
 from ocr_async.errors import ConfigurationError, OcrError
 from ocr_async.limits import RateController
 from ocr_async.models import Endpoint
@@ -39,9 +46,6 @@ from ocr_async.textdir import TextDirSink
 __all__ = ["ExitCode", "build_parser", "main"]
 
 log = logging.getLogger("ocr_async")
-
-BASE_URL_ENV = "NHN_OCR_BASE_URL"
-APPKEY_ENV = "NHN_OCR_APPKEY"
 
 
 class ExitCode(enum.IntEnum):

@@ -47,7 +47,21 @@ from ocr_async.reading import read_image_file
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_TIMEOUT", "OcrClient", "RetryPolicy", "as_image_input"]
+__all__ = [
+    "APPKEY_ENV",
+    "BASE_URL_ENV",
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_TIMEOUT",
+    "OcrClient",
+    "RetryPolicy",
+    "as_image_input",
+]
+
+#: The environment variable naming the API host (the command line and
+#: recognize_many read it; an OcrClient is given its base_url).
+BASE_URL_ENV = "NHN_OCR_BASE_URL"
+#: The environment variable holding the app key.
+APPKEY_ENV = "NHN_OCR_APPKEY"
 
 #: Requests in flight at once, and the size of the connection pool.
 DEFAULT_CONCURRENCY = 16

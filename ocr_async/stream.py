@@ -38,18 +38,21 @@ from ocr_async.auth import (
     uak_from_environment,
 )
 from ocr_async.batch import BatchSummary, Recognizer, run_batch
-from ocr_async.client import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, OcrClient, RetryPolicy
+from ocr_async.client import (
+    APPKEY_ENV,
+    BASE_URL_ENV,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_TIMEOUT,
+    OcrClient,
+    RetryPolicy,
+)
 from ocr_async.errors import ConfigurationError
 from ocr_async.models import Endpoint, ImageBytes, ImageFile, ImageUrl, Record
 from ocr_async.reading import display_path
 from ocr_async.sources import SourceItem, is_url
 
-__all__ = ["APPKEY_ENV", "BASE_URL_ENV", "RecordStream", "SourceLike", "recognize_many"]
+__all__ = ["RecordStream", "SourceLike", "recognize_many"]
 
-#: The environment variable naming the API host (as for the command line).
-BASE_URL_ENV: Final = "NHN_OCR_BASE_URL"
-#: The environment variable holding the app key (as for the command line).
-APPKEY_ENV: Final = "NHN_OCR_APPKEY"
 
 #: What :func:`recognize_many` takes, one per input. A ``str`` with ``://``
 #: in it is a URL; any other ``str`` or path-like is a file.

@@ -61,7 +61,7 @@ import jsonschema
 import pytest
 from aiohttp import web
 
-from ocr_async import auth, cli
+from ocr_async import auth, cli, client
 from ocr_async.emulator import (
     EmulatorConfig,
     RunningEmulator,
@@ -794,8 +794,8 @@ def test_every_environment_variable_is_in_the_user_guide() -> None:
         auth.UAK_ID_ENV,
         auth.UAK_SECRET_ENV,
         auth.OAUTH_URL_ENV,
-        cli.BASE_URL_ENV,
-        cli.APPKEY_ENV,
+        client.BASE_URL_ENV,
+        client.APPKEY_ENV,
     }
     # Also any NHN_* name the package reads that the list above does not know yet.
     for path in (ROOT / "ocr_async").rglob("*.py"):
