@@ -131,15 +131,19 @@ class StaticToken:
 def token_from_environment(
     env: Mapping[str, str] | None = None, token_file: str | os.PathLike[str] | None = None
 ) -> StaticToken:
-    """A :class:`StaticToken` from ``token_file``, ``NHN_OCR_TOKEN`` or ``NHN_OCR_TOKEN_FILE``.
+    """A :class:`StaticToken` from the first set of: ``token_file``, the env vars.
 
-    Raises :class:`ConfigurationError` saying what to set when none is found.
+    The order is ``token_file``, then ``NHN_OCR_TOKEN_FILE``, then ``NHN_OCR_TOKEN``.
+
+    A file is read as UTF-8; a byte-order mark that a Windows editor may
+    have put in front is dropped, not sent as part of the token. Raises
+    :class:`ConfigurationError` saying what to set when none is found.
     """
     env = os.environ if env is None else env
     file_name = token_file or env.get(TOKEN_FILE_ENV)
     if file_name:
         try:
-            return StaticToken(Path(file_name).read_text(encoding="utf-8"))
+            return StaticToken(Path(file_name).read_text(encoding="utf-8-sig"))
         except OSError as exc:
             raise ConfigurationError(
                 f"cannot read the token file {os.fspath(file_name)!r}: {exc.strerror}"

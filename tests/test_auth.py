@@ -937,3 +937,10 @@ async def test_client_renews_a_token_the_api_calls_expired() -> None:
     assert second.attempts == 2
     assert tokens.issued == 2
     assert emu.stats.tokens_rejected_expired == 1
+
+
+def test_token_file_with_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "token.txt"
+    path.write_bytes(b"\xef\xbb\xbfbom-token\r\n")
+    provider = token_from_environment({}, token_file=path)
+    assert asyncio.run(provider.get_token()) == "bom-token"
