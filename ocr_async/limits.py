@@ -437,6 +437,7 @@ class RateController:
         self._sent_meter = _RateMeter(_SENT_WINDOW, now)
         self._settled_meter = _RateMeter(_SETTLED_WINDOW, now)
         self._answered_meter = _RateMeter(1.0, now)
+        self._sent_recent = _RateMeter(1.0, now)
         self._sent = 0
         self._successes = 0
         self._throttled = 0
@@ -463,6 +464,7 @@ class RateController:
             sent_at = await self._bucket.acquire()
         self._sent += 1
         self._sent_meter.add(sent_at)
+        self._sent_recent.add(sent_at)
         return Ticket(epoch=self._epoch, sent_at=sent_at, rate=self.current_rate)
 
     def on_success(self, ticket: Ticket) -> None:
@@ -599,14 +601,22 @@ class RateController:
     # -- internals ------------------------------------------------------------
 
     def _start_pacing(self, now: float) -> None:
-        # The first limit met while unpaced: what got through in the last
-        # second is the first estimate; slow start takes it from there.
-        answered = float(self._answered_meter.count(now))
-        first = answered if answered > 0 else INITIAL_RATE
+        # The first limit met while unpaced. The calls sent in the last
+        # second, less this refused one, bound the quota from above (they
+        # were too many); the answers of the last second are a fair guess
+        # too, and the larger one is taken as if a call had been refused at
+        # that rate: CUBIC cuts below it and probes from there. Only with no
+        # figure at all does slow start begin from the initial rate.
         self._unpaced = False
+        estimate = max(
+            float(self._answered_meter.count(now)), float(self._sent_recent.count(now) - 1)
+        )
+        if estimate > 0:
+            self._cut(now, estimate)
+            return
         self._slow_start = True
         self._last_grow = now
-        self._bucket.rate = min(max(first, self._min_rate), self._max_rate)
+        self._bucket.rate = min(max(INITIAL_RATE, self._min_rate), self._max_rate)
 
     def _cut(self, now: float, refused_rate: float) -> None:
         w_max = max(refused_rate * (1.0 - self._margin), self._min_rate)
