@@ -57,6 +57,7 @@ from ocr_async.emulator import (
 )
 from ocr_async.emulator.engine import FallbackEngine, TextEngine, engine_name
 from ocr_async.emulator.engines import engine_from_name
+from ocr_async.emulator.limiters import parse_schedule
 from ocr_async.errors import ConfigurationError
 from ocr_async.models import ImageFile, ImageUrl, Record
 from ocr_async.sink import JsonlSink, OutputExistsError
@@ -324,6 +325,16 @@ def _engine_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def _quota_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--quota-*`` flags as :class:`EmulatorConfig` keyword arguments."""
+    return {
+        "quota_rps": args.quota_rps,
+        "quota_kind": args.quota_kind,
+        "quota_burst": args.quota_burst,
+        "quota_schedule": parse_schedule(args.quota_schedule) if args.quota_schedule else (),
+    }
+
+
 async def serve_command(args: argparse.Namespace) -> int:
     """Serve the emulator until Ctrl-C."""
     faults = None
@@ -337,23 +348,34 @@ async def serve_command(args: argparse.Namespace) -> int:
             )
         except ValueError as exc:
             raise ConfigurationError(f"bad fault settings: {exc}") from None
-    config = EmulatorConfig(
-        latency=args.latency,
-        quota_rps=args.quota_rps,
-        max_bytes=args.max_bytes,
-        tokens=frozenset(args.token) if args.token else None,
-        appkey=args.appkey,
-        faults=faults,
-        uak=dict(_key_pair(text) for text in args.uak) if args.uak else None,
-        token_lifetime=args.token_lifetime,
-        **_engine_settings(args),
-    )
+    try:
+        config = EmulatorConfig(
+            latency=args.latency,
+            **_quota_settings(args),
+            max_bytes=args.max_bytes,
+            tokens=frozenset(args.token) if args.token else None,
+            appkey=args.appkey,
+            faults=faults,
+            uak=dict(_key_pair(text) for text in args.uak) if args.uak else None,
+            token_lifetime=args.token_lifetime,
+            **_engine_settings(args),
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"bad emulator settings: {exc}") from None
+
+    quota = "none"
+    if config.quota_schedule:
+        steps = ",".join(f"{at:g}:{rate:g}" for at, rate in config.quota_schedule)
+        quota = f"{config.quota_kind} on schedule {steps}"
+    elif config.quota_rps is not None:
+        quota = f"{config.quota_kind} {config.quota_rps:g}/s"
 
     def ready(emulator: RunningEmulator) -> None:
         print(
             f"ocr-async emulator: General OCR v1.1 at {emulator.base_url} "
             f"(token: {'as given' if args.token else 'any'}, "
-            f"app key: {args.appkey or 'any'}, engine: {engine_name(config.engine)}); "
+            f"app key: {args.appkey or 'any'}, engine: {engine_name(config.engine)}, "
+            f"quota: {quota}); "
             "Ctrl-C stops",
             file=sys.stderr,
             flush=True,

@@ -41,18 +41,28 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from ocr_async.errors import ConfigurationError, RateLimitedError, TemporarilyUnavailableError
+from ocr_async.errors import (
+    ConfigurationError,
+    RateLimitedError,
+    TemporarilyUnavailableError,
+    TooManyRequestsError,
+)
 
 __all__ = [
-    "BETA",
+    "CATCH_UP",
     "DOUBLING_TIME",
+    "HEADROOM",
     "HISTORY_SIZE",
     "INITIAL_RATE",
     "MARGIN",
+    "MAX_CUT",
+    "MAX_RETRY_AFTER",
+    "MIN_HOLD",
     "MIN_RATE",
-    "PAUSE",
-    "RECOVERY_TIME",
+    "PROBE_CALLS",
+    "PROBE_DOUBLING_TIME",
     "THROTTLE_ERRORS",
+    "WINDOW",
     "RateController",
     "RateEvent",
     "RateSample",
@@ -65,40 +75,55 @@ Clock = Callable[[], float]
 #: Waits the given seconds: ``asyncio.sleep`` or a test's fake.
 Sleep = Callable[[float], Awaitable[None]]
 
-#: The answers that mean "too fast": 4000006 (call limit) and 5000503 (the
-#: upstream's own 429). Any other answer was not refused for rate.
-THROTTLE_ERRORS: Final = (RateLimitedError, TemporarilyUnavailableError)
+#: The answers that mean "too fast": 4000006 (call limit), 5000503 (the
+#: upstream's own 429) and a gateway's HTTP 429. Any other answer was not
+#: refused for rate.
+THROTTLE_ERRORS: Final = (RateLimitedError, TemporarilyUnavailableError, TooManyRequestsError)
 
-# The constants of the adaptive mode, in one place. RateController's
-# docstring gives the reasoning; the figures quoted there come from the
-# discrete-event simulation in tests/test_limits.py.
-#: Multiplicative decrease: after a throttle, the rate drops to BETA x the
-#: quota estimate. Botocore (and TCP CUBIC, RFC 8312) use 0.7.
-BETA: Final = 0.9
-#: Seconds CUBIC takes to climb from the cut back to the quota estimate (its
-#: K), the same for every quota.
-RECOVERY_TIME: Final = 6.0
-#: The quota estimate sits this fraction below the rate of the refused call.
-MARGIN: Final = 0.02
-#: Seconds every worker holds back after a throttle.
-PAUSE: Final = 0.05
-#: Where a controller with no quota known starts, in calls/s.
-INITIAL_RATE: Final = 10.0
-#: Seconds in which slow start doubles the rate, until the first throttle.
-DOUBLING_TIME: Final = 1.0
+# The constants of the adaptive mode, in one place; the module docstring
+# gives the figures that chose them.
+#: Where the start-up climb begins, in calls/s.
+INITIAL_RATE: Final = 5.0
+#: Seconds in which the start-up climb doubles the rate.
+DOUBLING_TIME: Final = 0.15
+#: The rate holds this fraction under the quota estimate.
+MARGIN: Final = 0.03
+#: A climb refused above what the last window let through is capped at that
+#: figure plus this fraction: a limiter's saved-up burst lets a climb run
+#: ahead of the quota before the first refusal.
+HEADROOM: Final = 0.015
+#: Calls held at the estimate before probing above it: a probe costs about
+#: one refused call, so this bounds the share of calls probes cost.
+PROBE_CALLS: Final = 50.0
+#: The shortest hold before a probe, in seconds.
+MIN_HOLD: Final = 1.0
+#: Seconds in which a probe doubles the rate.
+PROBE_DOUBLING_TIME: Final = 0.5
+#: No cut goes below this fraction of the rate the refused call left at.
+MAX_CUT: Final = 0.5
+#: Seconds over which sent and refused calls are counted at a cut.
+WINDOW: Final = 1.0
+#: Seconds after a cut in which further refusals belong to the same event.
+GRACE: Final = 0.25
+#: Tokens of lateness the pacer makes up: a worker woken late by the timer
+#: leaves the next one less to wait, so the rate asked for is the rate sent.
+CATCH_UP: Final = 0.5
 #: The floor, in calls/s (botocore's TokenBucket._MIN_RATE).
 MIN_RATE: Final = 0.5
+#: The longest ``Retry-After`` honoured, in seconds.
+MAX_RETRY_AFTER: Final = 300.0
 #: Samples kept in :attr:`RateController.history`.
 HISTORY_SIZE: Final = 1024
 
+# The longest pause a burst of refusals can build up, in seconds.
+_MAX_PAUSE: Final = 1.0
+# A tail of refusals doubles the pause at most this many times.
+_MAX_DOUBLINGS: Final = 6
 # Growth is capped at twice what workers really send (botocore's
 # ClientRateLimiter._MAX_RATE_ADJUST_SCALE): a rate nobody uses is untested,
 # and unbounded it would become a burst the moment work arrives.
 _MAX_GROWTH_OVER_SENT: Final = 2.0
-# The send rate behind that cap is measured over this many seconds.
-_SENT_WINDOW: Final = 2.0
-# settled_rate averages this many seconds of successes: long enough to read
-# steadily through CUBIC's sawtooth, short enough to follow a changed quota.
+# settled_rate averages this many seconds of successes.
 _SETTLED_WINDOW: Final = 10.0
 # Growth samples are thinned to one per this many seconds so that the bounded
 # history covers minutes rather than the last few hundred calls.
@@ -126,7 +151,8 @@ class TokenBucket:
     to callers who are already waiting, and a reserved slot could not be taken
     back. The head re-reads the rate and the pause every time it wakes.
 
-    The bucket starts full. ``rate`` and ``burst`` may change at any time.
+    The bucket starts full, or with ``tokens``. ``rate`` and ``burst`` may
+    change at any time.
     Not thread-safe: use it from one event loop.
     """
 
@@ -135,6 +161,7 @@ class TokenBucket:
         rate: float,
         burst: float = 1.0,
         *,
+        tokens: float | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -144,7 +171,7 @@ class TokenBucket:
         self._burst = burst
         self._clock = clock
         self._sleep = sleep
-        self._tokens = burst
+        self._tokens = burst if tokens is None else min(max(tokens, 0.0), burst)
         # When tokens were last counted. During a pause it lies in the future:
         # no token accrues before then, which is what holds every worker back.
         self._stamp = clock()
@@ -308,13 +335,15 @@ class _RateMeter:
         self._trim(now)
         return len(self._times)
 
+    def span(self, now: float) -> float:
+        """The window, or the time since the origin until a whole window has passed."""
+        return max(min(self._window, now - self._origin), _EPSILON)
+
     def rate(self, now: float) -> float:
         self._trim(now)
-        # Until a whole window has passed, divide by the time that has.
-        span = min(self._window, now - self._origin)
-        if span <= 0:
+        if now - self._origin <= 0:
             return math.inf if self._times else 0.0
-        return len(self._times) / span
+        return len(self._times) / self.span(now)
 
     def _trim(self, now: float) -> None:
         edge = now - self._window
@@ -325,119 +354,107 @@ class _RateMeter:
 class RateController:
     """The one rate controller shared by every worker of a client.
 
-    **Fixed** (``fixed_rps=R``): a plain :class:`TokenBucket` at ``R`` with a
-    burst of one, so no second ever sees more than ``R + 1`` calls leave. A
-    throttle still pauses all workers for :data:`PAUSE`; the rate never moves.
-
-    **Adaptive** (``fixed_rps=None``) finds the quota itself:
-
-    * *Unpaced start* (``initial_rate=None``, what :class:`~ocr_async.OcrClient`
-      uses): as botocore does, the bucket stays off until the first throttle,
-      so a service with no limit in reach is driven by the concurrency
-      bound alone, at full speed. The first throttle starts slow start from
-      the answers of the last second (calls that got through: a fair first
-      guess at the quota, at worst an underestimate that doubling corrects).
-    * *Slow start.* Nothing is known, so start at ``initial_rate`` and double
-      every :data:`DOUBLING_TIME` seconds, as TCP slow start does, until the
-      first throttle: a quota of 2000 calls/s is found in about 8 s, one of 5
-      at once.
-    * *Congestion avoidance: CUBIC*, as botocore's adaptive retry mode applies
-      it to client-side rate limiting (botocore/retries/adaptive.py,
-      throttling.py ``CubicCalculator``). On a throttle the quota estimate
-      ``w_max`` is set and the rate drops to ``BETA * w_max``; from then on,
-      with ``t`` the seconds since the cut and ``K`` = :data:`RECOVERY_TIME`,
-      ``rate = w_max * (1 - (1 - BETA) * (1 - t / K) ** 3)``: concave back to
-      ``w_max`` in ``K`` seconds, a long flat stretch just under the quota,
-      then convex growth that probes past it and finds a raised quota (twice
-      the old one in about 20 s) without knowing it was raised.
-
-    Where this departs from botocore, and why (all figures from the
-    simulation in tests/test_limits.py: 64 workers, a token bucket or a
-    one-second window on the server's side):
-
-    * ``BETA`` 0.9, not 0.7. A quota is a limiter, not a queue: there is no
-      backlog to drain after a throttle, only a rate to step under. The cubic
-      loses about ``(1 - BETA) / 4`` of the quota per cycle in its concave
-      part, so 0.7 costs up to 7.5%; 0.9 costs 2.5% (simulated against a
-      limiter with no burst: 92-93% of the quota at 0.7, 96% at 0.9). The
-      price is slower convergence to a fair share when other clients use the
-      same app key.
-    * A recovery time ``K`` of 6 s for every quota, where botocore's constant
-      ``C = 0.4`` calls/s**3 gives ``K = cbrt(w_max * (1 - BETA) / C)``: 1.5 s
-      at 5 calls/s, 11 s at 2000. Each congestion event costs about one
-      refused call and a pause whatever the quota, so at 5 calls/s botocore's
-      1.5 s cycles put 16% of calls into refusals (2.3% here); with K fixed,
-      every quota gets the same few cycles a minute.
-    * ``w_max`` is the rate the refused call was paced at, less
-      :data:`MARGIN`, not the measured send rate: that call proves the quota
-      lies below its rate, and a plateau placed exactly there would make every
-      cycle end in a refusal as soon as it is reached.
-
-    Both modes: several throttles for calls sent before a cut are one
-    congestion event. :meth:`acquire` stamps each ticket with the current
-    epoch; :meth:`on_throttled` cuts (and pauses) only for a ticket of the
-    current epoch and then opens a new one, so a burst of 4000006 answers for
-    calls already in flight causes one cut, not a collapse.
-
-    Use it from one event loop. ``clock`` and ``sleep`` are injectable.
+    See the module docstring for the design and its constants.
     """
 
     def __init__(
         self,
         fixed_rps: float | None = None,
         *,
-        initial_rate: float | None = INITIAL_RATE,
+        initial_rate: float = INITIAL_RATE,
+        doubling_time: float = DOUBLING_TIME,
         min_rate: float = MIN_RATE,
         max_rate: float = math.inf,
-        beta: float = BETA,
-        recovery_time: float = RECOVERY_TIME,
         margin: float = MARGIN,
-        pause: float = PAUSE,
+        headroom: float = HEADROOM,
+        probe_calls: float = PROBE_CALLS,
+        min_hold: float = MIN_HOLD,
+        probe_doubling_time: float = PROBE_DOUBLING_TIME,
+        max_cut: float = MAX_CUT,
+        window: float = WINDOW,
+        grace: float = GRACE,
+        probe_shape: str = "exp",
+        slack: float = 2.0,
+        r2: str = "share",
+        probe_cost: float = 0.02,
+        raise_mode: str = "back",
+        catch_up: float = CATCH_UP,
         history_size: int = HISTORY_SIZE,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         if fixed_rps is not None:
             _check_rate(fixed_rps, "fixed_rps")
-        if initial_rate is not None:
-            _check_rate(initial_rate, "initial_rate")
+        _check_rate(initial_rate, "initial_rate")
         _check_rate(min_rate, "min_rate")
         if not max_rate >= min_rate:
             raise ConfigurationError("max_rate must not be below min_rate")
-        if not 0 < beta < 1:
-            raise ConfigurationError("beta must be between 0 and 1")
-        if not (recovery_time > 0 and math.isfinite(recovery_time)):
-            raise ConfigurationError("recovery_time must be a positive number of seconds")
+        for name, value in (
+            ("doubling_time", doubling_time),
+            ("min_hold", min_hold),
+            ("probe_doubling_time", probe_doubling_time),
+            ("window", window),
+        ):
+            if not (value > 0 and math.isfinite(value)):
+                raise ConfigurationError(f"{name} must be a positive number of seconds")
         if not 0 <= margin < 1:
             raise ConfigurationError("margin must be at least 0 and below 1")
-        if not (pause >= 0 and math.isfinite(pause)):
-            raise ConfigurationError("pause must be a number of seconds, 0 or more")
+        if not 0 <= headroom < 1:
+            raise ConfigurationError("headroom must be at least 0 and below 1")
+        if not 0 < max_cut < 1:
+            raise ConfigurationError("max_cut must be between 0 and 1")
+        if not (probe_calls >= 0 and math.isfinite(probe_calls)):
+            raise ConfigurationError("probe_calls must be 0 or more")
+        if not (catch_up >= 0 and math.isfinite(catch_up)):
+            raise ConfigurationError("catch_up must be 0 or more")
         if history_size < 1:
             raise ConfigurationError("history_size must be at least 1")
         self._fixed = fixed_rps
         self._min_rate = min_rate
         self._max_rate = max_rate
-        self._beta = beta
-        self._recovery = recovery_time
+        self._doubling = doubling_time
         self._margin = margin
-        self._pause = pause
+        self._headroom = headroom
+        self._probe_calls = probe_calls
+        self._min_hold = min_hold
+        self._probe_doubling = probe_doubling_time
+        self._max_cut = max_cut
+        self._grace = grace
+        self._probe_shape = probe_shape
+        self._slack = slack
+        self._r2 = r2
+        self._probe_cost = probe_cost
+        self._raise_mode = raise_mode
+        self._tail = 0
+        self._cycle_refused = 0
+        self._hold_calls = probe_calls
+        self._cut_at = -math.inf
+        self._climb_cut_at = -math.inf
+        self._refusal_latency = 0.0
+        self._recent_sends: deque[float] = deque()
+        self._recent_rates: deque[tuple[float, float]] = deque(maxlen=256)
+        self._grace_until = -math.inf
         self._clock = clock
         now = clock()
-        self._unpaced = fixed_rps is None and initial_rate is None
-        first = INITIAL_RATE if initial_rate is None else initial_rate
-        start = fixed_rps if fixed_rps is not None else min(max(first, min_rate), max_rate)
-        # Burst 1: calls leave evenly spaced. Saved-up tokens would only let
-        # workers arrive together, which is what a server's limiter punishes.
-        self._bucket = TokenBucket(start, 1.0, clock=clock, sleep=sleep)
-        self._epoch = 0
+        start = fixed_rps if fixed_rps is not None else self._clamp(initial_rate)
+        # One token to start with: a full bucket would let the first callers
+        # leave back to back, which a strict limiter refuses.
+        self._bucket = TokenBucket(start, 1.0 + catch_up, tokens=1.0, clock=clock, sleep=sleep)
+        # Start-up: the rate doubles from here until the first refusal.
         self._slow_start = fixed_rps is None
-        self._w_max: float | None = None
-        self._last_cut = now
-        self._last_grow = now
-        self._sent_meter = _RateMeter(_SENT_WINDOW, now)
+        self._ramp_base = start
+        self._ramp_since = now
+        # After a cut: the rate holds at _hold_rate until _hold_until, then
+        # probes upward from there.
+        self._estimate: float | None = None
+        self._hold_rate = start
+        self._hold_until = now
+        self._epoch = 0
+        self._epoch_sent = 0
+        self._epoch_refused = 0
+        self._sent_meter = _RateMeter(window, now)
+        self._refused_meter = _RateMeter(window, now)
         self._settled_meter = _RateMeter(_SETTLED_WINDOW, now)
-        self._answered_meter = _RateMeter(1.0, now)
-        self._sent_recent = _RateMeter(1.0, now)
         self._sent = 0
         self._successes = 0
         self._throttled = 0
@@ -458,14 +475,14 @@ class RateController:
         Waits behind every earlier caller (first come, first served), at the
         current rate, and through any pause. Call it again before a retry.
         """
-        if self._unpaced:
-            sent_at = self._clock()
-        else:
-            sent_at = await self._bucket.acquire()
+        self._update(self._clock())
+        sent_at = await self._bucket.acquire()
         self._sent += 1
+        self._epoch_sent += 1
+        self._recent_sends.append(sent_at)
         self._sent_meter.add(sent_at)
-        self._sent_recent.add(sent_at)
-        return Ticket(epoch=self._epoch, sent_at=sent_at, rate=self.current_rate)
+        self._recent_rates.append((sent_at, self._bucket.rate))
+        return Ticket(epoch=self._epoch, sent_at=sent_at, rate=self._bucket.rate)
 
     def on_success(self, ticket: Ticket) -> None:
         """Report that the API answered the call of ``ticket``.
@@ -477,45 +494,50 @@ class RateController:
         now = self._clock()
         self._successes += 1
         self._settled_meter.add(now)
-        self._answered_meter.add(now)
-        if self._fixed is not None or self._unpaced:
-            return
-        rate = self._bucket.rate
-        if self._slow_start:
-            target = rate * 2.0 ** ((now - self._last_grow) / DOUBLING_TIME)
-        else:
-            assert self._w_max is not None
-            x = 1.0 - (now - self._last_cut) / self._recovery
-            target = self._w_max * (1.0 - (1.0 - self._beta) * x**3)
-        self._last_grow = now
-        # A success never lowers the rate (the cubic starts where the cut left
-        # it and only rises), and growth stops at twice what is really sent.
-        ceiling = max(rate, _MAX_GROWTH_OVER_SENT * self._sent_meter.rate(now))
-        new = min(target, ceiling, self._max_rate)
-        if new > rate:
-            self._bucket.rate = new
-            if now - self._last_sample >= _SAMPLE_INTERVAL:
-                self._record(now, "grow")
+        self._update(now)
 
-    def on_throttled(self, ticket: Ticket) -> bool:
-        """Report 4000006 or 5000503 for the call of ``ticket``.
+    def on_throttled(self, ticket: Ticket, retry_after: float | None = None) -> bool:
+        """Report a refusal for the rate (4000006, 5000503, HTTP 429) of ``ticket``.
 
-        Returns True when this opened a congestion event (adaptive: the rate
-        was cut; both modes: every worker paused), False when the ticket
-        predates the last event, which already accounted for it. Either way,
-        acquire a new ticket and send again.
+        ``retry_after`` is a gateway's ``Retry-After``, in seconds: nobody
+        sends again before it has passed. Returns True when this opened a
+        congestion event (adaptive: the rate was cut; both modes: every
+        worker paused), False when the ticket predates the last event, which
+        already accounted for it. Either way, acquire a new ticket and send
+        again.
         """
         now = self._clock()
         self._throttled += 1
+        self._cycle_refused += 1
+        self._refusal_latency = max(now - ticket.sent_at, self._refusal_latency * 0.9)
+        self._refused_meter.add(ticket.sent_at)
+        if retry_after is not None and retry_after > 0:
+            self._bucket.pause(min(retry_after, MAX_RETRY_AFTER))
         if ticket.epoch != self._epoch:
+            # Sent before the last cut, which already answered it. On a
+            # limiter that counts refused calls it is one more call to wait
+            # out; elsewhere the next call could not pass sooner anyway.
+            self._extend_pause(now, self._pause_step())
             return False
+        self._epoch_refused += 1
+        if self._epoch > 0 and self._let_through(now) <= 0:
+            # Nothing has got through since the last cut: a fixed window
+            # shut until its second ends, or a counter of refused calls
+            # still high. Cutting again would only measure that; wait it
+            # out instead, doubling the wait with each refusal.
+            self._tail += 1
+            self._extend_pause(now, self._pause_step() * 2.0 ** min(self._tail, _MAX_DOUBLINGS))
+            return False
+        if self._fixed is None:
+            self._cut(now, ticket)
+        self._cycle_refused = 0
         self._epoch += 1
         self._events += 1
-        if self._unpaced:
-            self._start_pacing(now)
-        elif self._fixed is None:
-            self._cut(now, ticket.rate)
-        self._bucket.pause(self._pause)
+        self._tail = 0
+        self._epoch_sent = self._epoch_refused = 0
+        self._recent_sends.clear()
+        self._cut_at = now
+        self._bucket.pause(self._pause_step())
         self._record(now, "pause" if self._fixed is not None else "cut")
         return True
 
@@ -528,26 +550,26 @@ class RateController:
 
     @property
     def current_rate(self) -> float:
-        """The rate calls are paced at now, in calls/s (infinite while unpaced)."""
-        return math.inf if self._unpaced else self._bucket.rate
+        """The rate calls are paced at now, in calls/s."""
+        self._update(self._clock())
+        return self._bucket.rate
 
     @property
     def settled_rate(self) -> float:
         """Calls answered per second over the last 10 s: the goodput.
 
-        It reads steadily through CUBIC's sawtooth; it is the figure to print
-        as the rate a run settled at.
+        It is the figure to print as the rate a run settled at.
         """
         rate = self._settled_meter.rate(self._clock())
         return 0.0 if math.isinf(rate) else rate
 
     @property
     def quota_estimate(self) -> float | None:
-        """CUBIC's ``w_max``: the plateau, just under the last refused rate.
+        """The quota as last measured, in calls/s; the rate holds just under it.
 
-        None until the first throttle, and always None with a fixed rate.
+        None until the first refusal, and always None with a fixed rate.
         """
-        return self._w_max
+        return self._estimate
 
     @property
     def slow_start(self) -> bool:
@@ -600,34 +622,143 @@ class RateController:
 
     # -- internals ------------------------------------------------------------
 
-    def _start_pacing(self, now: float) -> None:
-        # The first limit met while unpaced. The calls sent in the last
-        # second, less this refused one, bound the quota from above (they
-        # were too many); the answers of the last second are a fair guess
-        # too, and the larger one is taken as if a call had been refused at
-        # that rate: CUBIC cuts below it and probes from there. Only with no
-        # figure at all does slow start begin from the initial rate.
-        self._unpaced = False
-        estimate = max(
-            float(self._answered_meter.count(now)), float(self._sent_recent.count(now) - 1)
-        )
-        if estimate > 0:
-            self._cut(now, estimate)
-            return
-        self._slow_start = True
-        self._last_grow = now
-        self._bucket.rate = min(max(INITIAL_RATE, self._min_rate), self._max_rate)
+    def _clamp(self, rate: float) -> float:
+        return min(max(rate, self._min_rate), self._max_rate)
 
-    def _cut(self, now: float, refused_rate: float) -> None:
-        w_max = max(refused_rate * (1.0 - self._margin), self._min_rate)
-        self._w_max = w_max
-        self._last_cut = now
-        self._last_grow = now
+    def _pause_step(self) -> float:
+        # One call's time at the quota: on a bucket or a window that just
+        # refused, the next call could not pass sooner anyway.
+        return 1.0 / self._estimate if self._estimate else 1.0 / self._bucket.rate
+
+    def _update(self, now: float) -> None:
+        """Move the rate along its schedule: start-up doubling, or hold then probe."""
+        if self._fixed is not None:
+            return
+        rate = self._bucket.rate
+        if not self._slow_start and (
+            now < self._hold_until or self._epoch_sent < self._hold_calls
+        ):
+            # Holding: until both the time and the calls of the hold are
+            # done (pauses do not count as holding).
+            if rate != self._hold_rate:
+                self._bucket.rate = self._hold_rate
+            self._ramp_since = now
+            return
+        if self._bucket.waiting == 0:
+            # Nobody is waiting for a token: the workers, not the rate, set
+            # the pace, and a rate nobody uses is untested. The climb stands
+            # still until they wait again.
+            self._ramp_base, self._ramp_since = rate, now
+            return
+        x = now - self._ramp_since
+        if self._slow_start:
+            target = self._ramp_base * 2.0 ** (x / self._doubling)
+        elif self._probe_shape == "exp":
+            target = self._ramp_base * 2.0 ** (x / self._probe_doubling)
+        else:
+            target = self._ramp_base * (1.0 + (x / self._probe_doubling) ** 3)
+        new = self._clamp(target)
+        if new > rate:
+            self._bucket.rate = new
+            if now - self._last_sample >= _SAMPLE_INTERVAL:
+                self._record(now, "grow")
+
+    def _mode_estimate(self, now: float, refused_rate: float, let_through: int, elapsed: float) -> float:
+        mode = self._r2
+        share = refused_rate * (let_through + 1) / (let_through + self._epoch_refused + 1)
+        span_l = (let_through + 1) / elapsed
+        a1 = max(self._sent_meter.count(now) - self._refused_meter.count(now), 0) / self._sent_meter.span(now)
+        if mode == "share":
+            return share
+        if mode == "minl":
+            return min(share, span_l)
+        if mode == "a1":
+            return min(refused_rate, a1)
+        if mode == "a1min":
+            return min(refused_rate, share, a1)
+        if mode == "a1late":
+            if now - self._climb_cut_at >= self._sent_meter._window:
+                return min(refused_rate, share, a1)
+            return share
+        if mode == "a1share":
+            return min(refused_rate, max(share, a1))
+        raise ValueError(mode)
+
+    def _rate_before(self, ticket: Ticket, calls: int) -> float:
+        """The rate of the call sent ``calls`` before ``ticket``'s."""
+        rates = self._recent_rates
+        index = len(rates) - 1
+        while index > 0 and rates[index][0] > ticket.sent_at:
+            index -= 1
+        return rates[max(index - calls, 0)][1] if rates else ticket.rate
+
+    def _let_through(self, now: float) -> int:
+        """Calls sent since the last cut that were not refused, as far as known.
+
+        A refusal comes back within a few milliseconds, an answer only after
+        the engine ran: a call sent longer ago than refusals take to come
+        back, and not refused, got through.
+        """
+        edge = now - 2.0 * self._refusal_latency
+        recent = self._recent_sends
+        while recent and recent[0] <= edge:
+            recent.popleft()
+        return self._epoch_sent - len(recent) - self._epoch_refused
+
+    def _extend_pause(self, now: float, seconds: float) -> None:
+        self._bucket.pause(min(self._bucket.paused_until - now + seconds, _MAX_PAUSE))
+
+    def _cut(self, now: float, ticket: Ticket) -> None:
+        refused_rate = ticket.rate
+        previous = self._estimate
+        # Calls let through since the last cut, when the limiter had just
+        # refused one: a bucket was empty then, and is empty now, so these
+        # are the tokens it made in between (fewer if it overflowed).
+        elapsed = max(now - self._cut_at, _EPSILON)
+        let_through = max(self._let_through(now), 0)
+        # What the limiter let through in the last second: the quota, for
+        # the limiters that count over a second (a window, HAProxy's rate)
+        # while they refuse; what was sent, otherwise.
+        recent = max(self._sent_meter.count(now) - self._refused_meter.count(now), 0)
+        accepted = recent / self._sent_meter.span(now)
+        if self._slow_start or previous is None:
+            estimate = refused_rate
+        elif refused_rate > self._hold_rate * (1.0 + 1e-9):
+            # Refused while probing above the hold. The probe met the quota
+            # some calls before this one: on a bucket, as many as the hold
+            # left unused (its savings); on a limiter that counts over a
+            # second, when the last second's calls reached it.
+            saved = (previous - self._hold_rate) * max(self._hold_until - self._cut_at, 0.0)
+            back = self._rate_before(ticket, math.ceil(saved) + 1)
+            if accepted <= previous * (1.0 + self._headroom) + 1.0:
+                estimate = min(back, max(previous, accepted * (1.0 + self._headroom)))
+            else:
+                # More got through in a second than the old quota allows:
+                # it was raised.
+                estimate = back if self._raise_mode == "back" else math.sqrt(back * accepted)
+        else:
+            # Refused at the rate held as safe: the quota is lower, and the
+            # limiter has been full since the last cut, so the share of
+            # calls it let through since then, times the rate they left at,
+            # is its rate.
+            estimate = self._mode_estimate(now, refused_rate, let_through, elapsed)
+        if refused_rate > self._hold_rate * (1.0 + 1e-9) or self._slow_start:
+            self._climb_cut_at = now
+        estimate = max(estimate, refused_rate * self._max_cut, self._min_rate)
+        self._estimate = estimate
         self._slow_start = False
-        self._bucket.rate = min(max(w_max * self._beta, self._min_rate), self._max_rate)
+        self._hold_rate = self._clamp(estimate * (1.0 - self._margin))
+        self._hold_until = now + self._min_hold
+        # A probe costs the refusals it takes to find the limit again: about
+        # one on a bucket, a few on a fixed window that stays shut to the
+        # end of its second. Holding for that many calls per PROBE_COST keeps
+        # the share of calls probes cost the same on every kind.
+        self._hold_calls = max(self._probe_calls, self._cycle_refused / self._probe_cost)
+        self._ramp_base, self._ramp_since = self._hold_rate, self._hold_until
+        self._bucket.rate = self._hold_rate
 
     def _record(self, now: float, event: RateEvent) -> None:
-        self._history.append(RateSample(now, self.current_rate, event))
+        self._history.append(RateSample(now, self._bucket.rate, event))
         if event == "grow":
             self._last_sample = now
 

@@ -10,6 +10,8 @@ References: the API guide (``shared/spec/000_*.txt``) and ``API-FACTS.md``.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
 import math
 import secrets
@@ -30,6 +32,7 @@ from ocr_async.errors import (
     RateLimitedError,
     ServerFailureError,
     TemporarilyUnavailableError,
+    TooManyRequestsError,
     UnknownApiError,
 )
 from ocr_async.models import BoundingBox, Endpoint, Line, OcrResult, Word
@@ -52,6 +55,7 @@ __all__ = [
     "error_for_code",
     "parse_response",
     "parse_result",
+    "parse_retry_after",
     "sniff_image_type",
 ]
 
@@ -430,15 +434,61 @@ def _result_code(header: Mapping[str, Any]) -> int | None:
     return None
 
 
-def parse_response(status: int, body: bytes, *, redact: Collection[str] = ()) -> OcrResult:
+def parse_retry_after(
+    value: str | None, *, date: str | None = None, now: float | None = None
+) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header, or None if there is none.
+
+    RFC 9110 10.2.3: either a whole number of seconds or an HTTP-date. A
+    date is measured against the answer's own ``Date`` header when it has
+    one (so the two clocks need not agree), else against ``now`` (Unix
+    seconds, the caller's clock); a date already past is 0 s. Anything
+    unreadable is None: no wait asked for.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return float(int(text))
+    when = _http_date(text)
+    if when is None:
+        return None
+    reference = _http_date(date) if date is not None else None
+    if reference is None:
+        if now is None:
+            return None
+        reference = now
+    return max(when - reference, 0.0)
+
+
+def _http_date(text: str) -> float | None:
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # RFC 9110: HTTP-dates are in GMT
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+def parse_response(
+    status: int,
+    body: bytes,
+    *,
+    redact: Collection[str] = (),
+    retry_after: float | None = None,
+) -> OcrResult:
     """Read one answer: an :class:`OcrResult`, or a typed error raised.
 
     The API answers HTTP 200 with a JSON envelope, failures included. A
     failure envelope is honoured whatever the status (a gateway may send
-    4000006 with a 429); a non-200 without one is an :class:`HttpStatusError`;
+    4000006 with a 429); a 429 without one is a
+    :class:`TooManyRequestsError`, another non-200 an :class:`HttpStatusError`;
     a 200 whose body is not the envelope (HTML, truncated JSON) is a
     :class:`MalformedResponseError`. Error messages quote the start of such a
     body, with every string in ``redact`` (the token) blanked out.
+    ``retry_after`` (seconds, from :func:`parse_retry_after`) is attached to
+    the error raised, as its ``retry_after``.
     """
     try:
         document = decode_json(body)
@@ -449,6 +499,14 @@ def parse_response(status: int, body: bytes, *, redact: Collection[str] = ()) ->
     code = _result_code(header) if isinstance(header, Mapping) else None
 
     if header is None or code is None:
+        if status == 429:
+            # RFC 6585: too many requests. A gateway's refusal for the rate,
+            # the same signal as 4000006.
+            too_many = TooManyRequestsError(
+                status, f"HTTP 429 without an API envelope: {_snippet(body, redact)!r}"
+            )
+            too_many.retry_after = retry_after
+            raise too_many
         if status != 200:
             raise HttpStatusError(
                 status, f"HTTP {status} without an API envelope: {_snippet(body, redact)!r}"
@@ -472,4 +530,6 @@ def parse_response(status: int, body: bytes, *, redact: Collection[str] = ()) ->
         return parse_result(result, no_text=True)
     if code == 0:
         raise UnknownApiError(0, f"resultCode 0 with isSuccessful={header.get('isSuccessful')!r}")
-    raise error_for_code(code, message)
+    error = error_for_code(code, message)
+    error.retry_after = retry_after
+    raise error
