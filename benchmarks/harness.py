@@ -273,6 +273,62 @@ def nginx_process(upstream: str, rate: float, burst: int) -> Iterator[Nginx]:
             yield Nginx(base_url, Path(prefix, "calls.log"))
 
 
+# --- HAProxy in front of the emulator ---------------------------------------------------
+
+_HAPROXY_CONF = """\
+global
+    maxconn 4096
+    nbthread 1
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+    option http-keep-alive
+frontend ocr
+    bind {host}:{port}
+    # A health check must not count against the quota: answer it first.
+    http-request return status 200 content-type text/plain string ok if {{ path /healthz }}
+    # HAProxy's documented rate limit: every call of a client counts in a
+    # sliding one-second rate, refused ones too, read before the answer.
+    stick-table type ip size 1k expire 10s store http_req_rate(1s)
+    http-request track-sc0 src
+    http-request return status 200 content-type application/json string '{envelope}' if {{ sc_http_req_rate(0) gt {rate} }}
+    default_backend emulator
+backend emulator
+    http-reuse always
+    server emulator {upstream} maxconn 1024
+"""
+
+
+@contextlib.contextmanager
+def haproxy_process(upstream: str, rate: int) -> Iterator[str]:
+    """HAProxy refusing OCR calls over ``rate`` a second (``http_req_rate(1s)``); yields its URL.
+
+    Over-limit calls get the 4000006 envelope in an HTTP 200, as the API
+    answers them. Its config lives in a temporary directory, gone when the
+    block ends.
+    """
+    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if not os.path.exists(binary):
+        raise RuntimeError("haproxy is not installed (Debian: apt-get install haproxy)")
+    with tempfile.TemporaryDirectory(prefix="ocr-async-haproxy-") as prefix:
+        port = find_free_port(*PORTS, host=HOST)
+        conf = Path(prefix, "haproxy.cfg")
+        conf.write_text(
+            _HAPROXY_CONF.format(
+                host=HOST,
+                port=port,
+                upstream=upstream.removeprefix("http://"),
+                rate=rate,
+                envelope=RATE_LIMITED_ENVELOPE,
+            )
+        )
+        base_url = f"http://{HOST}:{port}"
+        with _server([binary, "-db", "-f", str(conf)], f"{base_url}/healthz", "haproxy"):
+            yield base_url
+
+
 # --- child runs -------------------------------------------------------------------------
 
 

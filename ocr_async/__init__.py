@@ -20,6 +20,7 @@ from ocr_async.errors import (
     ServerFailureError,
     SourceError,
     TemporarilyUnavailableError,
+    TooManyRequestsError,
     TransportError,
     UnknownApiError,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "StaticToken",
     "StopRequest",
     "TemporarilyUnavailableError",
+    "TooManyRequestsError",
     "TokenProvider",
     "TransportError",
     "UnknownApiError",

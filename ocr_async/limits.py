@@ -51,16 +51,17 @@ from ocr_async.errors import (
 __all__ = [
     "CATCH_UP",
     "DOUBLING_TIME",
-    "HEADROOM",
     "HISTORY_SIZE",
     "INITIAL_RATE",
     "MARGIN",
     "MAX_CUT",
+    "MAX_HOLD_CALLS",
     "MAX_RETRY_AFTER",
     "MIN_HOLD",
     "MIN_RATE",
     "PROBE_CALLS",
-    "PROBE_DOUBLING_TIME",
+    "PROBE_COST",
+    "PROBE_TIME",
     "THROTTLE_ERRORS",
     "WINDOW",
     "RateController",
@@ -80,31 +81,31 @@ Sleep = Callable[[float], Awaitable[None]]
 #: refused for rate.
 THROTTLE_ERRORS: Final = (RateLimitedError, TemporarilyUnavailableError, TooManyRequestsError)
 
-# The constants of the adaptive mode, in one place; the module docstring
-# gives the figures that chose them.
+# The constants, in one place; the module docstring gives the figures that
+# chose them.
 #: Where the start-up climb begins, in calls/s.
-INITIAL_RATE: Final = 5.0
+INITIAL_RATE: Final = 10.0
 #: Seconds in which the start-up climb doubles the rate.
 DOUBLING_TIME: Final = 0.15
 #: The rate holds this fraction under the quota estimate.
-MARGIN: Final = 0.03
-#: A climb refused above what the last window let through is capped at that
-#: figure plus this fraction: a limiter's saved-up burst lets a climb run
-#: ahead of the quota before the first refusal.
-HEADROOM: Final = 0.015
-#: Calls held at the estimate before probing above it: a probe costs about
-#: one refused call, so this bounds the share of calls probes cost.
+MARGIN: Final = 0.05
+#: Seconds after which a probe has doubled the rate it left the hold at
+#: (the time constant of its cubic, ``1 + (t / PROBE_TIME) ** 3``).
+PROBE_TIME: Final = 1.0
+#: Calls sent at the hold, at least, before probing above it.
 PROBE_CALLS: Final = 50.0
-#: The shortest hold before a probe, in seconds.
+#: ...and at most, however costly the last probe was.
+MAX_HOLD_CALLS: Final = 200.0
+#: The share of calls probes may cost: the hold lasts the last probe's
+#: refusals divided by this, in calls.
+PROBE_COST: Final = 0.02
+#: The shortest hold, in seconds.
 MIN_HOLD: Final = 1.0
-#: Seconds in which a probe doubles the rate.
-PROBE_DOUBLING_TIME: Final = 0.5
 #: No cut goes below this fraction of the rate the refused call left at.
 MAX_CUT: Final = 0.5
-#: Seconds over which sent and refused calls are counted at a cut.
+#: Seconds over which calls sent are counted to measure a limiter that
+#: judges each second as a whole.
 WINDOW: Final = 1.0
-#: Seconds after a cut in which further refusals belong to the same event.
-GRACE: Final = 0.25
 #: Tokens of lateness the pacer makes up: a worker woken late by the timer
 #: leaves the next one less to wait, so the rate asked for is the rate sent.
 CATCH_UP: Final = 0.5
@@ -115,14 +116,22 @@ MAX_RETRY_AFTER: Final = 300.0
 #: Samples kept in :attr:`RateController.history`.
 HISTORY_SIZE: Final = 1024
 
+# The start-up climb met the limit this many calls before the refused one.
+_CLIMB_BACK: Final = 2
+# A probe that let through this many calls, and this many seconds of the
+# old quota, more than the old quota allows since the last cut found a
+# raised quota rather than a bucket's savings or a window's slack.
+_RAISE_CALLS: Final = 2.0
+_RAISE_SECONDS: Final = 0.5
+# Pseudo-calls let through at a hold refusal, so that a few calls do not
+# decide the share alone.
+_SHARE_PRIOR: Final = 4.0
 # The longest pause a burst of refusals can build up, in seconds.
 _MAX_PAUSE: Final = 1.0
 # A tail of refusals doubles the pause at most this many times.
 _MAX_DOUBLINGS: Final = 6
-# Growth is capped at twice what workers really send (botocore's
-# ClientRateLimiter._MAX_RATE_ADJUST_SCALE): a rate nobody uses is untested,
-# and unbounded it would become a burst the moment work arrives.
-_MAX_GROWTH_OVER_SENT: Final = 2.0
+# Calls whose rate is remembered for looking back from a refusal.
+_RECENT_RATES: Final = 1024
 # settled_rate averages this many seconds of successes.
 _SETTLED_WINDOW: Final = 10.0
 # Growth samples are thinned to one per this many seconds so that the bounded
@@ -354,7 +363,21 @@ class _RateMeter:
 class RateController:
     """The one rate controller shared by every worker of a client.
 
-    See the module docstring for the design and its constants.
+    **Fixed** (``fixed_rps=R``): calls leave at ``R`` a second, scheduled
+    against the clock (a worker woken late leaves the next less to wait, so
+    ``R`` is what is sent), never two at once. A refusal still pauses every
+    worker for one call's time; the rate never moves.
+
+    **Adaptive** (``fixed_rps=None``): the start-up climb, then holds just
+    under the measured quota and probes above it; the module docstring
+    gives the design and the figures behind its constants.
+
+    Both modes: several refusals for calls sent before a cut, or refused
+    before anything got through after it, are one congestion event: they
+    lengthen the pause instead of cutting again. :meth:`acquire` stamps each
+    ticket with the current epoch for that.
+
+    Use it from one event loop. ``clock`` and ``sleep`` are injectable.
     """
 
     def __init__(
@@ -362,23 +385,9 @@ class RateController:
         fixed_rps: float | None = None,
         *,
         initial_rate: float = INITIAL_RATE,
-        doubling_time: float = DOUBLING_TIME,
         min_rate: float = MIN_RATE,
         max_rate: float = math.inf,
         margin: float = MARGIN,
-        headroom: float = HEADROOM,
-        probe_calls: float = PROBE_CALLS,
-        min_hold: float = MIN_HOLD,
-        probe_doubling_time: float = PROBE_DOUBLING_TIME,
-        max_cut: float = MAX_CUT,
-        window: float = WINDOW,
-        grace: float = GRACE,
-        probe_shape: str = "exp",
-        slack: float = 2.0,
-        r2: str = "share",
-        probe_cost: float = 0.02,
-        raise_mode: str = "back",
-        catch_up: float = CATCH_UP,
         history_size: int = HISTORY_SIZE,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
@@ -389,71 +398,45 @@ class RateController:
         _check_rate(min_rate, "min_rate")
         if not max_rate >= min_rate:
             raise ConfigurationError("max_rate must not be below min_rate")
-        for name, value in (
-            ("doubling_time", doubling_time),
-            ("min_hold", min_hold),
-            ("probe_doubling_time", probe_doubling_time),
-            ("window", window),
-        ):
-            if not (value > 0 and math.isfinite(value)):
-                raise ConfigurationError(f"{name} must be a positive number of seconds")
         if not 0 <= margin < 1:
             raise ConfigurationError("margin must be at least 0 and below 1")
-        if not 0 <= headroom < 1:
-            raise ConfigurationError("headroom must be at least 0 and below 1")
-        if not 0 < max_cut < 1:
-            raise ConfigurationError("max_cut must be between 0 and 1")
-        if not (probe_calls >= 0 and math.isfinite(probe_calls)):
-            raise ConfigurationError("probe_calls must be 0 or more")
-        if not (catch_up >= 0 and math.isfinite(catch_up)):
-            raise ConfigurationError("catch_up must be 0 or more")
         if history_size < 1:
             raise ConfigurationError("history_size must be at least 1")
         self._fixed = fixed_rps
         self._min_rate = min_rate
         self._max_rate = max_rate
-        self._doubling = doubling_time
         self._margin = margin
-        self._headroom = headroom
-        self._probe_calls = probe_calls
-        self._min_hold = min_hold
-        self._probe_doubling = probe_doubling_time
-        self._max_cut = max_cut
-        self._grace = grace
-        self._probe_shape = probe_shape
-        self._slack = slack
-        self._r2 = r2
-        self._probe_cost = probe_cost
-        self._raise_mode = raise_mode
-        self._tail = 0
-        self._cycle_refused = 0
-        self._hold_calls = probe_calls
-        self._cut_at = -math.inf
-        self._climb_cut_at = -math.inf
-        self._refusal_latency = 0.0
-        self._recent_sends: deque[float] = deque()
-        self._recent_rates: deque[tuple[float, float]] = deque(maxlen=256)
-        self._grace_until = -math.inf
         self._clock = clock
         now = clock()
         start = fixed_rps if fixed_rps is not None else self._clamp(initial_rate)
         # One token to start with: a full bucket would let the first callers
         # leave back to back, which a strict limiter refuses.
-        self._bucket = TokenBucket(start, 1.0 + catch_up, tokens=1.0, clock=clock, sleep=sleep)
-        # Start-up: the rate doubles from here until the first refusal.
+        self._bucket = TokenBucket(start, 1.0 + CATCH_UP, tokens=1.0, clock=clock, sleep=sleep)
         self._slow_start = fixed_rps is None
+        self._estimate: float | None = None
+        # The rate climbs from _ramp_base since _ramp_since: doubling in the
+        # start-up climb, along the probe's cubic after a hold.
         self._ramp_base = start
         self._ramp_since = now
-        # After a cut: the rate holds at _hold_rate until _hold_until, then
-        # probes upward from there.
-        self._estimate: float | None = None
+        # After a cut the rate holds at _hold_rate until _hold_until and
+        # until _hold_calls have been sent, then probes upward.
         self._hold_rate = start
         self._hold_until = now
+        self._hold_calls = PROBE_CALLS
         self._epoch = 0
+        self._cut_at = now
+        # Since the last cut: calls sent, refused, and refusals of a tail
+        # (refused before anything got through).
         self._epoch_sent = 0
         self._epoch_refused = 0
-        self._sent_meter = _RateMeter(window, now)
-        self._refused_meter = _RateMeter(window, now)
+        self._tail = 0
+        # Refusals since the last event, all kinds: what the last probe cost.
+        self._cycle_refused = 0
+        # How long a refusal takes to come back (a decaying maximum).
+        self._refusal_latency = 0.0
+        self._recent_sends: deque[float] = deque()
+        self._recent_rates: deque[tuple[float, float]] = deque(maxlen=_RECENT_RATES)
+        self._sent_meter = _RateMeter(WINDOW, now)
         self._settled_meter = _RateMeter(_SETTLED_WINDOW, now)
         self._sent = 0
         self._successes = 0
@@ -477,19 +460,21 @@ class RateController:
         """
         self._update(self._clock())
         sent_at = await self._bucket.acquire()
+        rate = self._bucket.rate
         self._sent += 1
         self._epoch_sent += 1
         self._recent_sends.append(sent_at)
+        self._recent_rates.append((sent_at, rate))
         self._sent_meter.add(sent_at)
-        self._recent_rates.append((sent_at, self._bucket.rate))
-        return Ticket(epoch=self._epoch, sent_at=sent_at, rate=self._bucket.rate)
+        return Ticket(epoch=self._epoch, sent_at=sent_at, rate=rate)
 
     def on_success(self, ticket: Ticket) -> None:
         """Report that the API answered the call of ``ticket``.
 
-        Any answer but a throttle counts, failures such as 4000501 included:
-        the call got through the limiter. Report nothing for a call that got
-        no answer (a timeout, a reset): it says nothing about the quota.
+        Any answer but a refusal for the rate counts, failures such as
+        4000501 included: the call got through the limiter. Report nothing
+        for a call that got no answer (a timeout, a reset): it says nothing
+        about the quota.
         """
         now = self._clock()
         self._successes += 1
@@ -499,18 +484,17 @@ class RateController:
     def on_throttled(self, ticket: Ticket, retry_after: float | None = None) -> bool:
         """Report a refusal for the rate (4000006, 5000503, HTTP 429) of ``ticket``.
 
-        ``retry_after`` is a gateway's ``Retry-After``, in seconds: nobody
-        sends again before it has passed. Returns True when this opened a
-        congestion event (adaptive: the rate was cut; both modes: every
-        worker paused), False when the ticket predates the last event, which
-        already accounted for it. Either way, acquire a new ticket and send
-        again.
+        ``retry_after`` is the server's ``Retry-After`` in seconds: nobody
+        sends before it has passed (at most :data:`MAX_RETRY_AFTER`).
+        Returns True when this opened a congestion event (adaptive: the
+        quota was measured again and the rate cut; both modes: every worker
+        paused), False when it belonged to the last one, which only made the
+        pause longer. Either way, acquire a new ticket and send again.
         """
         now = self._clock()
         self._throttled += 1
         self._cycle_refused += 1
         self._refusal_latency = max(now - ticket.sent_at, self._refusal_latency * 0.9)
-        self._refused_meter.add(ticket.sent_at)
         if retry_after is not None and retry_after > 0:
             self._bucket.pause(min(retry_after, MAX_RETRY_AFTER))
         if ticket.epoch != self._epoch:
@@ -522,21 +506,19 @@ class RateController:
         self._epoch_refused += 1
         if self._epoch > 0 and self._let_through(now) <= 0:
             # Nothing has got through since the last cut: a fixed window
-            # shut until its second ends, or a counter of refused calls
-            # still high. Cutting again would only measure that; wait it
-            # out instead, doubling the wait with each refusal.
+            # shut until its second ends, or a count of refused calls still
+            # high. Cutting again would only measure that; wait it out
+            # instead, doubling the wait with each refusal of the tail.
             self._tail += 1
             self._extend_pause(now, self._pause_step() * 2.0 ** min(self._tail, _MAX_DOUBLINGS))
             return False
         if self._fixed is None:
             self._cut(now, ticket)
-        self._cycle_refused = 0
         self._epoch += 1
         self._events += 1
-        self._tail = 0
-        self._epoch_sent = self._epoch_refused = 0
-        self._recent_sends.clear()
         self._cut_at = now
+        self._epoch_sent = self._epoch_refused = self._tail = self._cycle_refused = 0
+        self._recent_sends.clear()
         self._bucket.pause(self._pause_step())
         self._record(now, "pause" if self._fixed is not None else "cut")
         return True
@@ -565,7 +547,7 @@ class RateController:
 
     @property
     def quota_estimate(self) -> float | None:
-        """The quota as last measured, in calls/s; the rate holds just under it.
+        """The quota as last measured, in calls/s: the rate holds just under it.
 
         None until the first refusal, and always None with a fixed rate.
         """
@@ -573,7 +555,7 @@ class RateController:
 
     @property
     def slow_start(self) -> bool:
-        """Whether the adaptive controller is still looking for its first limit."""
+        """Whether the adaptive controller is still climbing to its first limit."""
         return self._slow_start
 
     @property
@@ -598,12 +580,12 @@ class RateController:
 
     @property
     def throttled(self) -> int:
-        """Throttles reported, those folded into an earlier event included."""
+        """Refusals reported, those folded into an earlier event included."""
         return self._throttled
 
     @property
     def congestion_events(self) -> int:
-        """Throttles that opened an event: cuts (adaptive) or pauses (fixed)."""
+        """Refusals that opened an event: cuts (adaptive) or pauses (fixed)."""
         return self._events
 
     @property
@@ -628,20 +610,19 @@ class RateController:
     def _pause_step(self) -> float:
         # One call's time at the quota: on a bucket or a window that just
         # refused, the next call could not pass sooner anyway.
-        return 1.0 / self._estimate if self._estimate else 1.0 / self._bucket.rate
+        return 1.0 / (self._estimate or self._bucket.rate)
+
+    def _extend_pause(self, now: float, seconds: float) -> None:
+        self._bucket.pause(min(self._bucket.paused_until - now + seconds, _MAX_PAUSE))
 
     def _update(self, now: float) -> None:
         """Move the rate along its schedule: start-up doubling, or hold then probe."""
         if self._fixed is not None:
             return
         rate = self._bucket.rate
-        if not self._slow_start and (
-            now < self._hold_until or self._epoch_sent < self._hold_calls
-        ):
-            # Holding: until both the time and the calls of the hold are
-            # done (pauses do not count as holding).
-            if rate != self._hold_rate:
-                self._bucket.rate = self._hold_rate
+        if not self._slow_start and (now < self._hold_until or self._epoch_sent < self._hold_calls):
+            # Holding, until both its time and its calls are done: a pause
+            # sends nothing, so it does not count as holding.
             self._ramp_since = now
             return
         if self._bucket.waiting == 0:
@@ -652,37 +633,14 @@ class RateController:
             return
         x = now - self._ramp_since
         if self._slow_start:
-            target = self._ramp_base * 2.0 ** (x / self._doubling)
-        elif self._probe_shape == "exp":
-            target = self._ramp_base * 2.0 ** (x / self._probe_doubling)
+            target = self._ramp_base * 2.0 ** (x / DOUBLING_TIME)
         else:
-            target = self._ramp_base * (1.0 + (x / self._probe_doubling) ** 3)
+            target = self._ramp_base * (1.0 + (x / PROBE_TIME) ** 3)
         new = self._clamp(target)
         if new > rate:
             self._bucket.rate = new
             if now - self._last_sample >= _SAMPLE_INTERVAL:
                 self._record(now, "grow")
-
-    def _mode_estimate(self, now: float, refused_rate: float, let_through: int, elapsed: float) -> float:
-        mode = self._r2
-        share = refused_rate * (let_through + 1) / (let_through + self._epoch_refused + 1)
-        span_l = (let_through + 1) / elapsed
-        a1 = max(self._sent_meter.count(now) - self._refused_meter.count(now), 0) / self._sent_meter.span(now)
-        if mode == "share":
-            return share
-        if mode == "minl":
-            return min(share, span_l)
-        if mode == "a1":
-            return min(refused_rate, a1)
-        if mode == "a1min":
-            return min(refused_rate, share, a1)
-        if mode == "a1late":
-            if now - self._climb_cut_at >= self._sent_meter._window:
-                return min(refused_rate, share, a1)
-            return share
-        if mode == "a1share":
-            return min(refused_rate, max(share, a1))
-        raise ValueError(mode)
 
     def _rate_before(self, ticket: Ticket, calls: int) -> float:
         """The rate of the call sent ``calls`` before ``ticket``'s."""
@@ -695,9 +653,9 @@ class RateController:
     def _let_through(self, now: float) -> int:
         """Calls sent since the last cut that were not refused, as far as known.
 
-        A refusal comes back within a few milliseconds, an answer only after
-        the engine ran: a call sent longer ago than refusals take to come
-        back, and not refused, got through.
+        A refusal comes back within milliseconds, an answer only after the
+        engine ran: a call sent longer ago than refusals take to come back,
+        and not refused, got through.
         """
         edge = now - 2.0 * self._refusal_latency
         recent = self._recent_sends
@@ -705,55 +663,55 @@ class RateController:
             recent.popleft()
         return self._epoch_sent - len(recent) - self._epoch_refused
 
-    def _extend_pause(self, now: float, seconds: float) -> None:
-        self._bucket.pause(min(self._bucket.paused_until - now + seconds, _MAX_PAUSE))
-
     def _cut(self, now: float, ticket: Ticket) -> None:
+        """Measure the quota again from this refusal, and hold just under it."""
         refused_rate = ticket.rate
         previous = self._estimate
-        # Calls let through since the last cut, when the limiter had just
-        # refused one: a bucket was empty then, and is empty now, so these
-        # are the tokens it made in between (fewer if it overflowed).
-        elapsed = max(now - self._cut_at, _EPSILON)
         let_through = max(self._let_through(now), 0)
-        # What the limiter let through in the last second: the quota, for
-        # the limiters that count over a second (a window, HAProxy's rate)
-        # while they refuse; what was sent, otherwise.
-        recent = max(self._sent_meter.count(now) - self._refused_meter.count(now), 0)
-        accepted = recent / self._sent_meter.span(now)
+        elapsed = now - self._cut_at
         if self._slow_start or previous is None:
-            estimate = refused_rate
-        elif refused_rate > self._hold_rate * (1.0 + 1e-9):
-            # Refused while probing above the hold. The probe met the quota
-            # some calls before this one: on a bucket, as many as the hold
-            # left unused (its savings); on a limiter that counts over a
-            # second, when the last second's calls reached it.
+            # The climb met the limit a call or two before this one.
+            estimate = self._rate_before(ticket, _CLIMB_BACK)
+        elif refused_rate > self._hold_rate * (1.0 + _EPSILON):
+            # Refused while probing above the hold. On a bucket the probe
+            # first spent what the hold left unused (its savings), so it met
+            # the quota that many calls before this one; a window or a
+            # sliding count judges the last second as a whole, so the calls
+            # sent in it are the figure there.
             saved = (previous - self._hold_rate) * max(self._hold_until - self._cut_at, 0.0)
-            back = self._rate_before(ticket, math.ceil(saved) + 1)
-            if accepted <= previous * (1.0 + self._headroom) + 1.0:
-                estimate = min(back, max(previous, accepted * (1.0 + self._headroom)))
+            before = self._rate_before(ticket, math.ceil(saved) + 1)
+            if let_through <= previous * (elapsed + _RAISE_SECONDS) + _RAISE_CALLS:
+                sent_last_second = self._sent_meter.count(now) / self._sent_meter.span(now)
+                estimate = max(previous, min(before, sent_last_second))
             else:
-                # More got through in a second than the old quota allows:
-                # it was raised.
-                estimate = back if self._raise_mode == "back" else math.sqrt(back * accepted)
+                # More got through since the last cut than the old quota
+                # allows, by over half a second's worth: it was raised, and
+                # the probe found the new one.
+                estimate = before
         else:
             # Refused at the rate held as safe: the quota is lower, and the
             # limiter has been full since the last cut, so the share of
             # calls it let through since then, times the rate they left at,
-            # is its rate.
-            estimate = self._mode_estimate(now, refused_rate, let_through, elapsed)
-        if refused_rate > self._hold_rate * (1.0 + 1e-9) or self._slow_start:
-            self._climb_cut_at = now
-        estimate = max(estimate, refused_rate * self._max_cut, self._min_rate)
+            # is its rate. A few calls' worth of prior keeps one unlucky
+            # refusal from halving the rate.
+            prior = _SHARE_PRIOR
+            estimate = (
+                refused_rate * (let_through + prior) / (let_through + self._epoch_refused + prior)
+            )
+        estimate = max(estimate, refused_rate * MAX_CUT, self._min_rate)
+        self._hold_calls = PROBE_CALLS
+        if not self._slow_start:
+            # A probe costs the refusals it takes to find the limit again:
+            # about one on a bucket, a few on a fixed window that stays shut
+            # to the end of its second. Holding for that many calls per
+            # PROBE_COST keeps the share of calls probes cost the same on
+            # every kind of limiter.
+            cost = self._cycle_refused / PROBE_COST
+            self._hold_calls = min(max(PROBE_CALLS, cost), MAX_HOLD_CALLS)
         self._estimate = estimate
         self._slow_start = False
         self._hold_rate = self._clamp(estimate * (1.0 - self._margin))
-        self._hold_until = now + self._min_hold
-        # A probe costs the refusals it takes to find the limit again: about
-        # one on a bucket, a few on a fixed window that stays shut to the
-        # end of its second. Holding for that many calls per PROBE_COST keeps
-        # the share of calls probes cost the same on every kind.
-        self._hold_calls = max(self._probe_calls, self._cycle_refused / self._probe_cost)
+        self._hold_until = now + MIN_HOLD
         self._ramp_base, self._ramp_since = self._hold_rate, self._hold_until
         self._bucket.rate = self._hold_rate
 

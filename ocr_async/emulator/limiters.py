@@ -290,7 +290,9 @@ def make_limiter(
     """
     limiter: Limiter
     if kind == "bucket":
-        limiter = BucketLimiter(rate, max(1.0, round(rate)) if burst is None else burst, clock=clock)
+        limiter = BucketLimiter(
+            rate, max(1.0, round(rate)) if burst is None else burst, clock=clock
+        )
     elif burst is not None:
         raise ValueError(f"a burst applies to the bucket kind, not to {kind!r}")
     elif kind == "window":

@@ -162,6 +162,7 @@ def simulate(
     transit: tuple[float, float] = (0.0, 0.0),
     seed: int = 1,
     controller: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    starts: Sequence[float] = (),
 ) -> Simulation:
     """Run ``clients`` processes of ``workers`` each against one limiter.
 
@@ -173,7 +174,7 @@ def simulate(
     ticket to the limiter's decision (the client's event loop and the
     network: the jitter a strict limiter sees). ``controller`` holds the
     :class:`RateController` keyword arguments, one mapping for all clients
-    or one per client.
+    or one per client. ``starts`` delays each client's first call (seconds).
     """
     if images is None and math.isinf(duration):
         raise ValueError("give images or a finite duration")
@@ -196,6 +197,8 @@ def simulate(
 
         async def worker(client: int, todo: list[int]) -> None:
             controller = controllers[client]
+            if client < len(starts):
+                await asyncio.sleep(starts[client])
             while clock() < duration and todo[0] != 0:
                 todo[0] -= 1
                 while True:  # one image: refused calls go back through acquire()
