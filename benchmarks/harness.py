@@ -293,7 +293,7 @@ frontend ocr
     # sliding one-second rate, refused ones too, read before the answer.
     stick-table type ip size 1k expire 10s store http_req_rate(1s)
     http-request track-sc0 src
-    http-request return status 200 content-type application/json string '{envelope}' if {{ sc_http_req_rate(0) gt {rate} }}
+    {refuse}
     default_backend emulator
 backend emulator
     http-reuse always
@@ -320,8 +320,10 @@ def haproxy_process(upstream: str, rate: int) -> Iterator[str]:
                 host=HOST,
                 port=port,
                 upstream=upstream.removeprefix("http://"),
-                rate=rate,
-                envelope=RATE_LIMITED_ENVELOPE,
+                refuse=(
+                    "http-request return status 200 content-type application/json "
+                    f"string '{RATE_LIMITED_ENVELOPE}' if {{ sc_http_req_rate(0) gt {rate} }}"
+                ),
             )
         )
         base_url = f"http://{HOST}:{port}"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -186,9 +187,15 @@ def run_client(
 ) -> Run:
     """One ``ocr-async run`` over ``folder``; killed after ``limit`` seconds."""
     argv = ocr_async_run(
-        url, out, "--concurrency", str(concurrency), "--max-throttled", MAX_THROTTLED,
-        *client_flags(client, quota), str(folder),
-    )  # fmt: skip
+        url,
+        out,
+        "--concurrency",
+        str(concurrency),
+        "--max-throttled",
+        MAX_THROTTLED,
+        *client_flags(client, quota),
+        str(folder),
+    )
     with contextlib.ExitStack() as stack:
         sampler = stack.enter_context(sampling(emulator, 0.25)) if emulator else None
         try:
@@ -202,9 +209,13 @@ def run_client(
         raise RuntimeError(f"no summary from {client}: {child.stderr[-500:]}")
     samples = tuple(sampler.samples) if sampler else ()
     return Run(
-        client, images, int(match.group(2)), int(match.group(4)), float(match.group(6)),
+        client,
+        images,
+        int(match.group(2)),
+        int(match.group(4)),
+        float(match.group(6)),
         samples=samples,
-    )  # fmt: skip
+    )
 
 
 # --- the matrix -------------------------------------------------------------------------
@@ -278,10 +289,13 @@ def matrix_row(
                     quota=quota,
                     concurrency=concurrency,
                     limit=limit_for(seconds, client),
-                )  # fmt: skip
+                )
             )
-    print(f"  {kind} {quota:g}/s {seconds:g} s C={concurrency}: " + _brief(runs, quota, kind),
-          file=sys.stderr, flush=True)  # fmt: skip
+    print(
+        f"  {kind} {quota:g}/s {seconds:g} s C={concurrency}: {_brief(runs, quota, kind)}",
+        file=sys.stderr,
+        flush=True,
+    )
     return Row(kind, quota, seconds, concurrency, tuple(runs))
 
 
@@ -321,7 +335,7 @@ def rates(samples: Sequence[Sample]) -> tuple[list[float], list[float], list[flo
     times: list[float] = []
     passed: list[float] = []
     refused: list[float] = []
-    for before, after in zip(samples, samples[1:], strict=False):
+    for before, after in itertools.pairwise(samples):
         span = after.t - before.t
         if span <= 0:
             continue
@@ -360,9 +374,16 @@ def schedule_row(ctx: Context, clients: Sequence[str], concurrency: int = 64) ->
     for client in clients:
         with front(KINDS["bucket"], STEPS[0][1], STEPS) as (url, emulator):
             run = run_client(
-                client, url, folder, images, out, quota=STEPS[0][1], concurrency=concurrency,
-                limit=limit_for(seconds, client), emulator=emulator,
-            )  # fmt: skip
+                client,
+                url,
+                folder,
+                images,
+                out,
+                quota=STEPS[0][1],
+                concurrency=concurrency,
+                limit=limit_for(seconds, client),
+                emulator=emulator,
+            )
         if run.timed_out:
             results.append(StepResult(run, math.nan, ()))
             continue
@@ -372,8 +393,12 @@ def schedule_row(ctx: Context, clients: Sequence[str], concurrency: int = 64) ->
         )
         allowed = scheduled_allowance(STEPS, run.elapsed) + BUCKET_BURST
         results.append(StepResult(run, run.ok / allowed, reach))
-        print(f"  steps {client}: goodput {run.ok / allowed:.3f}, refused "
-              f"{run.refused_share:.1%}, reach {reach}", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"  steps {client}: goodput {run.ok / allowed:.3f}, refused "
+            f"{run.refused_share:.1%}, reach {reach}",
+            file=sys.stderr,
+            flush=True,
+        )
     return results
 
 
@@ -416,7 +441,7 @@ def pair_row(ctx: Context, client: str, quota: float = 40.0, seconds: float = 30
                         quota=quota,
                         concurrency=32,
                         limit=limit_for(seconds, client),
-                    )  # fmt: skip
+                    )
                 )
 
             threads.append(threading.Thread(target=work))
@@ -438,9 +463,15 @@ def rps_row(ctx: Context, rps: float, seconds: float = 10.0) -> tuple[float, flo
     folder, out = ctx.images(images), ctx.scratch / "rps.jsonl"
     with emulator_process("--latency", f"{LATENCY:g}") as emulator:
         run = run_client(
-            RPS, emulator.base_url, folder, images, out, quota=rps, concurrency=64,
+            RPS,
+            emulator.base_url,
+            folder,
+            images,
+            out,
+            quota=rps,
+            concurrency=64,
             limit=limit_for(seconds, RPS),
-        )  # fmt: skip
+        )
     # The first call leaves at once: N calls span N - 1 intervals.
     delivered = (run.ok - 1) / run.elapsed
     print(f"  --rps {rps:g}: {delivered:.2f} calls/s", file=sys.stderr, flush=True)
@@ -501,11 +532,19 @@ def render_steps(results: Sequence[StepResult]) -> str:
             continue
         down, up = result.reach
         met = result.goodput >= 0.95 and run.refused_share <= 0.03 and max(down, up) <= 3.0
+        verdict = _verdict(met, run.client)
         lines.append(
             f"| {run.client} | {result.goodput:.3f} | {run.refused_share:.1%} | "
-            f"{down:.1f} | {up:.1f} | {'yes' if met else 'NO' if run.client == 'ocr-async' else '-'} |"
+            f"{down:.1f} | {up:.1f} | {verdict} |"
         )
     return "\n".join(lines)
+
+
+def _verdict(met: bool, client: str) -> str:
+    # Targets are ocr-async's: the other clients are there to compare.
+    if client != "ocr-async":
+        return "-"
+    return "yes" if met else "NO"
 
 
 def render_pairs(pairs: Sequence[PairResult]) -> str:
@@ -523,7 +562,7 @@ def render_pairs(pairs: Sequence[PairResult]) -> str:
         met = a + b >= 0.9 and min(a, b) >= 0.35 and refused <= 0.03
         lines.append(
             f"| 2 x {pair.client} | {a + b:.3f} | {a:.3f} | {b:.3f} | {refused:.1%} | "
-            f"{'yes' if met else 'NO' if pair.client == 'ocr-async' else '-'} |"
+            f"{_verdict(met, pair.client)} |"
         )
     return "\n".join(lines)
 
@@ -541,14 +580,26 @@ def render(report: Report) -> str:
     """Every table of the report, in Markdown."""
     parts = []
     if report.rows:
-        parts += ["Goodput (calls answered / (quota x seconds + burst)) and calls refused:", "",
-                  render_matrix(report.rows)]  # fmt: skip
+        parts += [
+            "Goodput (calls answered / (quota x seconds + burst)) and calls refused:",
+            "",
+            render_matrix(report.rows),
+        ]
     if report.steps:
-        parts += ["", "Quota 40 -> 20 -> 60 calls/s (emulator bucket, burst 5, C=64):", "",
-                  render_steps(report.steps)]  # fmt: skip
+        parts += [
+            "",
+            "Quota 40 -> 20 -> 60 calls/s (emulator bucket, burst 5, C=64):",
+            "",
+            render_steps(report.steps),
+        ]
     if report.pairs:
-        parts += ["", "Two processes at once on one quota of 40 calls/s (emulator bucket, "
-                  "burst 5, C=32 each); shares of the quota:", "", render_pairs(report.pairs)]  # fmt: skip
+        parts += [
+            "",
+            "Two processes at once on one quota of 40 calls/s (emulator bucket, "
+            "burst 5, C=32 each); shares of the quota:",
+            "",
+            render_pairs(report.pairs),
+        ]
     if report.rps:
         parts += ["", "`--rps` with no limiter (calls/s over the run):", "", render_rps(report.rps)]
     return "\n".join(parts)

@@ -55,7 +55,7 @@ __all__ = [
     "INITIAL_RATE",
     "MARGIN",
     "MAX_CUT",
-    "MAX_HOLD_CALLS",
+    "MAX_HOLD",
     "MAX_RETRY_AFTER",
     "MIN_HOLD",
     "MIN_RATE",
@@ -94,8 +94,9 @@ MARGIN: Final = 0.05
 PROBE_TIME: Final = 1.0
 #: Calls sent at the hold, at least, before probing above it.
 PROBE_CALLS: Final = 50.0
-#: ...and at most, however costly the last probe was.
-MAX_HOLD_CALLS: Final = 200.0
+#: Seconds of calls at the hold at most, however costly the last probe was
+#: (but never fewer than PROBE_CALLS).
+MAX_HOLD: Final = 4.0
 #: The share of calls probes may cost: the hold lasts the last probe's
 #: refusals divided by this, in calls.
 PROBE_COST: Final = 0.02
@@ -122,7 +123,7 @@ _CLIMB_BACK: Final = 2
 # old quota, more than the old quota allows since the last cut found a
 # raised quota rather than a bucket's savings or a window's slack.
 _RAISE_CALLS: Final = 2.0
-_RAISE_SECONDS: Final = 0.5
+_RAISE_SECONDS: Final = 0.1
 # Pseudo-calls let through at a hold refusal, so that a few calls do not
 # decide the share alone.
 _SHARE_PRIOR: Final = 4.0
@@ -437,6 +438,7 @@ class RateController:
         self._recent_sends: deque[float] = deque()
         self._recent_rates: deque[tuple[float, float]] = deque(maxlen=_RECENT_RATES)
         self._sent_meter = _RateMeter(WINDOW, now)
+        self._refused_meter = _RateMeter(WINDOW, now)
         self._settled_meter = _RateMeter(_SETTLED_WINDOW, now)
         self._sent = 0
         self._successes = 0
@@ -495,6 +497,7 @@ class RateController:
         self._throttled += 1
         self._cycle_refused += 1
         self._refusal_latency = max(now - ticket.sent_at, self._refusal_latency * 0.9)
+        self._refused_meter.add(ticket.sent_at)
         if retry_after is not None and retry_after > 0:
             self._bucket.pause(min(retry_after, MAX_RETRY_AFTER))
         if ticket.epoch != self._epoch:
@@ -681,8 +684,9 @@ class RateController:
             saved = (previous - self._hold_rate) * max(self._hold_until - self._cut_at, 0.0)
             before = self._rate_before(ticket, math.ceil(saved) + 1)
             if let_through <= previous * (elapsed + _RAISE_SECONDS) + _RAISE_CALLS:
-                sent_last_second = self._sent_meter.count(now) / self._sent_meter.span(now)
-                estimate = max(previous, min(before, sent_last_second))
+                span = self._sent_meter.span(now)
+                passed = self._sent_meter.count(now) - self._refused_meter.count(now)
+                estimate = max(previous, min(before, passed / span))
             else:
                 # More got through since the last cut than the old quota
                 # allows, by over half a second's worth: it was raised, and
@@ -707,7 +711,8 @@ class RateController:
             # PROBE_COST keeps the share of calls probes cost the same on
             # every kind of limiter.
             cost = self._cycle_refused / PROBE_COST
-            self._hold_calls = min(max(PROBE_CALLS, cost), MAX_HOLD_CALLS)
+            longest = max(PROBE_CALLS, estimate * MAX_HOLD)
+            self._hold_calls = min(max(PROBE_CALLS, cost), longest)
         self._estimate = estimate
         self._slow_start = False
         self._hold_rate = self._clamp(estimate * (1.0 - self._margin))

@@ -1272,6 +1272,48 @@ async def test_fixed_rps_paces_every_request(mock: aioresponses) -> None:
     assert clock.now - 1000.0 == pytest.approx(2.0)
 
 
+async def test_a_gateways_429_retry_after_pauses_every_worker(mock: aioresponses) -> None:
+    clock = FakeClock()
+    mock.post(GENERAL_URL, status=429, body="slow down", headers={"Retry-After": "3"})
+    mock.post(GENERAL_URL, payload=envelope())
+    async with controlled_client(clock) as client:
+        controller = client.rate_controller
+        assert controller is not None
+        recognition = await client.recognize(PNG)
+        # Every worker is held until the gateway's time has passed.
+        assert controller.paused_until >= 1003.0
+    assert recognition.attempts == 2
+    assert (controller.throttled, controller.congestion_events) == (1, 1)
+    assert clock.now >= 1003.0  # the retry left after the Retry-After, not before
+
+
+async def test_retry_after_as_a_date_is_read_against_the_answers_date(mock: aioresponses) -> None:
+    clock = FakeClock()
+    headers = {
+        "Retry-After": "Sun, 06 Nov 1994 08:49:42 GMT",
+        "Date": "Sun, 06 Nov 1994 08:49:37 GMT",  # the gateway's clock: 5 s before
+    }
+    mock.post(GENERAL_URL, status=429, headers=headers)
+    mock.post(GENERAL_URL, payload=envelope())
+    async with controlled_client(clock) as client:
+        await client.recognize(PNG)
+    assert clock.now >= 1005.0
+
+
+async def test_without_the_controller_retry_after_is_a_floor_under_backoff(
+    mock: aioresponses,
+) -> None:
+    sleeps = Sleeps()
+    mock.post(GENERAL_URL, status=429, headers={"Retry-After": "7"})
+    mock.post(GENERAL_URL, payload=failure(4000006), headers={"Retry-After": "0"})
+    mock.post(GENERAL_URL, payload=envelope())
+    async with make_client(sleeps) as client:
+        recognition = await client.recognize(PNG)
+    assert recognition.attempts == 3
+    assert sleeps.waits[0] == 7.0  # not the 0.5 s + jitter of the first backoff
+    assert sleeps.waits[1] < 2.0  # a 200's Retry-After: 0 is no floor at all
+
+
 async def test_transport_failures_tell_the_controller_nothing(mock: aioresponses) -> None:
     clock = FakeClock()
     mock.post(GENERAL_URL, exception=aiohttp.ServerDisconnectedError())

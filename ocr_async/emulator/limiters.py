@@ -288,6 +288,7 @@ def make_limiter(
     ``burst`` is for ``bucket`` only (default: one second's worth, at least 1).
     With a schedule, ``rate`` is replaced by its steps.
     """
+    _check_rate(rate)
     limiter: Limiter
     if kind == "bucket":
         limiter = BucketLimiter(
