@@ -227,6 +227,14 @@ http {{
 """
 
 
+def _installed(name: str) -> str:
+    """The path of a Debian server binary, or a clear error saying how to install it."""
+    binary = shutil.which(name) or f"/usr/sbin/{name}"
+    if not os.path.exists(binary):
+        raise RuntimeError(f"{name} is not installed (Debian: apt-get install {name})")
+    return binary
+
+
 @dataclass(frozen=True)
 class Nginx:
     """nginx with ``limit_req`` in front of the emulator, in a child process."""
@@ -249,9 +257,7 @@ def nginx_process(upstream: str, rate: float, burst: int) -> Iterator[Nginx]:
     when the block ends: read :meth:`Nginx.calls` inside it (the log is
     unbuffered, so it is complete as soon as the client has finished).
     """
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not os.path.exists(binary):
-        raise RuntimeError("nginx is not installed (Debian: apt-get install nginx)")
+    binary = _installed("nginx")
     with tempfile.TemporaryDirectory(prefix="ocr-async-nginx-") as prefix:
         port = find_free_port(*PORTS, host=HOST)
         conf = Path(prefix, "nginx.conf")
@@ -309,9 +315,7 @@ def haproxy_process(upstream: str, rate: int) -> Iterator[str]:
     answers them. Its config lives in a temporary directory, gone when the
     block ends.
     """
-    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
-    if not os.path.exists(binary):
-        raise RuntimeError("haproxy is not installed (Debian: apt-get install haproxy)")
+    binary = _installed("haproxy")
     with tempfile.TemporaryDirectory(prefix="ocr-async-haproxy-") as prefix:
         port = find_free_port(*PORTS, host=HOST)
         conf = Path(prefix, "haproxy.cfg")

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import json
 import math
 import os
 import re
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -37,6 +38,7 @@ from pathlib import Path
 from benchmarks.harness import (
     Emulator,
     Sample,
+    child_env,
     emulator_process,
     haproxy_process,
     machine,
@@ -330,23 +332,6 @@ def scheduled_allowance(steps: Sequence[tuple[float, float]], seconds: float) ->
     return total
 
 
-def rates(samples: Sequence[Sample]) -> tuple[list[float], list[float], list[float]]:
-    """Mid-times, calls let through per second and refusals per second, per sample interval."""
-    times: list[float] = []
-    passed: list[float] = []
-    refused: list[float] = []
-    for before, after in itertools.pairwise(samples):
-        span = after.t - before.t
-        if span <= 0:
-            continue
-        limited = after.stats.rate_limited - before.stats.rate_limited
-        calls = after.stats.requests - before.stats.requests
-        times.append((before.t + after.t) / 2)
-        passed.append((calls - limited) / span)
-        refused.append(limited / span)
-    return times, passed, refused
-
-
 def first_call(samples: Sequence[Sample]) -> float:
     """When the emulator saw the first call (where its schedule starts)."""
     return next((s.t for s in samples if s.stats.requests > 0), samples[0].t if samples else 0.0)
@@ -420,29 +405,54 @@ class PairResult:
         return a.ok / a.elapsed / self.quota, b.ok / b.elapsed / self.quota
 
 
+def interrupted_run(client: str, argv: Sequence[str], after: float) -> Run:
+    """Start ``argv``, stop it with Ctrl-C after ``after`` seconds, read its closing lines.
+
+    ocr-async stops taking new images and prints its summary: the images
+    answered per second while it ran.
+    """
+    with tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(
+            list(argv), env=child_env(), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=err,
+        )  # fmt: skip
+        try:
+            time.sleep(after)
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        err.seek(0)
+        text = err.read().decode("utf-8", "replace")
+    match = _SUMMARY.search(text)
+    if match is None:
+        raise RuntimeError(f"no summary from {client}: {text[-500:]}")
+    return Run(client, int(match.group(1)), int(match.group(2)), int(match.group(4)),
+               float(match.group(6)))  # fmt: skip
+
+
 def pair_row(ctx: Context, client: str, quota: float = 40.0, seconds: float = 30.0) -> PairResult:
-    """Two ``ocr-async run`` processes, each with its own controller, on one bucket."""
-    images = round(quota * seconds / 2)
+    """Two ``ocr-async run`` processes, each with its own controller, on one bucket.
+
+    Both start together with more images than the quota allows in
+    ``seconds``, and both are stopped after ``seconds``: each one's rate is
+    what it got while the other ran too.
+    """
+    images = round(quota * seconds)
     folder = ctx.images(images)
     runs: list[Run] = []
     with front(KINDS["bucket"], quota) as (url, _):
         threads = []
         for n in range(2):
-            out = ctx.scratch / f"pair-{n}.jsonl"
+            argv = ocr_async_run(
+                url, ctx.scratch / f"pair-{n}.jsonl", "--concurrency", "32",
+                "--max-throttled", MAX_THROTTLED, *client_flags(client, quota), str(folder),
+            )  # fmt: skip
 
-            def work(out: Path = out) -> None:
-                runs.append(
-                    run_client(
-                        client,
-                        url,
-                        folder,
-                        images,
-                        out,
-                        quota=quota,
-                        concurrency=32,
-                        limit=limit_for(seconds, client),
-                    )
-                )
+            def work(argv: Sequence[str] = argv) -> None:
+                runs.append(interrupted_run(client, argv, seconds))
 
             threads.append(threading.Thread(target=work))
         for thread in threads:
