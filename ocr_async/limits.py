@@ -1,12 +1,14 @@
-"""Rate control: a fair token bucket and one shared, self-tuning controller.
+"""Rate control: a fair token bucket and one shared controller that measures the quota.
 
 NHN publishes no numeric call limit for General OCR; result codes 4000006
 (:class:`~ocr_async.errors.RateLimitedError`) and 5000503
-(:class:`~ocr_async.errors.TemporarilyUnavailableError`) are the only signals
-(``spec/API-FACTS.md``, "Limits"). So the quota has to be found by probing,
-and every probe past it costs a refused call. One :class:`RateController` is
-shared by all workers, so they probe together and back off together instead
-of each retrying on a timer of its own, which wastes calls and oscillates.
+(:class:`~ocr_async.errors.TemporarilyUnavailableError`), and a gateway's
+HTTP 429 (:class:`~ocr_async.errors.TooManyRequestsError`), are the only
+signals (``spec/API-FACTS.md``, "Limits"), and nobody says what kind of
+limiter sends them. So the quota has to be found by probing, and every probe
+past it costs a refused call. One :class:`RateController` is shared by all
+workers, so they probe together and back off together instead of each
+retrying on a timer of its own, which wastes calls and oscillates.
 
 The client's loop for one request is::
 
@@ -14,8 +16,8 @@ The client's loop for one request is::
         ticket = await controller.acquire()   # paced; waits out any pause
         try:
             result = await send(request)
-        except THROTTLE_ERRORS:
-            controller.on_throttled(ticket)   # and round again, no sleep
+        except THROTTLE_ERRORS as exc:        # and round again, no sleep
+            controller.on_throttled(ticket, retry_after=exc.retry_after)
             continue
         except ApiError:
             controller.on_success(ticket)     # answered: not refused for rate
@@ -25,12 +27,100 @@ The client's loop for one request is::
 
 A call refused for the limit goes back through :meth:`RateController.acquire`
 and waits its turn with everyone else: the shared pacer already knows how
-fast it is safe to go, and an independent backoff would only fight it.
+fast it is safe to go, and an independent backoff would only fight it. A
+``Retry-After`` pauses every worker.
+
+**The design: measure, hold, probe.** A limiter that refuses is saturated,
+and a saturated limiter lets through exactly its quota, so what got
+through while refusals happen measures the quota directly, as BBR measures
+a bottleneck from the delivery rate rather than from loss. The controller
+never guesses a new rate from the old one (no multiplicative decrease);
+each refusal that opens an event measures the quota again:
+
+* *Start-up.* From :data:`INITIAL_RATE`, double every
+  :data:`DOUBLING_TIME` while workers wait for their turn (when nobody
+  waits, the workers set the pace and the climb stands still, so a run
+  bounded by its concurrency never builds a rate nobody uses). At the first
+  refusal the limit was met a call or two before: the estimate is the rate
+  two calls back.
+* *Hold.* The rate holds :data:`MARGIN` under the estimate, for at least
+  :data:`MIN_HOLD` seconds and :data:`PROBE_CALLS` calls, or longer if the
+  last probe was costly: its refusals divided by :data:`PROBE_COST` calls,
+  at most :data:`MAX_HOLD` seconds' worth. A probe costs about one refusal
+  on a bucket but several on a fixed window, which stays shut to the end
+  of its second; this keeps probes at about 2 % of calls on either.
+* *Probe.* Then the rate climbs along ``1 + (t / PROBE_TIME) ** 3``: flat
+  at first, twice the hold after :data:`PROBE_TIME`, three times after
+  1.26 s, until a refusal. It is measured where it lands:
+
+  - if no more got through since the last cut than the old estimate
+    allows, the quota has not moved, and what ran the probe past it was
+    the limiter's slack: a bucket's savings from the hold (the probe met the
+    quota that many calls before the refusal), or a window's or sliding
+    count's second as a whole (what got through in the last second). The
+    estimate becomes the smaller of those, and never falls below the old one;
+  - if more got through than the old quota allows (by 0.1 s of it and two
+    calls), the quota was raised and the probe found it: the estimate is the
+    rate the probe had passed the savings earlier.
+* *Refused at the hold* (the quota fell, another process probed, or
+  jitter): the limiter has been full since the last cut, so the share of
+  calls it let through since then, times the rate they left at, is the
+  quota; four calls' worth of prior keeps one unlucky refusal from
+  counting as a halving. No cut goes below :data:`MAX_CUT` of the rate.
+* *Bursts and tails are one event.* Refusals of calls sent before the last
+  cut (the in-flight burst) add one call's time (1 / estimate) each to the
+  pause everyone waits out: on HAProxy's sliding count every refused call
+  counts against the quota, so a burst of refusals must be waited out, not
+  hammered. Refusals of calls sent after the cut but before anything got
+  through since (a fixed window still shut, a sliding count still high)
+  double the pause each instead of cutting again, up to 1 s in all.
+
+**The figures behind the constants.** From the discrete-event simulation
+(:mod:`ocr_async.emulator.simulation`, seeded, on virtual time; 64 workers,
+30 ms answers, 1 ms of jitter in front of the limiter), changing one
+constant at a time from the chosen set. Goodput is over the whole run,
+start-up included, against the quota times the run's time plus its burst.
+
+=====================  ============================================  ==============================
+constant (chosen)      with it                                       instead
+=====================  ============================================  ==============================
+DOUBLING_TIME 0.15 s   bucket 200/s, 10 s: goodput 0.931             0.25 s: 0.924; no-burst nginx
+                                                                     40/s: 0.734 (0.836)
+INITIAL_RATE 10/s      bucket 200/s, 10 s: 0.931                     5/s: 0.918, no-burst 0.729
+MARGIN 0.05            quota 40 -> 20 -> 60: up in 0.9 s; two        0.03: 3.8 s and 0.28 (seeded
+                       processes' smaller share 0.43                 test cases); goodput +1-2 %
+PROBE_TIME 1 s         doubled quota found in 1.3 s median           1.5 s: 1.7 s median, 2.6 s
+                       (2.3 s at worst) at 40/s                      at worst
+PROBE_COST 2 %         fixed window 40/s, 60 s: 3.7 % refused        no cost rule: 4.5 %
+MAX_HOLD 4 s           window 20 -> 40/s found in 2.8 s median       no cap: 8.2 s
+_SHARE_PRIOR 4 calls   window 40/s, 60 s: 3.7 % refused; sliding     1 call: 5.0 % and 0.800 (but
+                       count 200/s, 10 s: goodput 0.882              no-burst 5/s: 0.858, not 0.793)
+_RAISE_SECONDS 0.1 s   bucket 200 -> 400/s found in 1.4 s median     0.5 s: never (200 -> 336/s
+                                                                     after 10 s)
+_CLIMB_BACK 2 calls    no-burst nginx 40/s, 60 s: 0.836              0 calls: 0.756
+CATCH_UP 0.5 token     ``--rps 50`` delivers 49.9/s (benchmark)      1 token only: 47.6/s
+=====================  ============================================  ==============================
+
+What bounds it, in the same simulation: at 5 calls/s a 10 s run has 50
+calls and the start-up climb, overshooting a bucket's saved burst, costs
+about 8 of them (18 % refused; the goodput is still 0.97). A limiter with no
+burst refuses any call closer than 1/quota to the one before, so a
+millisecond of jitter (4 % of the gap at 40/s, 20 % at 200/s) caps it near
+84 % and 80 %. A fixed window costs a few refusals per probe (3.7 % at
+40/s). Two processes that start together share a quota evenly, but nothing
+pulls unequal shares together: one started a second later can be held to
+10 % (issue 11, one quota shared through one controller, is the fix).
+``python -m benchmarks.limiters`` measures the same against the emulator,
+nginx and HAProxy (``docs/benchmarks.md``).
+
+**Fixed rate** (``--rps``): the same pacer at the given rate, scheduled
+against the clock: :data:`CATCH_UP` lets a worker woken late leave the next
+one less to wait, so the rate asked for is the rate sent, and no two calls
+leave at once.
 
 Nothing here does I/O. Time comes from an injected ``clock`` and waiting from
 an injected ``sleep``, so tests run on a virtual clock without waiting.
 """
-
 from __future__ import annotations
 
 import asyncio
