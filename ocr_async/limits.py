@@ -121,6 +121,7 @@ leave at once.
 Nothing here does I/O. Time comes from an injected ``clock`` and waiting from
 an injected ``sleep``, so tests run on a virtual clock without waiting.
 """
+
 from __future__ import annotations
 
 import asyncio
