@@ -4,6 +4,7 @@
     python -m benchmarks.limiters --quick        # a subset, a few minutes
     python -m benchmarks.limiters --write-doc    # also put the tables and plot in docs/
     python -m benchmarks.limiters --simulate     # the same cells on virtual time, seconds
+    python -m benchmarks.limiters --sweep        # the figures behind the controller's constants
 
 Each row puts one limiter in front of the emulator on 127.0.0.1 and runs
 ``ocr-async run`` over as many images as the quota allows in the row's time,
@@ -707,12 +708,107 @@ def simulate_matrix() -> str:
     return "\n".join(lines)
 
 
+def _sim_cell(kind: str, quota: float, seconds: float, burst: float | None,
+              controller: dict[str, float]) -> tuple[float, float]:  # fmt: skip
+    """(goodput over the whole run, refused share) of one simulated cell."""
+    from ocr_async.emulator.limiters import make_limiter
+    from ocr_async.emulator.simulation import simulate
+
+    sim = simulate(
+        lambda clock: make_limiter(kind, quota, burst=burst, clock=clock),  # type: ignore[arg-type]
+        images=round(quota * seconds),
+        latency=(LATENCY * 0.8, LATENCY * 1.2),
+        transit=(0.0, 0.001),
+        controller=controller,
+    )
+    return round(quota * seconds) / (quota * sim.elapsed + (burst or quota)), sim.reject_share()
+
+
+def _sim_raise(kind: str, quota: float, burst: float | None,
+               controller: dict[str, float]) -> tuple[float, float]:  # fmt: skip
+    """(median, worst) seconds to 95 % of a doubled quota, over 8 moments of the raise."""
+    import statistics
+
+    from ocr_async.emulator.limiters import make_limiter
+    from ocr_async.emulator.simulation import simulate
+
+    found = []
+    for k in range(8):
+        at = 20 + k * 0.37
+        steps = ((0.0, quota), (at, 2 * quota))
+        sim = simulate(
+            lambda clock, steps=steps: make_limiter(  # type: ignore[misc]
+                kind,  # type: ignore[arg-type]
+                quota,
+                burst=burst,
+                schedule=steps,
+                clock=clock,
+            ),
+            duration=at + 10,
+            latency=(LATENCY * 0.8, LATENCY * 1.2),
+            controller=controller,
+        )
+        found.append(sim.time_to_reach(sim.sends[0].t + at, 0.95 * 2 * quota))
+    return statistics.median(found), max(found)
+
+
+def sweep() -> str:
+    """The figures behind the constants in ocr_async.limits: one changed at a time."""
+    import ocr_async.limits as limits
+
+    variants: list[tuple[str, dict[str, float], dict[str, float]]] = [
+        ("as chosen", {}, {}),
+        ("MARGIN 0.03", {}, {"margin": 0.03}),
+        ("DOUBLING_TIME 0.25", {"DOUBLING_TIME": 0.25}, {}),
+        ("INITIAL_RATE 5", {}, {"initial_rate": 5.0}),
+        ("PROBE_TIME 1.5", {"PROBE_TIME": 1.5}, {}),
+        ("no PROBE_COST rule", {"PROBE_COST": 1.0}, {}),
+        ("MAX_HOLD unbounded", {"MAX_HOLD": 1e9}, {}),
+        ("_SHARE_PRIOR 1", {"_SHARE_PRIOR": 1.0}, {}),
+        ("_RAISE_SECONDS 0.5", {"_RAISE_SECONDS": 0.5}, {}),
+        ("_CLIMB_BACK 0", {"_CLIMB_BACK": 0}, {}),
+    ]
+    lines = [
+        "| variant | bucket 5, 200/s 10 s | window 40/s 60 s | sliding 200/s 10 s "
+        "| no burst 40/s 60 s | bucket 5, 5/s 10 s | doubled, bucket 40/s | doubled, window 20/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, constants, controller in variants:
+        saved = {name: getattr(limits, name) for name in constants}
+        for name, value in constants.items():
+            setattr(limits, name, value)
+        try:
+            cells = [
+                _sim_cell("bucket", 200.0, 10.0, 5.0, controller),
+                _sim_cell("window", 40.0, 60.0, None, controller),
+                _sim_cell("sliding", 200.0, 10.0, None, controller),
+                _sim_cell("bucket", 40.0, 60.0, 1.0, controller),
+                _sim_cell("bucket", 5.0, 10.0, 5.0, controller),
+            ]
+            raises = [
+                _sim_raise("bucket", 40.0, 5.0, controller),
+                _sim_raise("window", 20.0, None, controller),
+            ]
+        finally:
+            for name, value in saved.items():
+                setattr(limits, name, value)
+        text = " | ".join(f"{g:.3f}, {r:.1%}" for g, r in cells)
+        found = " | ".join(f"{m:.1f} s, {w:.1f} s at worst" for m, w in raises)
+        lines.append(f"| {label} | {text} | {found} |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the matrix (or its quick subset) and print the tables."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.limiters", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a subset, a few minutes")
     parser.add_argument(
         "--simulate", action="store_true", help="the same cells on virtual time instead"
+    )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="on virtual time, the figures behind ocr_async.limits' constants",
     )
     parser.add_argument(
         "--write-doc",
@@ -723,6 +819,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.simulate:
         print(simulate_matrix())
+        return
+    if args.sweep:
+        print(sweep())
         return
     started = time.perf_counter()
     load_before = os.getloadavg()

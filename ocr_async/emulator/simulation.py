@@ -8,9 +8,9 @@ once; an accepted call answers after ``latency``, a refused one after
 ``reject_latency``; a refused call goes back through the controller. Time
 is an event loop's virtual clock (:class:`VirtualTimeLoop`), so a minute of
 64 workers runs in a fraction of a second and the outcome depends only on
-the seed. ``tests/test_limits.py`` asserts on these runs and
-``benchmarks/limiters.py --simulate`` prints the sweeps that chose the
-controller's constants.
+the seed. ``tests/test_limits.py`` asserts on these runs, and
+``python -m benchmarks.limiters --sweep`` prints the figures that chose the
+controller's constants (``--simulate``: the benchmark's matrix, simulated).
 """
 
 from __future__ import annotations
