@@ -32,7 +32,7 @@ from ocr_async.limits import RateController
 from ocr_async.models import Endpoint
 from ocr_async.prepare import Preparation
 from ocr_async.progress import Progress
-from ocr_async.resume import ResumeIndex, load_resume_index
+from ocr_async.resume import NotAnOutputError, ResumeIndex, load_resume_index
 from ocr_async.sink import JsonlSink, OutputExistsError
 from ocr_async.sources import (
     CONVERTIBLE_EXTENSIONS,
@@ -371,9 +371,12 @@ async def _run(args: argparse.Namespace) -> ExitCode:
 async def _open_output(args: argparse.Namespace) -> tuple[JsonlSink, ResumeIndex | None]:
     resumed = None
     if args.resume:
-        resumed = await asyncio.to_thread(
-            load_resume_index, args.output, retry_failed=args.retry_failed
-        )
+        try:
+            resumed = await asyncio.to_thread(
+                load_resume_index, args.output, retry_failed=args.retry_failed
+            )
+        except NotAnOutputError as exc:
+            raise UsageError(f"cannot resume: {exc}") from None
         print(
             f"ocr-async: resuming {args.output}: {resumed.kept} records kept, "
             f"{resumed.removed_broken} broken lines removed, "

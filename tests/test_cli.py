@@ -496,6 +496,34 @@ def test_resume_flag_conflicts_are_usage_errors(env: None, tmp_path: Path) -> No
     assert main(["run", "x.png", "-o", "o", "--resume", "--overwrite"]) == ExitCode.USAGE
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param((Path(__file__).parent.parent / "README.md").read_bytes(), id="readme"),
+        pytest.param(make_png("an image"), id="png"),
+        pytest.param(b'{"file": "a.png", "text": "hi"}\n', id="another-programs-jsonl"),
+    ],
+)
+async def test_resume_refuses_a_file_it_did_not_write_and_leaves_it_alone(
+    emulator: RunningEmulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    content: bytes,
+) -> None:
+    image = tmp_path / "a.png"
+    image.write_bytes(make_png("a"))
+    out = tmp_path / "notes.md"
+    out.write_bytes(content)
+    code = await run_cli(
+        "run", str(image), "-o", str(out), "--resume", "--base-url", emulator.base_url
+    )
+    assert code == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert f"{out} is not an ocr-async output: line 1" in err
+    assert out.read_bytes() == content
+    assert emulator.stats.requests == 0
+
+
 # --- bad input, all of it ------------------------------------------------------------
 
 
