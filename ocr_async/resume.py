@@ -29,13 +29,17 @@ changed: resume never guesses which parts of a foreign file to keep.
 
 With ``retry_failed`` the records to send again are removed by rewriting
 the file through a temporary file and an atomic rename, so a crash during
-the rewrite loses nothing either.
+the rewrite loses nothing either. The new file keeps the old one's mode,
+and a symlinked output stays a link: the file it points to is replaced.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Final
@@ -165,11 +169,25 @@ def _refusal(path: str, number: int, why: str) -> NotAnOutputError:
 def _rewrite_without_retried(path: str) -> None:
     # Keeps every record except the failures to send again; drops a torn
     # last line on the way (the scan above vouched for every other line).
-    temporary = f"{path}.resume-tmp"
-    with open(path, "rb") as source, open(temporary, "wb") as target:
-        for _, line in _lines(source):
-            if line.endswith(b"\n") and not _should_retry(json.loads(line)):
-                target.write(line)
-        target.flush()
-        os.fsync(target.fileno())
-    os.replace(temporary, path)
+    # A symlinked output keeps its link: the file it names is replaced, in
+    # its own folder, and keeps its mode (and owner, where allowed).
+    target = os.path.realpath(path)
+    info = os.stat(target)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.", suffix=".resume-tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as kept, open(target, "rb") as source:
+            for _, line in _lines(source):
+                if line.endswith(b"\n") and not _should_retry(json.loads(line)):
+                    kept.write(line)
+            kept.flush()
+            os.fchmod(kept.fileno(), stat.S_IMODE(info.st_mode))
+            with contextlib.suppress(PermissionError):
+                os.fchown(kept.fileno(), info.st_uid, info.st_gid)
+            os.fsync(kept.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +71,7 @@ def test_retry_failed_removes_only_retryable_failures(tmp_path: Path) -> None:
     assert "final" in index.done
     assert (index.kept, index.removed_broken, index.removed_for_retry) == (3, 1, 1)
     assert index.failed_kept == 1
-    assert not (tmp_path / "out.jsonl.resume-tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
 
 
 def test_a_record_longer_than_a_read_chunk_is_kept(tmp_path: Path) -> None:
@@ -134,3 +136,44 @@ def test_a_file_that_is_not_our_output_is_refused_and_left_byte_for_byte(
         load_resume_index(str(out), retry_failed=retry_failed)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.jsonl"]
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640])
+def test_a_rewrite_keeps_the_mode(tmp_path: Path, mode: int) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text(line("a") + line("b", ok=False, retryable=True))
+    out.chmod(mode)
+    load_resume_index(str(out), retry_failed=True)
+    assert out.read_text() == line("a")
+    assert stat.S_IMODE(out.stat().st_mode) == mode
+
+
+def test_a_rewrite_writes_through_a_symlinked_output(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "records.jsonl"
+    target.write_text(line("a") + line("b", ok=False, retryable=True))
+    link = tmp_path / "out.jsonl"
+    link.symlink_to(target)
+    index = load_resume_index(str(link), retry_failed=True)
+    assert link.is_symlink()
+    assert os.readlink(link) == str(target)
+    assert target.read_text() == line("a")
+    assert "a" in index.done
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["records.jsonl"]
+
+
+def test_a_failed_rewrite_leaves_the_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text(line("a") + line("b", ok=False, retryable=True))
+    before = out.read_bytes()
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        load_resume_index(str(out), retry_failed=True)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
