@@ -33,7 +33,7 @@ from ocr_async.models import Endpoint
 from ocr_async.prepare import Preparation
 from ocr_async.progress import Progress
 from ocr_async.resume import NotAnOutputError, ResumeIndex, load_resume_index
-from ocr_async.sink import JsonlSink, OutputExistsError
+from ocr_async.sink import JsonlSink, OutputExistsError, OutputLock, OutputLockError
 from ocr_async.sources import (
     CONVERTIBLE_EXTENSIONS,
     IMAGE_EXTENSIONS,
@@ -369,6 +369,23 @@ async def _run(args: argparse.Namespace) -> ExitCode:
 
 
 async def _open_output(args: argparse.Namespace) -> tuple[JsonlSink, ResumeIndex | None]:
+    # Locked before resume reads (and perhaps rewrites) the file, and until
+    # the sink closes: one run at a time on one output.
+    lock = OutputLock(args.output)
+    try:
+        await asyncio.to_thread(lock.acquire)
+    except OutputLockError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        return await _open_locked_output(args, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+async def _open_locked_output(
+    args: argparse.Namespace, lock: OutputLock
+) -> tuple[JsonlSink, ResumeIndex | None]:
     resumed = None
     if args.resume:
         try:
@@ -383,7 +400,7 @@ async def _open_output(args: argparse.Namespace) -> tuple[JsonlSink, ResumeIndex
             f"{resumed.removed_for_retry} failed records to send again",
             file=sys.stderr,
         )
-    sink = JsonlSink(args.output, overwrite=args.overwrite, append=args.resume)
+    sink = JsonlSink(args.output, overwrite=args.overwrite, append=args.resume, lock=lock)
     try:
         await sink.open()
     except OutputExistsError as exc:

@@ -415,6 +415,7 @@ async def test_kill_9_midway_then_resume_ends_with_one_record_each(
         process.kill()  # SIGKILL: no chance to flush or clean up
         await process.wait()
         written_before = out.read_bytes().count(b"\n")
+        assert (tmp_path / "out.jsonl.lock").exists()  # left behind, but no longer held
 
         code, _, stderr = await run_process([*args, "--resume"], process_env)
 
@@ -429,6 +430,7 @@ async def test_kill_9_midway_then_resume_ends_with_one_record_each(
     assert 300 <= calls <= 300 + 16
     assert b"resuming" in stderr
     assert written_before < 300
+    assert not (tmp_path / "out.jsonl.lock").exists()  # taken over, then removed
 
 
 async def test_sigint_stops_gracefully_exit_130_and_resume_finishes(
@@ -460,6 +462,58 @@ async def test_sigint_stops_gracefully_exit_130_and_resume_finishes(
     records = [json.loads(line) for line in out.read_bytes().splitlines()]
     assert sorted(r["source"] for r in records) == sorted(expected)
     assert total_calls == 200  # graceful: nothing was paid for twice
+
+
+async def test_a_second_run_on_the_same_output_stops_at_once_with_exit_2(
+    env: None, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    expected = make_scans(tmp_path / "scans", 20)
+    out = tmp_path / "out.jsonl"
+    lock_file = tmp_path / "out.jsonl.lock"
+    (tmp_path / "link.jsonl").symlink_to(out)
+    config = EmulatorConfig(tokens=frozenset({TOKEN}), latency=0.5)
+    scans = str(tmp_path / "scans")
+    async with running_emulator(config) as emulator:
+        base = ["--base-url", emulator.base_url]
+        # One request at a time, half a second each: busy for ten seconds.
+        first = await start_process(
+            ["run", scans, "-o", str(out), "--concurrency", "1", *base], process_env
+        )
+        for _ in range(3000):
+            if await asyncio.to_thread(lock_file.exists):
+                break
+            assert first.returncode is None, "the first run ended early"
+            await asyncio.sleep(0.01)
+        for output, extra in [
+            (out, ["--resume"]),
+            (out, ["--overwrite"]),
+            (out, ["--resume", "--retry-failed"]),
+            (tmp_path / "link.jsonl", ["--overwrite"]),  # the same file by another name
+        ]:
+            before = out.read_bytes()
+            code, _, stderr = await run_process(
+                ["run", scans, "-o", str(output), *extra, *base], process_env
+            )
+            assert code == ExitCode.USAGE, stderr.decode()
+            assert (
+                f"{output} is in use by another ocr-async run (pid {first.pid})" in stderr.decode()
+            )
+            assert out.read_bytes().startswith(before)  # nothing truncated or rewritten
+        assert first.returncode is None  # refused while the first run held the output
+        first.send_signal(signal.SIGINT)
+        await asyncio.wait_for(first.communicate(), 30)
+        assert first.returncode == ExitCode.INTERRUPTED
+        assert not lock_file.exists()
+
+        code, _, stderr = await run_process(
+            ["run", scans, "-o", str(out), "--resume", "--concurrency", "20", *base], process_env
+        )
+        calls = emulator.stats.requests
+    assert code == ExitCode.OK, stderr.decode()
+    records = read_records(out)
+    assert sorted(r["source"] for r in records) == sorted(expected)  # one each, none torn
+    assert calls == 20  # the refused runs sent nothing
+    assert not lock_file.exists()
 
 
 async def test_retry_failed_sends_only_retryable_failures_again(

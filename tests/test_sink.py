@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from ocr_async.models import Endpoint, ErrorInfo, Record
-from ocr_async.sink import JsonlSink, OutputExistsError, encode_record
+from ocr_async.sink import JsonlSink, OutputExistsError, OutputLock, OutputLockError, encode_record
 
 
 def record(source: str, ok: bool = True, text: str | None = "hello") -> Record:
@@ -130,3 +131,73 @@ async def test_writer_failure_surfaces_on_next_write(tmp_path: Path) -> None:
     sink._handle = real
     assert real is not None
     await real.close()
+
+
+# --- one run at a time on one output ----------------------------------------------
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+async def test_a_second_sink_on_the_same_output_is_refused_at_once(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(out)
+    async with JsonlSink(str(out)) as first:
+        await first.write(record("a.png"))
+        assert (tmp_path / "out.jsonl.lock").read_text() == f"ocr-async pid {os.getpid()}\n"
+        for second in (
+            JsonlSink(str(out), overwrite=True),
+            JsonlSink(str(out), append=True),
+            JsonlSink(str(link), overwrite=True),  # another spelling of the same file
+        ):
+            with pytest.raises(
+                OutputLockError, match=rf"is in use by another ocr-async run \(pid {os.getpid()}\)"
+            ) as refused:
+                await second.open()
+            assert second.path in str(refused.value)
+    assert [json.loads(x)["source"] for x in out.read_text().splitlines()] == ["a.png"]
+    assert listing(tmp_path) == ["link.jsonl", "out.jsonl"]
+    async with JsonlSink(str(out), append=True) as later:  # free again once closed
+        await later.write(record("b.png"))
+    assert len(out.read_text().splitlines()) == 2
+
+
+async def test_a_lock_left_by_a_dead_run_is_taken_over(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    (tmp_path / "out.jsonl.lock").write_text("ocr-async pid 999999999\n")  # kill -9 leaves this
+    async with JsonlSink(str(out)) as sink:
+        await sink.write(record("a.png"))
+    assert listing(tmp_path) == ["out.jsonl"]
+
+
+async def test_a_lock_file_that_is_not_ours_is_left_alone(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    theirs = tmp_path / "out.jsonl.lock"
+    theirs.write_text("someone's notes\n")
+    with pytest.raises(OutputLockError, match="is not an ocr-async lock file"):
+        await JsonlSink(str(out)).open()
+    assert theirs.read_text() == "someone's notes\n"
+    assert not out.exists()
+
+
+async def test_a_refused_open_releases_the_lock(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text("precious\n")
+    lock = OutputLock(str(out))
+    lock.acquire()
+    with pytest.raises(OutputExistsError):
+        await JsonlSink(str(out), lock=lock).open()
+    assert not lock.held
+    assert listing(tmp_path) == ["out.jsonl"]
+
+
+def test_stdout_and_pipes_take_no_lock(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for path in ("-", str(fifo)):
+        lock = OutputLock(path)
+        lock.acquire()
+        assert not lock.held
+    assert listing(tmp_path) == ["pipe"]
