@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ocr_async.errors import AuthError, ConfigurationError, OcrError
+from ocr_async.fdlimit import fit_concurrency
 from ocr_async.models import Endpoint, ErrorInfo, ImageInput, Recognition, Record
 from ocr_async.prepare import Preparation, PreparedImage
 from ocr_async.seen import SourceSet
@@ -207,11 +208,17 @@ async def run_batch(
     earlier in this run are skipped and counted, and ``on_skip`` hears of
     each duplicate. ``stop`` ends the run early (see :class:`StopRequest`).
 
+    ``concurrency`` is lowered, with a warning, when the open-file limit
+    has no room for that many connections (see :mod:`ocr_async.fdlimit`).
+
     Returns the summary. Raises what ``items`` raises (an unreadable URL
     list, say) after the records of everything already taken are written.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
+    concurrency, lowered = fit_concurrency(concurrency)
+    if lowered is not None:
+        log.warning("%s", lowered)
     preparation = preparation or Preparation(endpoint=endpoint)
     summary = BatchSummary()
     queue: asyncio.Queue[SourceItem | None] = asyncio.Queue(maxsize=concurrency)

@@ -15,6 +15,8 @@ from ocr_async.errors import LocalCheckError, SourceError
 
 __all__ = ["display_path", "read_image_file"]
 
+_FD_LIMIT = {errno.EMFILE: "process's", errno.ENFILE: "system's"}
+
 
 def display_path(path: str | os.PathLike[str]) -> str:
     r"""A path as text that is always valid UTF-8.
@@ -38,6 +40,16 @@ def _source_error(path: str | os.PathLike[str], exc: OSError) -> SourceError:
         return SourceError("permission_denied", f"{name}: permission denied")
     if exc.errno == errno.ELOOP:
         return SourceError("symlink_loop", f"{name}: too many levels of symbolic links")
+    if exc.errno in (errno.EMFILE, errno.ENFILE):
+        # Says nothing about the file: once descriptors are free again it
+        # reads fine, so --resume --retry-failed takes it.
+        error = SourceError(
+            "too_many_open_files",
+            f"{name}: too many open files (the {_FD_LIMIT[exc.errno]} limit); "
+            "retryable, with --resume --retry-failed",
+        )
+        error.retryable = True
+        return error
     return SourceError("unreadable", f"{name}: {exc.strerror or type(exc).__name__}")
 
 

@@ -378,6 +378,34 @@ async def test_python_dash_m_and_version(process_env: dict[str, str]) -> None:
     assert stdout.startswith(b"ocr-async ")
 
 
+async def test_concurrency_is_lowered_to_what_the_open_file_limit_allows(
+    env: None, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    expected = make_scans(tmp_path / "scans", 100)
+    out = tmp_path / "out.jsonl"
+    # The run under a 64-file limit asks for 200 requests at once.
+    limited = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)); "
+        "from ocr_async.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    # Slow answers: without the cap, 100 connections would be open at once.
+    config = EmulatorConfig(tokens=frozenset({TOKEN}), latency=0.5)
+    async with running_emulator(config) as emulator:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", limited, "run", str(tmp_path / "scans"), "-o", str(out),
+            "--concurrency", "200", "--base-url", emulator.base_url,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=process_env,
+        )  # fmt: skip
+        _, stderr_bytes = await asyncio.wait_for(process.communicate(), 60)
+    stderr = stderr_bytes.decode()
+    assert process.returncode == ExitCode.OK, stderr
+    records = read_records(out)
+    assert sorted(r["source"] for r in records) == sorted(expected)
+    assert all(r["ok"] for r in records)
+    assert stderr.count("concurrency 200 lowered to ") == 1
+    assert "open-file limit (ulimit -n) is 64" in stderr
+
+
 # --- interrupted runs: kill -9, SIGINT, resume ----------------------------------
 
 
