@@ -52,6 +52,7 @@ from ocr_async.protocol import (
     parse_result,
     sniff_image_type,
 )
+from ocr_async.reading import source_path
 from ocr_async.sources import is_url
 
 __all__ = [
@@ -316,7 +317,7 @@ class _ImageLoader:
             return self._skip("no_source", "no source file")
         if not self.enabled:
             return self._skip("disabled", "image not embedded")
-        path = Path(source)
+        path = Path(source_path(source))  # undo the \\ and \xNN escapes of odd names
         if not path.is_absolute() and self.base_dir is not None:
             path = self.base_dir / path
         return self._read(path)

@@ -7,8 +7,10 @@ listing or one chunk, never the whole list.
 
 Identity: a record's ``source`` is the input as given: a URL exactly as
 written, a file as the path given on the command line, or, for files found in
-a folder, that folder's path as given joined with the path inside it. Names
-that are not valid UTF-8 are shown with ``\xNN`` escapes.
+a folder, that folder's path as given joined with the path inside it. In a
+path, bytes that are not valid UTF-8 are shown as ``\xNN`` and a backslash
+as ``\\``, so two files never share a source
+(:func:`ocr_async.reading.display_path`).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from ocr_async.emulator import (
     make_png,
     running_emulator,
 )
+from ocr_async.reading import source_path
 
 TOKEN = "cli-test-token-5f2a9c"
 APPKEY = "cli-appkey"
@@ -657,6 +658,31 @@ async def test_every_kind_of_bad_file_gets_one_clear_record(
     assert len(records) == len(outcome)  # exactly one record each
     assert all(r["error"]["local"] for r in records if not r["ok"])  # none of them was sent
     assert emulator.stats.requests == 3
+
+
+async def test_a_raw_byte_name_and_its_escaped_spelling_are_two_inputs(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    byte_name = os.fsencode(folder) + b"/\xff.png"  # the byte 0xFF
+    text_name = os.fsencode(folder) + b"/\\xff.png"  # backslash, x, f, f
+    with open(byte_name, "wb") as handle:  # noqa: ASYNC230 (test setup)
+        handle.write(make_png("the byte"))
+    with open(text_name, "wb") as handle:  # noqa: ASYNC230 (test setup)
+        handle.write(make_png("the text"))
+    out = tmp_path / "out.jsonl"
+    args = ["run", str(folder), "-o", str(out), "--base-url", emulator.base_url]
+
+    assert await run_cli(*args) == ExitCode.OK
+    records = read_records(out)
+    assert len(records) == 2
+    by_file = {os.fsencode(source_path(r["source"])): r["text"] for r in records}
+    assert by_file == {byte_name: "the byte", text_name: "the text"}
+
+    assert await run_cli(*args, "--resume") == ExitCode.OK
+    assert len(read_records(out)) == 2  # each recognized as done
+    assert emulator.stats.requests == 2
 
 
 async def test_every_kind_of_bad_url_line_gets_one_clear_record_or_a_skip(

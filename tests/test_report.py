@@ -35,6 +35,7 @@ from aiohttp import web
 
 from ocr_async.cli import ExitCode, main
 from ocr_async.emulator import EmulatorConfig, make_png, running_emulator
+from ocr_async.reading import display_path
 from ocr_async.report import ReportSummary, write_report
 
 DATA = Path(__file__).parent / "data" / "protocol"
@@ -308,6 +309,14 @@ def test_a_local_png_is_embedded_as_a_data_uri_under_its_boxes(tmp_path: Path) -
     (svg,) = page.find("svg")
     assert svg.attrs["viewbox"] == "0 0 320 120"
     assert len(page.find("polygon")) == 4
+
+
+def test_escaped_sources_find_their_files(tmp_path: Path) -> None:
+    raw = os.fsencode(tmp_path) + b"/odd\xff\\name.png"  # not UTF-8, and a backslash
+    with open(raw, "wb") as handle:
+        handle.write(make_png("odd"))
+    page = report(tmp_path, [ok_record(display_path(os.fsdecode(raw)))])
+    assert page.find("img")[0].attrs["src"].startswith("data:image/png;base64,")
 
 
 def test_relative_sources_are_found_from_base_dir(tmp_path: Path) -> None:
