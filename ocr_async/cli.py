@@ -454,6 +454,7 @@ async def _run_with_tokens(args: argparse.Namespace, tokens: TokenProvider) -> E
     if args.urls is None:
         progress.count_in_background(list(args.inputs), extensions)
     skips = _SkipLog()
+    texts = TextDirSink(sink, Path(args.text_dir)) if args.text_dir else None
     stop = StopRequest()
     _install_stop_handlers(stop, progress)
     failure: OSError | None = None
@@ -462,7 +463,7 @@ async def _run_with_tokens(args: argparse.Namespace, tokens: TokenProvider) -> E
             summary = await run_batch(
                 client,
                 _all_items(args.inputs, args.urls, skips, extensions),
-                TextDirSink(sink, Path(args.text_dir)) if args.text_dir else sink,
+                sink if texts is None else texts,
                 preparation=preparation,
                 concurrency=args.concurrency,
                 on_record=progress.update,
@@ -484,6 +485,8 @@ async def _run_with_tokens(args: argparse.Namespace, tokens: TokenProvider) -> E
         return ExitCode.CANNOT_PROCEED
     summary.skipped = skips.count
     print(summary.describe(), file=sys.stderr)
+    if texts is not None:
+        print(texts.describe(), file=sys.stderr)
     if (rate := _describe_rate(client.rate_controller)) is not None:
         print(rate, file=sys.stderr)
     if summary.interrupted:
@@ -494,7 +497,11 @@ async def _run_with_tokens(args: argparse.Namespace, tokens: TokenProvider) -> E
     earlier_failures = resumed.failed_kept if resumed else 0
     if earlier_failures:
         print(f"{earlier_failures} failed records from earlier runs remain", file=sys.stderr)
-    return ExitCode.SOME_FAILED if summary.failed or earlier_failures else ExitCode.OK
+    # A text file asked for and missing fails the run too: its warning may go unread.
+    texts_failed = texts.failed if texts is not None else 0
+    return (
+        ExitCode.SOME_FAILED if summary.failed or earlier_failures or texts_failed else ExitCode.OK
+    )
 
 
 class _StderrHandler(logging.Handler):

@@ -883,3 +883,32 @@ async def test_text_dir_mirrors_the_inputs(emulator: RunningEmulator, tmp_path: 
     assert written == {
         f"{source.lstrip('/')}.txt": text + "\n" for source, text in expected.items()
     }  # the failed image has no text file
+
+
+async def test_a_text_file_that_cannot_be_written_costs_a_warning_not_the_run(
+    emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    long_name = "x" * 250 + ".png"  # a fine image name; its .txt is 258 bytes, too long
+    (scans / long_name).write_bytes(make_png("long"))
+    (scans / "a?b.png").write_bytes(make_png("question"))
+    (scans / "a_b.png").write_bytes(make_png("underscore"))
+    out = tmp_path / "out.jsonl"
+    texts = tmp_path / "texts"
+    code = await run_cli(
+        "run", str(scans), "-o", str(out), "--base-url", emulator.base_url,
+        "--text-dir", str(texts),
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == ExitCode.SOME_FAILED, err  # not 3: the run went on
+    assert sorted((r["ok"], r["text"]) for r in read_records(out)) == [
+        (True, "long"), (True, "question"), (True, "underscore"),
+    ]  # fmt: skip
+    assert f"{long_name} not written" in err
+    assert "the name is too long" in err
+    assert "text files: 2 written" in err
+    assert "1 not written" in err
+    folder = texts / str(scans).lstrip("/")
+    assert (folder / "a%3Fb.png.txt").read_text() == "question\n"
+    assert (folder / "a_b.png.txt").read_text() == "underscore\n"
