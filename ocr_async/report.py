@@ -14,7 +14,10 @@ written at once to one of two spool files (failures, successes), so memory
 holds one record and one image whatever the size of the run. The summary,
 known only at the end, is written first into the final file, then the two
 spools are copied after it, and the result replaces ``html_path`` in one
-step.
+step. The page and the spools have no name while they are written (on
+Linux), so no failure and no kill leaves a temporary file behind. Only a
+regular file is read: ``/dev/zero`` or a pipe is refused rather than read
+forever.
 
 Safety: every string taken from the JSONL is HTML-escaped, only ``http`` and
 ``https`` sources become links (never fetched), only regular files that are
@@ -27,6 +30,7 @@ anything from outside.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import html
 import json
@@ -40,7 +44,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Self
 from urllib.parse import urlsplit
 
 from ocr_async.imageinfo import image_size
@@ -59,6 +63,7 @@ __all__ = [
     "DEFAULT_LOW_CONFIDENCE",
     "DEFAULT_MAX_IMAGE_BYTES",
     "DEFAULT_MAX_TOTAL_IMAGE_BYTES",
+    "MAX_RECORD_BYTES",
     "ReportSummary",
     "write_report",
 ]
@@ -72,9 +77,13 @@ DEFAULT_MAX_TOTAL_IMAGE_BYTES: Final = 256 * 1024 * 1024
 #: Words with a confidence below this are highlighted.
 DEFAULT_LOW_CONFIDENCE: Final = 0.8
 
-# A JSONL line longer than this is skipped unread (counted as bad), so one
-# corrupt multi-GB "line" cannot exhaust memory.
-_MAX_LINE_BYTES: Final = 64 * 1024 * 1024
+#: A record longer than this is skipped, and counted as too long (not as
+#: torn): far beyond any record a run writes, and a page holding it would
+#: not open in a browser anyway. Bounds memory on a huge file with no line end.
+MAX_RECORD_BYTES: Final = 1024 * 1024 * 1024
+# A line is judged on its first chunk: one that does not begin as a JSON
+# object does is passed over chunk by chunk, never held whole.
+_CHUNK: Final = 1024 * 1024
 # Skipped line numbers kept for the page; the count is always exact.
 _KEPT_LINE_NUMBERS: Final = 20
 _MIME: Final[Mapping[str, str]] = {"png": "image/png", "jpg": "image/jpeg"}
@@ -102,6 +111,10 @@ class ReportSummary:
     skipped_lines: int = 0
     #: The first few of those, 1-based.
     skipped_line_numbers: list[int] = field(default_factory=list)
+    #: Lines over :data:`MAX_RECORD_BYTES`, skipped unparsed (not counted above).
+    oversized_lines: int = 0
+    #: The first few of those, 1-based.
+    oversized_line_numbers: list[int] = field(default_factory=list)
     images_embedded: int = 0
     #: Records whose image is not in the page, by reason (see ``describe``).
     images_not_embedded: Counter[str] = field(default_factory=Counter)
@@ -136,6 +149,8 @@ class ReportSummary:
                 f"skipped {_skipped_text(self.skipped_lines)} (torn or not JSON): "
                 f"{_line_list(self.skipped_line_numbers, self.skipped_lines)}"
             )
+        if self.oversized_lines:
+            lines.append(_oversized_text(self.oversized_lines, self.oversized_line_numbers))
         return "\n".join(lines)
 
 
@@ -157,9 +172,11 @@ def write_report(
     never left half written). Relative sources are resolved against
     ``base_dir`` (default: the current directory, as during the run).
 
-    Raises ``OSError`` when ``jsonl_path`` cannot be read or ``html_path``
-    not written, ``ValueError`` when both name the same file. A bad line in
-    the JSONL is never an error: it is skipped and counted.
+    Raises ``OSError`` when ``jsonl_path`` cannot be read (or is not a
+    regular file: a device or a pipe might never end) or ``html_path`` not
+    written, ``ValueError`` when both name the same file. A bad line in the
+    JSONL is never an error: it is skipped and counted, and a line over
+    :data:`MAX_RECORD_BYTES` is counted apart, as too long rather than torn.
     """
     if max_image_bytes < 0:
         raise ValueError("max_image_bytes must not be negative")
@@ -173,66 +190,160 @@ def write_report(
         base_dir=base_dir,
         summary=summary,
     )
-    folder = html_path.parent
-    # Written beside the target and renamed over it: a reader never sees half
-    # a page. Opened like any new file, so it gets the usual permissions.
-    partial = html_path.with_name(f".{html_path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with (
-            partial.open("x", encoding="utf-8", errors="backslashreplace") as final,
-            _spool(folder) as failures,
-            _spool(folder) as successes,
-            jsonl_path.open("rb") as source,
-        ):
-            for number, document in _read_lines(source):
-                if document is None:
-                    summary.skipped_lines += 1
-                    if len(summary.skipped_line_numbers) < _KEPT_LINE_NUMBERS:
-                        summary.skipped_line_numbers.append(number)
-                    continue
-                ok = document.get("ok") is True
-                if ok:
-                    summary.ok += 1
-                else:
-                    summary.failed[_code_text(_error_of(document).get("code"))] += 1
-                html_text = _render_record(number, document, ok, images, low_confidence)
-                (successes if ok else failures).write(html_text)
-            final.write(_render_head(jsonl_path, summary, max_image_bytes, low_confidence))
-            _copy_section(final, failures, "failed", "Failed", summary.failed.total())
-            _copy_section(final, successes, "ok", "OK", summary.ok)
-            final.write(_render_tail())
-        os.replace(partial, html_path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    # O_NONBLOCK: opening a pipe with no writer would wait forever.
+    descriptor = os.open(jsonl_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(descriptor, "rb") as source:
+        # A device or a pipe may never end (report /dev/zero): only a file.
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(
+                f"cannot read {jsonl_path}: not a regular file (a device, pipe or socket); "
+                "save the records to a file first"
+            )
+        with _Page(html_path) as page:
+            _write_page(
+                page.file, html_path.parent, source, jsonl_path, summary, images, low_confidence
+            )
+            page.commit()
     summary.html_bytes = html_path.stat().st_size
     return summary
+
+
+def _write_page(
+    final: IO[str],
+    folder: Path,
+    source: IO[bytes],
+    jsonl_path: Path,
+    summary: ReportSummary,
+    images: _ImageLoader,
+    low_confidence: float,
+) -> None:
+    with _spool(folder) as failures, _spool(folder) as successes:
+        for number, document in _read_lines(source):
+            if document is _OVERSIZED:
+                summary.oversized_lines += 1
+                if len(summary.oversized_line_numbers) < _KEPT_LINE_NUMBERS:
+                    summary.oversized_line_numbers.append(number)
+                continue
+            if document is None:
+                summary.skipped_lines += 1
+                if len(summary.skipped_line_numbers) < _KEPT_LINE_NUMBERS:
+                    summary.skipped_line_numbers.append(number)
+                continue
+            ok = document.get("ok") is True
+            if ok:
+                summary.ok += 1
+            else:
+                summary.failed[_code_text(_error_of(document).get("code"))] += 1
+            html_text = _render_record(number, document, ok, images, low_confidence)
+            (successes if ok else failures).write(html_text)
+        final.write(_render_head(jsonl_path, summary, images.max_bytes, low_confidence))
+        _copy_section(final, failures, "failed", "Failed", summary.failed.total())
+        _copy_section(final, successes, "ok", "OK", summary.ok)
+        final.write(_render_tail())
 
 
 # --- reading ------------------------------------------------------------------
 
 
+class _Page:
+    """The page file while it is written, put in place only once complete.
+
+    On Linux it is an unnamed file in the target's folder (``O_TMPFILE``),
+    given a name only by :meth:`commit`, so nothing at all is left behind by
+    a failure, Ctrl-C, SIGTERM or ``kill -9``. Where that is not available it
+    is a hidden ``.NAME.*.tmp`` beside the target, removed on any failure the
+    process lives through. Either way it is opened like any new file, so it
+    gets the usual permissions, and a reader never sees half a page.
+    """
+
+    def __init__(self, target: Path) -> None:
+        self._target = target
+        self._named: Path | None = None
+        descriptor = self._open_unnamed()
+        if descriptor is None:
+            self._named = self._temporary_name()
+            descriptor = os.open(
+                self._named, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666
+            )
+        self.file: IO[str] = os.fdopen(descriptor, "w", encoding="utf-8", errors="backslashreplace")
+
+    def _open_unnamed(self) -> int | None:
+        flag = getattr(os, "O_TMPFILE", None)
+        # /proc/self/fd is how an unnamed file gets its name at the end.
+        if flag is None or not os.path.isdir("/proc/self/fd"):
+            return None
+        try:
+            return os.open(self._target.parent, flag | os.O_WRONLY | os.O_CLOEXEC, 0o666)
+        except IsADirectoryError:
+            return None  # the kernel knows O_TMPFILE, this file system does not
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                return None
+            raise
+
+    def _temporary_name(self) -> Path:
+        return self._target.with_name(f".{self._target.name}.{secrets.token_hex(4)}.tmp")
+
+    def commit(self) -> None:
+        """Put the complete page in place of the target, in one step."""
+        self.file.flush()
+        if self._named is None:
+            named = self._temporary_name()
+            # A dir fd makes Python call linkat() with AT_SYMLINK_FOLLOW
+            # (plain link() would try to link the /proc symlink itself).
+            folder = os.open(named.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.link(f"/proc/self/fd/{self.file.fileno()}", named.name, dst_dir_fd=folder)
+            finally:
+                os.close(folder)
+            self._named = named
+        os.replace(self._named, self._target)
+        self._named = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.file.close()
+        if self._named is not None:  # not committed: a failure
+            self._named.unlink(missing_ok=True)
+
+
 def _spool(folder: Path) -> IO[str]:
     # Next to the output, not in /tmp: a run's page can be larger than a
-    # tmpfs, and the output's disk is the one known to have room.
+    # tmpfs, and the output's disk is the one known to have room. Unnamed
+    # (or unlinked at once), so a spool never outlives the process either.
     return tempfile.TemporaryFile(
         "w+", encoding="utf-8", errors="backslashreplace", dir=folder, prefix=".ocr-report-"
     )
 
 
+_OVERSIZED: Final[dict[str, Any]] = {}
+
+
+def _skip_line(source: IO[bytes]) -> None:
+    while (rest := source.readline(_CHUNK)) and not rest.endswith(b"\n"):
+        pass
+
+
 def _read_lines(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | None]]:
-    """(1-based line number, record object or None when the line is not one)."""
+    """(1-based line number, record object or None when the line is not one).
+
+    A line over :data:`MAX_RECORD_BYTES` comes as :data:`_OVERSIZED`.
+    """
     number = 0
-    while True:
-        line = source.readline(_MAX_LINE_BYTES + 1)
-        if not line:
-            return
+    while line := source.readline(_CHUNK):
         number += 1
-        if len(line) > _MAX_LINE_BYTES and not line.endswith(b"\n"):
-            while (rest := source.readline(_MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
-                pass
-            yield number, None
-            continue
+        if not line.endswith(b"\n"):
+            if not line.lstrip().startswith(b"{"):
+                _skip_line(source)  # no record: passed over, never held whole
+                yield number, None
+                continue
+            line += source.readline(MAX_RECORD_BYTES + 1 - len(line))
+            if len(line) > MAX_RECORD_BYTES:
+                _skip_line(source)
+                yield number, _OVERSIZED
+                continue
         if not line.strip():
             continue  # a blank line is no record and no damage either
         try:
@@ -274,6 +385,14 @@ def _skipped_text(count: int) -> str:
         f"{count} line that is not a record"
         if count == 1
         else f"{count} lines that are not records"
+    )
+
+
+def _oversized_text(count: int, numbers: Sequence[int]) -> str:
+    return (
+        f"skipped {count} {'line' if count == 1 else 'lines'} over the "
+        f"{MAX_RECORD_BYTES // (1024 * 1024)} MiB record limit (too large to show; "
+        f"not checked, not necessarily torn): {_line_list(numbers, count)}"
     )
 
 
@@ -564,6 +683,9 @@ def _render_head(
             f"(torn or not JSON): "
             f"{_e(_line_list(summary.skipped_line_numbers, summary.skipped_lines))}.</p>"
         )
+    if summary.oversized_lines:
+        oversized = _oversized_text(summary.oversized_lines, summary.oversized_line_numbers)
+        notes.append(f'<p class="warn" id="oversized">{_e(oversized.capitalize())}.</p>')
     images = f"Images: {summary.images_embedded} embedded"
     if summary.images_not_embedded:
         reasons = []

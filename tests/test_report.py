@@ -18,8 +18,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
+import sys
+import textwrap
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -33,6 +36,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from ocr_async import report as report_module
 from ocr_async.cli import ExitCode, main
 from ocr_async.emulator import EmulatorConfig, make_png, running_emulator
 from ocr_async.reading import display_path
@@ -1001,3 +1005,106 @@ async def test_changing_the_filters_hides_records_and_updates_the_url(
         await page.evaluate("location.hash = '#status=all'")
         await page.wait_until(f"{shown} === '6 of 6 shown'")
         assert await page.evaluate(visible) == everything
+
+
+# --- large, endless and interrupted inputs ---------------------------------------------
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_record_over_64_mib_is_shown_not_skipped(tmp_path: Path) -> None:
+    text = "word " * (14 * 1024 * 1024) + "the-last-word"  # 70 MiB
+    big = ok_record("big.png") | {"result": None, "text": text}
+    jsonl = write_jsonl(tmp_path / "out.jsonl", [big, ok_record("b.png")])
+    summary = write_report(jsonl, tmp_path / "review.html", embed_images=False)
+    assert (summary.ok, summary.skipped_lines, summary.oversized_lines) == (2, 0, 0)
+    with (tmp_path / "review.html").open("rb") as page:
+        page.seek(summary.html_bytes - 64 * 1024)
+        assert b"the-last-word</pre>" in page.read()
+
+
+def test_a_line_over_the_record_limit_is_counted_as_too_long_not_torn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(report_module, "MAX_RECORD_BYTES", 2 * 1024 * 1024)
+    huge = json.dumps(ok_record("huge.png", text="w " * 2 * 1024 * 1024))
+    no_json = "x" * (5 * 1024 * 1024)  # passed over chunk by chunk
+    jsonl = write_jsonl(
+        tmp_path / "out.jsonl", [huge, ok_record("a.png"), no_json, ok_record("b.png")]
+    )
+    summary = write_report(jsonl, tmp_path / "review.html", embed_images=False)
+    assert (summary.ok, summary.oversized_lines, summary.skipped_lines) == (2, 1, 1)
+    assert summary.oversized_line_numbers == [1]
+    assert summary.skipped_line_numbers == [3]
+    described = summary.describe()
+    assert "skipped 1 line over the 2 MiB record limit (too large to show; not checked" in described
+    assert "line 1" in described
+    page = (tmp_path / "review.html").read_text(encoding="utf-8")
+    assert 'id="oversized"' in page
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
+def test_an_endless_input_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    if kind == "fifo":
+        source = tmp_path / "pipe"
+        os.mkfifo(source)  # no writer: opening it plainly would wait forever
+    else:
+        source = Path("/dev/zero")
+    html_path = tmp_path / "review.html"
+    with pytest.raises(OSError, match="not a regular file"):
+        write_report(source, html_path)
+    assert listing(tmp_path) == (["pipe"] if kind == "fifo" else [])
+
+
+def test_report_on_dev_zero_exits_3_with_a_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["report", "/dev/zero", "--html", str(tmp_path / "review.html")])
+    assert code == ExitCode.CANNOT_PROCEED
+    assert "/dev/zero: not a regular file" in capsys.readouterr().err
+    assert listing(tmp_path) == []
+
+
+def test_a_failure_midway_leaves_the_old_page_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jsonl = write_jsonl(tmp_path / "out.jsonl", [ok_record("a.png"), ok_record("b.png")])
+    html_path = tmp_path / "review.html"
+    html_path.write_text("the old page")
+    seen: list[list[str]] = []
+
+    def fail_on_the_second(number: int, *args: Any) -> str:
+        seen.append(listing(tmp_path))  # what another process would see meanwhile
+        if number == 2:
+            raise OSError(28, "No space left on device")
+        return "<article></article>"
+
+    monkeypatch.setattr(report_module, "_render_record", fail_on_the_second)
+    with pytest.raises(OSError, match="No space"):
+        write_report(jsonl, html_path)
+    assert html_path.read_text() == "the old page"
+    assert listing(tmp_path) == ["out.jsonl", "review.html"]
+    assert seen == [["out.jsonl", "review.html"]] * 2  # the page in progress has no name
+
+
+def test_a_report_killed_midway_leaves_no_temporary_file(tmp_path: Path) -> None:
+    jsonl = write_jsonl(tmp_path / "out.jsonl", [ok_record(f"{n}.png") for n in range(5)])
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from pathlib import Path
+        from ocr_async import report
+        real = report._render_record
+        def render(number, *args):
+            if number == 3:
+                os.kill(os.getpid(), signal.SIGKILL)  # no cleanup of any kind
+            return real(number, *args)
+        report._render_record = render
+        report.write_report(Path({str(jsonl)!r}), Path({str(tmp_path / "review.html")!r}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    assert listing(tmp_path) == ["out.jsonl"]
