@@ -15,7 +15,8 @@ holds one record and one image whatever the size of the run. The summary,
 known only at the end, is written first into the final file, then the two
 spools are copied after it, and the result replaces ``html_path`` in one
 step. The page and the spools have no name while they are written (on
-Linux), so no failure and no kill leaves a temporary file behind. Only a
+Linux; see :mod:`ocr_async.atomicfile`), so no failure and no kill leaves a
+temporary file behind. Only a
 regular file is read: ``/dev/zero`` or a pipe is refused rather than read
 forever.
 
@@ -30,13 +31,11 @@ anything from outside.
 from __future__ import annotations
 
 import base64
-import errno
 import hashlib
 import html
 import json
 import math
 import os
-import secrets
 import shutil
 import stat
 import tempfile
@@ -44,9 +43,10 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final, Self
+from typing import IO, Any, Final
 from urllib.parse import urlsplit
 
+from ocr_async.atomicfile import AtomicFile
 from ocr_async.imageinfo import image_size
 from ocr_async.models import BoundingBox, Word
 from ocr_async.protocol import (
@@ -199,7 +199,7 @@ def write_report(
                 f"cannot read {jsonl_path}: not a regular file (a device, pipe or socket); "
                 "save the records to a file first"
             )
-        with _Page(html_path) as page:
+        with AtomicFile(html_path, encoding="utf-8", errors="backslashreplace") as page:
             _write_page(
                 page.file, html_path.parent, source, jsonl_path, summary, images, low_confidence
             )
@@ -243,70 +243,6 @@ def _write_page(
 
 
 # --- reading ------------------------------------------------------------------
-
-
-class _Page:
-    """The page file while it is written, put in place only once complete.
-
-    On Linux it is an unnamed file in the target's folder (``O_TMPFILE``),
-    given a name only by :meth:`commit`, so nothing at all is left behind by
-    a failure, Ctrl-C, SIGTERM or ``kill -9``. Where that is not available it
-    is a hidden ``.NAME.*.tmp`` beside the target, removed on any failure the
-    process lives through. Either way it is opened like any new file, so it
-    gets the usual permissions, and a reader never sees half a page.
-    """
-
-    def __init__(self, target: Path) -> None:
-        self._target = target
-        self._named: Path | None = None
-        descriptor = self._open_unnamed()
-        if descriptor is None:
-            self._named = self._temporary_name()
-            descriptor = os.open(
-                self._named, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666
-            )
-        self.file: IO[str] = os.fdopen(descriptor, "w", encoding="utf-8", errors="backslashreplace")
-
-    def _open_unnamed(self) -> int | None:
-        flag = getattr(os, "O_TMPFILE", None)
-        # /proc/self/fd is how an unnamed file gets its name at the end.
-        if flag is None or not os.path.isdir("/proc/self/fd"):
-            return None
-        try:
-            return os.open(self._target.parent, flag | os.O_WRONLY | os.O_CLOEXEC, 0o666)
-        except IsADirectoryError:
-            return None  # the kernel knows O_TMPFILE, this file system does not
-        except OSError as exc:
-            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
-                return None
-            raise
-
-    def _temporary_name(self) -> Path:
-        return self._target.with_name(f".{self._target.name}.{secrets.token_hex(4)}.tmp")
-
-    def commit(self) -> None:
-        """Put the complete page in place of the target, in one step."""
-        self.file.flush()
-        if self._named is None:
-            named = self._temporary_name()
-            # A dir fd makes Python call linkat() with AT_SYMLINK_FOLLOW
-            # (plain link() would try to link the /proc symlink itself).
-            folder = os.open(named.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.link(f"/proc/self/fd/{self.file.fileno()}", named.name, dst_dir_fd=folder)
-            finally:
-                os.close(folder)
-            self._named = named
-        os.replace(self._named, self._target)
-        self._named = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.file.close()
-        if self._named is not None:  # not committed: a failure
-            self._named.unlink(missing_ok=True)
 
 
 def _spool(folder: Path) -> IO[str]:

@@ -39,11 +39,11 @@ import contextlib
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Final
 
+from ocr_async.atomicfile import AtomicFile
 from ocr_async.seen import SourceSet
 
 __all__ = ["NotAnOutputError", "ResumeIndex", "load_resume_index"]
@@ -173,21 +173,13 @@ def _rewrite_without_retried(path: str) -> None:
     # its own folder, and keeps its mode (and owner, where allowed).
     target = os.path.realpath(path)
     info = os.stat(target)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.", suffix=".resume-tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as kept, open(target, "rb") as source:
-            for _, line in _lines(source):
-                if line.endswith(b"\n") and not _should_retry(json.loads(line)):
-                    kept.write(line)
-            kept.flush()
-            os.fchmod(kept.fileno(), stat.S_IMODE(info.st_mode))
-            with contextlib.suppress(PermissionError):
-                os.fchown(kept.fileno(), info.st_uid, info.st_gid)
-            os.fsync(kept.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    with AtomicFile(target) as kept, open(target, "rb") as source:
+        for _, line in _lines(source):
+            if line.endswith(b"\n") and not _should_retry(json.loads(line)):
+                kept.file.write(line)
+        kept.file.flush()
+        os.fchmod(kept.file.fileno(), stat.S_IMODE(info.st_mode))
+        with contextlib.suppress(PermissionError):
+            os.fchown(kept.file.fileno(), info.st_uid, info.st_gid)
+        os.fsync(kept.file.fileno())
+        kept.commit()
