@@ -1,0 +1,1 @@
+"""Where results go: JSONL, text files, reports, progress, logs and metrics."""

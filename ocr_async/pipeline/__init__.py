@@ -1,0 +1,1 @@
+"""The pipeline: sources -> pre-check (read, check, convert, pages) -> batch."""
