@@ -1,0 +1,94 @@
+"""``--log-format json``: one strict JSON object per log line, for log collectors.
+
+Each line holds ``time`` (UTC, ISO 8601 with milliseconds and ``Z``),
+``level``, ``logger`` and ``message`` (arguments already merged), then every
+``extra=`` field given to the logging call, then ``exception`` and ``stack``
+when there is one. An extra whose name is taken by those keys is written as
+``extra_<name>``.
+
+Strict JSON whatever the values: ``NaN`` and infinities become the strings
+``"NaN"``, ``"Infinity"`` and ``"-Infinity"``, keys become strings, values
+JSON cannot hold are written as their ``str()``, a container that contains
+itself is cut with ``"<cycle>"``, and text that is not valid Unicode (a lone
+surrogate from a mis-encoded file name) is written as ASCII escapes. A line
+never breaks: newlines inside a message are escaped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from datetime import UTC, datetime
+from typing import Any, Final
+
+__all__ = ["JsonFormatter"]
+
+# Every attribute a LogRecord has of its own (taskName included where the
+# Python has it), plus what formatters add: the rest came from extra=.
+_RECORD_ATTRIBUTES: Final = frozenset(
+    vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None))
+) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a log record as one line of strict JSON (see the module's docstring)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one JSON line, without the newline."""
+        document: dict[str, Any] = {
+            "time": _utc(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES:
+                document[f"extra_{key}" if key in document else key] = value
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            document["stack"] = self.formatStack(record.stack_info)
+        return _dumps(document)
+
+
+def _utc(created: float) -> str:
+    moment = datetime.fromtimestamp(created, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _dumps(document: dict[str, Any]) -> str:
+    try:
+        line = json.dumps(document, ensure_ascii=False, allow_nan=False, default=str)
+    except (ValueError, TypeError):
+        # NaN, a key JSON cannot hold, a cycle: the slow path makes it strict.
+        document = _strict(document, set())
+        line = json.dumps(document, ensure_ascii=False, allow_nan=False, default=str)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(document, allow_nan=False, default=str)
+    return line
+
+
+def _strict(value: Any, containing: set[int]) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict | list | tuple):
+        if id(value) in containing:
+            return "<cycle>"
+        containing.add(id(value))
+        try:
+            if isinstance(value, dict):
+                return {_key(key): _strict(item, containing) for key, item in value.items()}
+            return [_strict(item, containing) for item in value]
+        finally:
+            containing.discard(id(value))
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _key(key: Any) -> str:
+    strict = _strict(key, set())
+    return strict if isinstance(strict, str) else json.dumps(strict)
