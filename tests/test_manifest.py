@@ -32,6 +32,7 @@ from ocr_async.pipeline.manifest import (
     ManifestItem,
     ManifestProblem,
     ManifestReader,
+    entry_from_fields,
     iter_manifest,
 )
 from ocr_async.sources import SourceItem
@@ -557,3 +558,22 @@ async def test_manifest_items_are_inputs_for_run_batch_today() -> None:
         ("missing.png", False),
         ("scans/a.png", True),
     ]
+
+
+def test_rows_from_mappings_follow_the_same_rules() -> None:
+    # For recognize_many given dicts: no file, the same verdicts.
+    good = entry_from_fields({"id": 7, "url": "https://h/a.png", "k": [1]}, "row 0")
+    assert isinstance(good, ManifestItem)
+    assert (good.id, good.source, good.metadata, good.where) == (
+        "7",
+        "https://h/a.png",
+        {"k": [1]},
+        "row 0",
+    )
+    bad = entry_from_fields({"id": "x", "path": "a.png", "url": "https://h/a.png"}, "row 1")
+    assert isinstance(bad, ManifestProblem)
+    assert (bad.where, bad.id, bad.message) == (
+        "row 1",
+        "x",
+        "the row with id 'x' has both a path and a url: give one",
+    )

@@ -62,6 +62,7 @@ __all__ = [
     "ManifestItem",
     "ManifestProblem",
     "ManifestReader",
+    "entry_from_fields",
     "iter_manifest",
 ]
 
@@ -407,50 +408,53 @@ class ManifestReader:
 
     # -- rows ----------------------------------------------------------------------
 
-    def _problem(
-        self,
-        number: int,
-        message: str,
-        id: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> ManifestProblem:
+    def _problem(self, number: int, message: str) -> ManifestProblem:
+        # A line that gave no fields: no id, no metadata to carry.
         self.problems += 1
-        return ManifestProblem(f"{self.label}:{number}", message, id, metadata)
+        return ManifestProblem(f"{self.label}:{number}", message)
 
-    def _row(self, number: int, fields: dict[str, Any]) -> ManifestEntry:
-        metadata = {key: value for key, value in fields.items() if key not in _RESERVED}
-        identity, why = _identity(fields)
-        if identity is None:
-            return self._problem(number, why, None, metadata)
-        path, url = fields.get("path"), fields.get("url")
-        path = None if path == "" else path
-        url = None if url == "" else url
-        named = f"the row with id {identity!r}"
-        for key, value in (("path", path), ("url", url)):
-            if value is not None and not isinstance(value, str):
-                why = f"{named}: {key} is {_json_type(value)}, not a string"
-                return self._problem(number, why, identity, metadata)
-        if path is not None and url is not None:
-            why = f"{named} has both a path and a url: give one"
-            return self._problem(number, why, identity, metadata)
-        if path is None and url is None:
-            why = f"{named} has neither a path nor a url"
-            return self._problem(number, why, identity, metadata)
-        where = f"{self.label}:{number}"
-        if url is not None:
-            if not is_url(url):
-                why = f"{named}: url {url!r} is not a URL (no '://')"
-                return self._problem(number, why, identity, metadata)
+    def _row(self, number: int, fields: Mapping[str, Any]) -> ManifestEntry:
+        entry = entry_from_fields(fields, f"{self.label}:{number}")
+        if isinstance(entry, ManifestItem):
             self.rows += 1
-            return ManifestItem(
-                source=url, image=ImageUrl(url), id=identity, metadata=metadata, where=where
-            )
+        else:
+            self.problems += 1
+        return entry
+
+
+def entry_from_fields(fields: Mapping[str, Any], where: str) -> ManifestEntry:
+    """One row's entry from its fields, ``where`` naming it: the rules of a manifest row.
+
+    For rows that do not come from a file (``recognize_many`` given
+    mappings, say): the same id, ``path``/``url`` and metadata rules.
+    """
+    metadata = {key: value for key, value in fields.items() if key not in _RESERVED}
+    identity, why = _identity(fields)
+    if identity is None:
+        return ManifestProblem(where, why, None, metadata)
+    path, url = fields.get("path"), fields.get("url")
+    path = None if path == "" else path
+    url = None if url == "" else url
+    named = f"the row with id {identity!r}"
+    for key, value in (("path", path), ("url", url)):
+        if value is not None and not isinstance(value, str):
+            why = f"{named}: {key} is {_json_type(value)}, not a string"
+            return ManifestProblem(where, why, identity, metadata)
+    if path is not None and url is not None:
+        why = f"{named} has both a path and a url: give one"
+    elif path is None and url is None:
+        why = f"{named} has neither a path nor a url"
+    elif url is not None and not is_url(url):
+        why = f"{named}: url {url!r} is not a URL (no '://')"
+    elif path is not None and "\0" in path:
+        # open() would raise ValueError, not an OSError the reader reports.
+        why = f"{named}: the path holds a NUL character"
+    elif url is not None:
+        return ManifestItem(
+            source=url, image=ImageUrl(url), id=identity, metadata=metadata, where=where
+        )
+    else:
         assert path is not None
-        if "\0" in path:
-            # open() would raise ValueError, not an OSError the reader reports.
-            why = f"{named}: the path holds a NUL character"
-            return self._problem(number, why, identity, metadata)
-        self.rows += 1
         return ManifestItem(
             source=display_path(path),
             image=ImageFile(path),
@@ -458,6 +462,7 @@ class ManifestReader:
             metadata=metadata,
             where=where,
         )
+    return ManifestProblem(where, why, identity, metadata)
 
 
 async def iter_manifest(reader: ManifestReader) -> AsyncIterator[ManifestEntry]:
