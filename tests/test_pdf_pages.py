@@ -290,3 +290,22 @@ def test_an_earlier_failure_does_not_colour_the_next_verdict() -> None:
         PdfPages(text_pdf([("P", "secret")], password="user"))
     with pytest.raises(EmptyPdfError):
         PdfPages(_zero_pages())
+
+
+def test_a_pdf_file_is_reopened_now_and_then_and_pages_stay_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pdf_pages, "_REOPEN_EVERY", 2)
+    opened: list[str] = []
+    real_open = pdf_pages._open
+
+    def counting_open(*args: object) -> object:
+        opened.append("open")
+        return real_open(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pdf_pages, "_open", counting_open)
+    path = tmp_path / "five.pdf"
+    path.write_bytes(text_pdf([("P" if n % 2 else "L", f"page {n}") for n in range(5)]))
+    sizes = [page.size for page in iter_pdf_pages(path, dpi=36)]
+    assert sizes == [(421, 298), (298, 421), (421, 298), (298, 421), (421, 298)]
+    assert len(opened) == 3  # at the start, before page 3 and before page 5

@@ -9,8 +9,10 @@ TIFF does. That name is also the page's identity for ``--resume``:
 are skipped before any work.
 
 Only one page is rendered at a time and nothing of it is kept after it is
-handed on: a 500-page PDF never sits in memory rendered (PDFium reads the
-file as it needs it).
+handed on: a 500-page PDF never sits in memory rendered. PDFium reads a
+file as it needs it, and keeps what it has read until the document closes,
+so a PDF given as a path is reopened every 16 pages (PDF bytes given in
+memory are in memory anyway).
 
 Resolution: :data:`DEFAULT_DPI` (300), lowered through :data:`DPI_STEPS`
 when the page would have more pixels than Pillow's decompression-bomb limit
@@ -84,6 +86,8 @@ _PHOTO_COVER: Final = 0.5
 #: hundreds of thousands; its first few are enough to know it is no scan).
 _MAX_OBJECTS: Final = 64
 _POINTS_PER_INCH: Final = 72.0
+#: Pages rendered from a file before it is reopened (see _reopen_now_and_then).
+_REOPEN_EVERY: Final = 16
 _LOSSY_FILTERS: Final = frozenset({"DCTDecode", "JPXDecode"})
 # PDFium error codes (fpdfview.h, FPDF_ERR_*).
 _ERR_PASSWORD: Final = 4
@@ -193,7 +197,9 @@ class PdfPages:
         self._dpis = (dpi, *(step for step in DPI_STEPS if step < dpi))
         self._max_bytes = max_bytes
         # PDFium reads in-memory input where it lies: it must outlive the document.
-        self._data = pdf if isinstance(pdf, bytes) else None
+        self._pdf = pdf
+        self._password = password
+        self._rendered_since_open = 0
         self._document = _open(pdf, password, source)
         with _PDFIUM:
             self.page_count = len(self._document)
@@ -244,6 +250,7 @@ class PdfPages:
     def _render(self, number: int, source: str) -> PdfPage:
         from PIL import Image as PILImage
 
+        self._reopen_now_and_then()
         label = f"page {number}/{self.page_count}"
         with _PDFIUM:
             page = self._document[number - 1]
@@ -280,6 +287,19 @@ class PdfPages:
             f"MAX_UPLOAD_SIZE_EXCEEDED: {source} cannot be made to fit: "
             f"{'; '.join(reasons)}; {min(self._dpis)} dpi is the lowest tried (not sent)",
         )
+
+    def _reopen_now_and_then(self) -> None:
+        # PDFium keeps every object it has parsed, image data included, until
+        # the document is closed: a long scan read from a file would grow by
+        # its compressed size. Reopening the file now and then lets it go.
+        self._rendered_since_open += 1
+        if self._rendered_since_open <= _REOPEN_EVERY or isinstance(self._pdf, bytes):
+            return
+        self.close()
+        self._document = _open(self._pdf, self._password, self.source)
+        with _PDFIUM:
+            self._document.init_forms()
+        self._rendered_since_open = 1
 
     def _pixels(self, number: int, dpi: int, source: str) -> Image.Image:
         with _PDFIUM:
