@@ -222,7 +222,7 @@ def _join(paths: Sequence[Path], target: Path) -> int:
         result = stack.enter_context(pikepdf.new())
         for path in paths:
             # Each source stays open until save(): qpdf reads its streams then.
-            source = stack.enter_context(pikepdf.open(path))
+            source = stack.enter_context(pikepdf.open(path, access_mode=pikepdf.AccessMode.stream))
             result.pages.extend(source.pages)
         result.docinfo["/Creator"] = f"ocr-async {__version__}"
         result.save(target)
