@@ -34,6 +34,7 @@ from ocr_async.errors import (
     RequestTimeoutError,
     TransportError,
 )
+from ocr_async.sanitize import url_origin
 
 __all__ = [
     "DEFAULT_OAUTH_URL",
@@ -380,6 +381,9 @@ class UserAccessKeyTokens:
                 raise_for_status=False,
                 allow_redirects=False,
             ) as response:
+                if 300 <= response.status < 400:
+                    location = response.headers.get("Location")
+                    raise _redirect_refused(response.status, location, self._url + path)
                 return response.status, await response.read()
         # Messages name the failure only: the request carries the secret.
         except TimeoutError:
@@ -458,6 +462,16 @@ def oauth_error(
             f"the OAuth server answered HTTP {status}: is the OAuth URL ({OAUTH_URL_ENV}) right?"
         )
     return HttpStatusError(status, f"the OAuth server answered HTTP {status}")
+
+
+def _redirect_refused(status: int, location: str | None, url: str) -> ConfigurationError:
+    # NHN's OAuth server does not redirect: a wrong URL (http for https, an
+    # old host) does. Asking again would be redirected again.
+    target = url_origin(location, url) if location else "nowhere (no Location)"
+    return ConfigurationError(
+        f"the OAuth server answered HTTP {status}: a redirect to {target}, not followed "
+        f"(the User Access Key is sent nowhere else): is the OAuth URL ({OAUTH_URL_ENV}) right?"
+    )
 
 
 def uak_from_environment(

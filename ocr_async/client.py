@@ -404,10 +404,15 @@ class OcrClient:
                     headers=request.headers,
                     timeout=self._request_timeout,
                     raise_for_status=False,
+                    # Never: a redirect would carry the token elsewhere.
+                    allow_redirects=False,
                 ) as response,
             ):
-                body = await response.read()
                 status = response.status
+                if 300 <= status < 400:
+                    location = response.headers.get("Location")
+                    raise protocol.redirect_error(status, location, request.url)
+                body = await response.read()
         # Messages name the failure, never the request: its headers hold the token.
         except TimeoutError:
             raise RequestTimeoutError("timeout", "no complete answer in time") from None

@@ -33,6 +33,7 @@ from ocr_async.errors import (
     UnknownApiError,
 )
 from ocr_async.models import BoundingBox, Endpoint, Line, OcrResult, Word
+from ocr_async.sanitize import url_origin
 
 __all__ = [
     "AUTH_HEADER",
@@ -52,6 +53,7 @@ __all__ = [
     "error_for_code",
     "parse_response",
     "parse_result",
+    "redirect_error",
     "sniff_image_type",
 ]
 
@@ -428,6 +430,24 @@ def _result_code(header: Mapping[str, Any]) -> int | None:
         except ValueError:
             return None
     return None
+
+
+def redirect_error(status: int, location: str | None, request_url: str) -> HttpStatusError:
+    """The error for a 3xx answer: an API call never follows a redirect.
+
+    Followed, it would carry the token to whatever host ``Location`` names,
+    and a 301, 302 or 303 would turn the POST into a GET whose answer is no
+    recognition at all. The API itself never redirects (it answers 200), so
+    a redirect means a wrong base URL or something in between: not retried.
+    The message names the target's origin only; its path and query may hold
+    anything.
+    """
+    target = url_origin(location, request_url) if location else "nowhere (no Location)"
+    return HttpStatusError(
+        status,
+        f"HTTP {status}: a redirect to {target}, not followed "
+        "(API calls never follow redirects: is the base URL right?)",
+    )
 
 
 def parse_response(status: int, body: bytes, *, redact: Collection[str] = ()) -> OcrResult:

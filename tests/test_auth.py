@@ -291,6 +291,8 @@ class ScriptedOAuth:
         self.gate = asyncio.Event()
         self.gate.set()
         self.received = asyncio.Event()
+        #: The Location sent with a 3xx answer.
+        self.redirect_to = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -300,6 +302,8 @@ class ScriptedOAuth:
         self.received.set()
         await self.gate.wait()
         status, document = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if 300 <= status < 400:
+            return web.Response(status=status, headers={"Location": self.redirect_to})
         if isinstance(document, bytes):
             return web.Response(status=status, body=document, content_type="text/html")
         return web.json_response(document, status=status)
@@ -575,7 +579,6 @@ async def test_a_cancelled_caller_does_not_cancel_the_issuance_for_the_others() 
         pytest.param((200, {"token_type": "Bearer"}), MalformedResponseError, "access_token"),
         pytest.param((200, b"<html>welcome</html>"), MalformedResponseError, "JSON object"),
         pytest.param((429, {"error": "slow_down"}), HttpStatusError, "HTTP 429"),
-        pytest.param((302, b""), HttpStatusError, "HTTP 302"),
         pytest.param(
             (400, {"error": "invalid_scope"}), ConfigurationError, r"token request \(invalid_scope"
         ),
@@ -590,6 +593,34 @@ async def test_unusable_answers_raise_typed_errors(
     ):
         with pytest.raises(error, match=match) as raised:
             await tokens.get_token()
+    assert_exception_keeps_secrets(raised.value)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_an_oauth_redirect_is_refused_and_never_followed(status: int) -> None:
+    # Followed, a 307 or 308 would send the Basic header (the key and its
+    # secret) on to whatever host the Location names.
+    elsewhere: list[str] = []
+
+    async def other_host(request: web.Request) -> web.Response:
+        elsewhere.append(request.headers.get("Authorization", ""))
+        return web.json_response(token_answer()[1])
+
+    other_app = web.Application()
+    other_app.router.add_route("*", "/{tail:.*}", other_host)
+    async with TestServer(other_app, host="127.0.0.1") as other:
+        other_origin = str(other.make_url("")).rstrip("/")
+        async with scripted((status, b"")) as (oauth, url):
+            oauth.redirect_to = f"{other_origin}/oauth2/token/create?client_secret=x"
+            async with UserAccessKeyTokens(UAK_ID, UAK_SECRET, oauth_url=url) as tokens:
+                with pytest.raises(ConfigurationError) as raised:
+                    await tokens.get_token()
+    message = str(raised.value)
+    assert elsewhere == []
+    assert len(oauth.requests) == 1
+    assert f"HTTP {status}: a redirect to {other_origin}, not followed" in message
+    assert OAUTH_URL_ENV in message
+    assert "client_secret" not in message
     assert_exception_keeps_secrets(raised.value)
 
 

@@ -1280,3 +1280,66 @@ async def test_transport_failures_tell_the_controller_nothing(mock: aioresponses
 async def test_rate_control_can_be_turned_off(mock: aioresponses) -> None:
     async with make_client(Sleeps()) as client:
         assert client.rate_controller is None
+
+
+# --- redirects: never followed -----------------------------------------------------
+
+
+def catch_all(handler: Any) -> web.Application:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return app
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize(
+    "image", [pytest.param(PNG, id="file"), pytest.param(ImageUrl(IMAGE_URL), id="url")]
+)
+async def test_a_redirect_is_an_error_and_is_never_followed(status: int, image: ImageInput) -> None:
+    # Followed, a 302 turns the POST into a GET, carries the token to the
+    # other host, and that host's answer comes back as the result.
+    elsewhere: list[str] = []
+
+    async def other_host(request: web.Request) -> web.StreamResponse:
+        elsewhere.append(request.headers.get("X-NHN-Authorization", ""))
+        return web.json_response(envelope())
+
+    async with TestServer(catch_all(other_host), host="127.0.0.1") as other:
+        other_origin = base_url_of(other).rstrip("/")
+        target = f"{other_origin}/steal/here?sig=s3cr3t-query"
+
+        async def redirect(request: web.Request) -> web.StreamResponse:
+            return web.Response(status=status, headers={"Location": target})
+
+        sleeps = Sleeps()
+        async with (
+            TestServer(catch_all(redirect), host="127.0.0.1") as server,
+            make_client(sleeps, base_url=base_url_of(server)) as client,
+        ):
+            with pytest.raises(HttpStatusError) as raised:
+                await client.recognize(image)
+    error = raised.value
+    assert elsewhere == []
+    assert error.code == f"http_{status}"
+    assert error.retryable is False
+    assert error.attempts == 1
+    assert sleeps.waits == []
+    assert f"redirect to {other_origin}," in error.message
+    assert "steal" not in error.message
+    assert "s3cr3t" not in error.message
+    assert_secret_kept(error)
+
+
+async def test_a_relative_redirect_names_the_api_origin() -> None:
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=307, headers={"Location": "/elsewhere?token=x"})
+
+    async with (
+        TestServer(catch_all(redirect), host="127.0.0.1") as server,
+        make_client(Sleeps(), base_url=base_url_of(server)) as client,
+    ):
+        origin = base_url_of(server).rstrip("/")
+        with pytest.raises(HttpStatusError) as raised:
+            await client.recognize(PNG)
+    assert f"redirect to {origin}," in raised.value.message
+    assert "token" not in raised.value.message
