@@ -23,7 +23,7 @@ import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from ocr_async import protocol
-from ocr_async.auth import StaticToken, TokenProvider
+from ocr_async.auth import StaticToken, TokenProvider, UserAccessKeyTokens
 from ocr_async.errors import (
     ApiError,
     ConfigurationError,
@@ -44,6 +44,7 @@ from ocr_async.models import (
     Recognition,
 )
 from ocr_async.reading import read_image_file
+from ocr_async.sanitize import Redactor, exception_text
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,12 @@ class OcrClient:
             raise ConfigurationError("max_bytes must be positive")
         self._appkey = appkey
         self._tokens: TokenProvider = StaticToken(token) if isinstance(token, str) else token
+        # Secrets blanked out of every answer: the token sent, and a User
+        # Access Key's own (a server in between may echo anything it saw).
+        self._key_redactor = (
+            self._tokens.redactor if isinstance(self._tokens, UserAccessKeyTokens) else Redactor()
+        )
+        self._redactor_for: tuple[str, Redactor] | None = None
         self._base_url = base_url
         self._session = session
         self._owns_session = session is None
@@ -392,6 +399,7 @@ class OcrClient:
 
     async def _send(self, request: protocol.PreparedRequest, token: str) -> OcrResult:
         assert self._session is not None
+        redactor = self._redactor(token)
         try:
             # Timeout and status handling are set per request, so a caller's
             # session with other defaults (raise_for_status, 5-minute timeout)
@@ -413,16 +421,34 @@ class OcrClient:
                     location = response.headers.get("Location")
                     raise protocol.redirect_error(status, location, request.url)
                 body = await response.read()
-        # Messages name the failure, never the request: its headers hold the token.
-        except TimeoutError:
-            raise RequestTimeoutError("timeout", "no complete answer in time") from None
-        except aiohttp.ClientPayloadError as exc:
-            raise ConnectionFailedError("connection", f"answer cut off: {_describe(exc)}") from None
-        except aiohttp.ClientConnectionError as exc:
-            raise ConnectionFailedError("connection", _describe(exc)) from None
-        except aiohttp.ClientError as exc:
-            raise TransportError("transport", _describe(exc)) from None
-        return protocol.parse_response(status, body, redact=(token,))
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            failure = _transport_error(exc, redactor)
+        else:
+            return protocol.parse_response(status, body, redact=redactor)
+        # Raised out here, not in the except clause: the library's exception
+        # may quote the server, and so the token, and must not ride along as
+        # the context of ours.
+        raise failure
+
+    def _redactor(self, token: str) -> Redactor:
+        # Built once per token: the token changes rarely, answers come often.
+        if self._redactor_for is None or self._redactor_for[0] != token:
+            self._redactor_for = (token, self._key_redactor.with_secrets(token))
+        return self._redactor_for[1]
+
+
+def _transport_error(exc: TimeoutError | aiohttp.ClientError, redactor: Redactor) -> TransportError:
+    # Messages name the failure, never the request: its headers hold the
+    # token. aiohttp's own messages may quote what the server sent (a
+    # malformed header or status line), so they are server text too.
+    if isinstance(exc, TimeoutError):
+        return RequestTimeoutError("timeout", "no complete answer in time")
+    detail = exception_text(exc, redactor)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return ConnectionFailedError("connection", f"answer cut off: {detail}")
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return ConnectionFailedError("connection", detail)
+    return TransportError("transport", detail)
 
 
 def _failure(state: RetryCallState) -> BaseException | None:
@@ -439,8 +465,3 @@ def _loggable(image: ImageFile | ImageBytes | ImageUrl) -> str:
         query = "?..." if parts.query else ""
         return f"{parts.scheme}://{host}{port}{parts.path}{query}"
     return str(image)
-
-
-def _describe(exc: BaseException) -> str:
-    detail = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

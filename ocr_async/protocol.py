@@ -33,7 +33,7 @@ from ocr_async.errors import (
     UnknownApiError,
 )
 from ocr_async.models import BoundingBox, Endpoint, Line, OcrResult, Word
-from ocr_async.sanitize import url_origin
+from ocr_async.sanitize import Redactor, server_text, url_origin
 
 __all__ = [
     "AUTH_HEADER",
@@ -79,6 +79,8 @@ _PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC: Final = b"\xff\xd8\xff"
 _PNG_END: Final = b"IEND\xaeB`\x82"  # the IEND chunk type and its fixed CRC
 _CONTENT_TYPES: Final[Mapping[ImageType, str]] = {"jpg": "image/jpeg", "png": "image/png"}
+# Characters of a body without an envelope quoted in the error message.
+_SNIPPET_LIMIT: Final = 120
 
 
 #: Every documented result code: (resultKey, error class). The keys are NHN's
@@ -327,20 +329,14 @@ def decode_json(body: bytes) -> Any:
     with a mis-encoded message still yields its result code. Raises
     ``ValueError`` on anything that is not JSON, nesting too deep included.
     """
+    return _decode_json_text(body.decode("utf-8", "replace"))
+
+
+def _decode_json_text(text: str) -> Any:
     try:
-        return json.loads(body.decode("utf-8", "replace"), object_pairs_hook=_merge_duplicate_keys)
+        return json.loads(text, object_pairs_hook=_merge_duplicate_keys)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
-
-
-def _snippet(body: bytes, secrets: Collection[str], limit: int = 120) -> str:
-    text = body.decode("utf-8", "replace")
-    # A gateway may echo the request, headers included: never repeat a secret.
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<redacted>")
-    text = " ".join(text[: limit * 4].split())
-    return text[:limit] + ("..." if len(text) > limit else "")
 
 
 def _number(value: Any) -> float:
@@ -450,7 +446,9 @@ def redirect_error(status: int, location: str | None, request_url: str) -> HttpS
     )
 
 
-def parse_response(status: int, body: bytes, *, redact: Collection[str] = ()) -> OcrResult:
+def parse_response(
+    status: int, body: bytes, *, redact: Redactor | Collection[str] = ()
+) -> OcrResult:
     """Read one answer: an :class:`OcrResult`, or a typed error raised.
 
     The API answers HTTP 200 with a JSON envelope, failures included. A
@@ -458,29 +456,36 @@ def parse_response(status: int, body: bytes, *, redact: Collection[str] = ()) ->
     4000006 with a 429); a non-200 without one is an :class:`HttpStatusError`;
     a 200 whose body is not the envelope (HTML, truncated JSON) is a
     :class:`MalformedResponseError`. Error messages quote the start of such a
-    body, with every string in ``redact`` (the token) blanked out.
+    body.
+
+    Every secret in ``redact`` (the token, as a :class:`Redactor` or a list)
+    is blanked out of everything taken from the answer: the messages, and
+    the result itself, words included.
     """
+    redactor = Redactor.of(redact)
+    text = body.decode("utf-8", "replace")
     try:
-        document = decode_json(body)
+        document = _decode_json_text(text)
         is_json = True
     except ValueError:
         document, is_json = None, False
+    # Searched once in the whole text; the decoded values are walked only
+    # when a secret is there to be blanked out.
+    if is_json and redactor.found_in(text):
+        document = redactor.redact_value(document)
     header = document.get("header") if isinstance(document, Mapping) else None
     code = _result_code(header) if isinstance(header, Mapping) else None
 
     if header is None or code is None:
+        snippet = server_text(text, redactor, limit=_SNIPPET_LIMIT)
         if status != 200:
-            raise HttpStatusError(
-                status, f"HTTP {status} without an API envelope: {_snippet(body, redact)!r}"
-            )
+            raise HttpStatusError(status, f"HTTP {status} without an API envelope: {snippet!r}")
         what = "JSON without a valid header" if is_json else "not JSON (truncated or HTML?)"
-        raise MalformedResponseError(
-            "bad_response", f"response body is {what}: {_snippet(body, redact)!r}"
-        )
+        raise MalformedResponseError("bad_response", f"response body is {what}: {snippet!r}")
 
     assert isinstance(document, Mapping)  # header came from it
     message = header.get("resultMessage")
-    message = message if isinstance(message, str) else ""
+    message = server_text(message, redactor) if isinstance(message, str) else ""
     raw_result = document.get("result")
     result: Mapping[str, Any] = raw_result if isinstance(raw_result, Mapping) else {}
 
@@ -491,5 +496,6 @@ def parse_response(status: int, body: bytes, *, redact: Collection[str] = ()) ->
     if code == NO_TEXT_CODE:
         return parse_result(result, no_text=True)
     if code == 0:
-        raise UnknownApiError(0, f"resultCode 0 with isSuccessful={header.get('isSuccessful')!r}")
+        flag = server_text(repr(header.get("isSuccessful")), redactor, limit=40)
+        raise UnknownApiError(0, f"resultCode 0 with isSuccessful={flag}")
     raise error_for_code(code, message)

@@ -36,6 +36,7 @@ from ocr_async.errors import (
     ConfigurationError,
     ConnectionFailedError,
     HttpStatusError,
+    InvalidRequestError,
     MalformedResponseError,
     RequestTimeoutError,
 )
@@ -975,3 +976,76 @@ def test_token_file_with_a_byte_order_mark(tmp_path: Path) -> None:
     path.write_bytes(b"\xef\xbb\xbfbom-token\r\n")
     provider = token_from_environment({}, token_file=path)
     assert asyncio.run(provider.get_token()) == "bom-token"
+
+
+# --- secrets echoed by the OAuth server ---------------------------------------------------
+
+
+def echo_of(request: web.Request, uak_id: str, secret: str) -> str:
+    header = request.headers["Authorization"]
+    encoded = header.partition(" ")[2]
+    return (
+        f"bad credentials: header={header} b64={encoded} id={uak_id} secret={secret} "
+        f"pair={uak_id}:{secret}"
+    )
+
+
+async def test_an_oauth_error_echoing_the_basic_header_shows_no_part_of_it() -> None:
+    async def echo(request: web.Request) -> web.Response:
+        description = echo_of(request, UAK_ID, UAK_SECRET)
+        document = {"error": "invalid_client", "error_description": description}
+        return web.json_response(document, status=401)
+
+    app = web.Application()
+    app.router.add_post("/oauth2/token/create", echo)
+    async with TestServer(app, host="127.0.0.1") as server:
+        url = str(server.make_url("")).rstrip("/")
+        async with UserAccessKeyTokens(UAK_ID, UAK_SECRET, oauth_url=url) as tokens:
+            with pytest.raises(ConfigurationError) as raised:
+                await tokens.get_token()
+    message = str(raised.value)
+    encoded = base64.b64encode(f"{UAK_ID}:{UAK_SECRET}".encode()).decode()
+    for secret in (encoded, encoded.rstrip("="), UAK_ID, UAK_SECRET):
+        assert secret not in message
+    assert message.startswith("the OAuth server refused the User Access Key (invalid_client): ")
+    assert "header=Basic <redacted> b64=<redacted> id=<redacted>" in message
+    assert_exception_keeps_secrets(raised.value)
+
+
+async def test_a_short_secret_leaves_the_servers_words_alone() -> None:
+    # A secret that is also a word: blanking it out would garble the message
+    # ("unknown User Access Key or <redacted> secret").
+    async with (
+        oauth_emulator() as emu,
+        UserAccessKeyTokens(UAK_ID, "wrong", oauth_url=emu.base_url) as tokens,
+    ):
+        with pytest.raises(ConfigurationError) as raised:
+            await tokens.get_token()
+    assert str(raised.value).endswith("unknown User Access Key or wrong secret")
+
+
+async def test_the_client_redacts_the_keys_secrets_from_api_answers() -> None:
+    # A gateway in front of the API may echo anything it saw, the key included.
+    encoded = base64.b64encode(f"{UAK_ID}:{UAK_SECRET}".encode()).decode()
+
+    async def echo(request: web.Request) -> web.Response:
+        seen = request.headers["X-NHN-Authorization"]
+        message = f"{seen}; Basic {encoded}; id {UAK_ID}; secret {UAK_SECRET}"
+        header = {"isSuccessful": False, "resultCode": 4000001, "resultMessage": message}
+        return web.json_response({"header": header})
+
+    app = web.Application()
+    app.router.add_post("/v1.1/appkeys/k/general", echo)
+    async with (
+        oauth_emulator() as emu,
+        TestServer(app, host="127.0.0.1") as server,
+        UserAccessKeyTokens(UAK_ID, UAK_SECRET, oauth_url=emu.base_url) as tokens,
+        OcrClient(appkey="k", token=tokens, base_url=str(server.make_url(""))) as client,
+    ):
+        with pytest.raises(InvalidRequestError) as raised:
+            await client.recognize(make_png("x"))
+        token = await tokens.get_token()
+    assert raised.value.message == (
+        "INVALID_PARAMETER: Bearer <redacted>; Basic <redacted>; id <redacted>; secret <redacted>"
+    )
+    assert token not in str(raised.value)

@@ -1343,3 +1343,51 @@ async def test_a_relative_redirect_names_the_api_origin() -> None:
             await client.recognize(PNG)
     assert f"redirect to {origin}," in raised.value.message
     assert "token" not in raised.value.message
+
+
+# --- secrets echoed by a server -------------------------------------------------------
+
+
+async def test_a_result_message_echoing_the_token_is_redacted(mock: aioresponses) -> None:
+    echo = envelope(4000001, f"header X-NHN-Authorization: Bearer {TOKEN} is not allowed")
+    mock.post(GENERAL_URL, payload=echo)
+    async with make_client(Sleeps()) as client:
+        with pytest.raises(InvalidRequestError) as raised:
+            await client.recognize(PNG)
+    assert raised.value.message == (
+        "INVALID_PARAMETER: header X-NHN-Authorization: Bearer <redacted> is not allowed"
+    )
+    assert_secret_kept(raised.value)
+
+
+async def test_a_success_echoing_the_token_is_redacted(mock: aioresponses) -> None:
+    words = {"inferTexts": [{"value": TOKEN, "conf": 0.5}, {"value": "kept", "conf": 0.5}]}
+    mock.post(GENERAL_URL, payload=envelope(result={"listOfInferTexts": [words]}))
+    async with make_client(Sleeps()) as client:
+        recognition = await client.recognize(PNG)
+    assert recognition.text == "<redacted> kept"
+    assert TOKEN not in json.dumps(recognition.result.raw)
+
+
+async def test_an_http_library_error_quoting_the_server_hides_the_token() -> None:
+    # aiohttp quotes a malformed header in its error: server text like any other.
+    async def echo_badly(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen = next(line for line in head.split(b"\r\n") if line.startswith(b"X-NHN"))
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Echo: " + seen + b"\x00\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo_badly, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with make_client(
+            Sleeps(), base_url=f"http://127.0.0.1:{port}", retry=RetryPolicy(max_attempts=1)
+        ) as client:
+            with pytest.raises(TransportError) as raised:
+                await client.recognize(PNG)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert "Bearer <redacted>" in raised.value.message
+    assert_secret_kept(raised.value)

@@ -1636,3 +1636,57 @@ def test_fuzz_random_envelopes() -> None:
     # The generator really reaches the interesting branches.
     assert {"OcrResult", "MalformedResponseError", "HttpStatusError", "UnknownApiError"} <= outcomes
     assert {"ServerFailureError", "RateLimitedError", "InvalidTokenError"} <= outcomes
+
+
+# --- secrets echoed by a server ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        pytest.param(f"Bearer {TOKEN}", id="header"),
+        pytest.param(f"token={TOKEN}", id="raw"),
+        pytest.param(json.dumps({"X-NHN-Authorization": f"Bearer {TOKEN}"}), id="json-inside"),
+    ],
+)
+@pytest.mark.parametrize("code", [4000001, 5000001, -1, 9999999])
+def test_a_result_message_echoing_the_token_is_redacted(echo: str, code: int) -> None:
+    with pytest.raises(OcrError) as info:
+        parse_response(200, envelope(code, f"refused {echo} here"), redact=[TOKEN])
+    assert TOKEN not in str(info.value)
+    assert "<redacted>" in info.value.message
+    assert "refused" in info.value.message
+
+
+def test_a_result_echoing_the_token_is_redacted_in_every_string() -> None:
+    words = [{"value": f"Bearer:{TOKEN}", "conf": 0.9}, {"value": "plain", "conf": 0.8}]
+    body = success({"listOfInferTexts": [{"inferTexts": words}], "echo": {TOKEN: [TOKEN]}})
+    res = parse_response(200, body, redact=[TOKEN])
+    assert isinstance(res, OcrResult)
+    assert res.text == "Bearer:<redacted> plain"
+    assert TOKEN not in json.dumps(res.raw)
+    assert res.raw["echo"] == {"<redacted>": ["<redacted>"]}
+
+
+def test_a_json_escaped_echo_in_a_torn_body_is_redacted() -> None:
+    token = "tok/with/slashes-1234"
+    body = b'{"header": {"resultMessage": "Bearer ' + token.replace("/", "\\/").encode()
+    with pytest.raises(MalformedResponseError) as info:
+        parse_response(200, body, redact=[token])
+    assert "\\/with" not in info.value.message
+    assert "Bearer <redacted>" in info.value.message
+
+
+def test_a_short_secret_does_not_eat_ordinary_words() -> None:
+    with pytest.raises(OcrError) as info:
+        parse_response(200, envelope(4010001, "wrong key or wrong secret"), redact=["wrong"])
+    assert info.value.message == "INVALID_APPKEY_SECRETKEY: wrong key or wrong secret"
+
+
+def test_a_result_message_is_one_bounded_line() -> None:
+    message = "first\nsecond\x1b[2J" + "y" * 5000
+    with pytest.raises(OcrError) as info:
+        parse_response(200, envelope(5000001, message))
+    assert "\n" not in info.value.message
+    assert "\x1b" not in info.value.message
+    assert len(info.value.message) < 300
