@@ -34,6 +34,7 @@ from ocr_async.errors import (
     RequestTimeoutError,
     TransportError,
 )
+from ocr_async.httpio import read_capped
 from ocr_async.sanitize import Redactor, exception_text, server_text, url_origin
 
 __all__ = [
@@ -83,6 +84,8 @@ _DEFAULT_LIFETIME: Final = 86400.0
 _RENEW_RETRY: Final = 1.0
 #: Seconds for one OAuth request.
 _OAUTH_TIMEOUT: Final = 30.0
+# A token answer is under 1 kB; an error page a few kB. More is no OAuth server.
+_OAUTH_ANSWER_LIMIT: Final = 1024 * 1024
 
 
 @runtime_checkable
@@ -396,7 +399,7 @@ class UserAccessKeyTokens:
                 if 300 <= response.status < 400:
                     location = response.headers.get("Location")
                     raise _redirect_refused(response.status, location, self._url + path)
-                return response.status, await response.read()
+                return response.status, await read_capped(response, _OAUTH_ANSWER_LIMIT)
         # Messages name the failure only: the request carries the secret.
         # aiohttp's own messages may quote the server: redacted like its text.
         except TimeoutError:

@@ -33,6 +33,7 @@ from ocr_async.errors import (
     RequestTimeoutError,
     TransportError,
 )
+from ocr_async.httpio import read_capped
 from ocr_async.limits import THROTTLE_ERRORS, RateController
 from ocr_async.models import (
     Endpoint,
@@ -52,6 +53,7 @@ __all__ = [
     "APPKEY_ENV",
     "BASE_URL_ENV",
     "DEFAULT_CONCURRENCY",
+    "DEFAULT_MAX_ANSWER_BYTES",
     "DEFAULT_TIMEOUT",
     "OcrClient",
     "RetryPolicy",
@@ -68,6 +70,12 @@ APPKEY_ENV = "NHN_OCR_APPKEY"
 DEFAULT_CONCURRENCY = 16
 #: Seconds for one request, upload and answer included.
 DEFAULT_TIMEOUT = 60.0
+#: The most of one answer that is read, counted after decompression. A dense
+#: page is about 1,000 words, some 200 kB of JSON; even a 20 MB image packed
+#: with 10-pixel text (about 40,000 words) answers under 10 MB. 64 MiB leaves
+#: ample room and still bounds memory against a gzip bomb or a server that
+#: is not the API: with 16 requests in flight, at most 1 GiB of answers.
+DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +155,7 @@ class OcrClient:
         concurrency: int = DEFAULT_CONCURRENCY,
         timeout: float = DEFAULT_TIMEOUT,
         max_bytes: int = protocol.DEFAULT_MAX_BYTES,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         retry: RetryPolicy | None = None,
         rps: float | None = None,
         adapt_rate: bool = True,
@@ -161,6 +170,8 @@ class OcrClient:
             raise ConfigurationError("timeout must be positive")
         if max_bytes < 1:
             raise ConfigurationError("max_bytes must be positive")
+        if max_answer_bytes < 1:
+            raise ConfigurationError("max_answer_bytes must be positive")
         self._appkey = appkey
         self._tokens: TokenProvider = StaticToken(token) if isinstance(token, str) else token
         # Secrets blanked out of every answer: the token sent, and a User
@@ -177,6 +188,7 @@ class OcrClient:
         # may be larger: a web backend sharing one client across handlers.
         self._in_flight = asyncio.Semaphore(concurrency)
         self._max_bytes = max_bytes
+        self._max_answer_bytes = max_answer_bytes
         # One multipart boundary per client, not one per request: servers
         # cache the parsed Content-Type (aiohttp keeps the last 56), and a new
         # boundary on every call costs the server a full header parse each time.
@@ -420,7 +432,7 @@ class OcrClient:
                 if 300 <= status < 400:
                     location = response.headers.get("Location")
                     raise protocol.redirect_error(status, location, request.url)
-                body = await response.read()
+                body = await read_capped(response, self._max_answer_bytes)
         except (TimeoutError, aiohttp.ClientError) as exc:
             failure = _transport_error(exc, redactor)
         else:

@@ -33,6 +33,7 @@ from ocr_async.auth import (
 from ocr_async.client import OcrClient
 from ocr_async.emulator import EmulatorConfig, RunningEmulator, make_png, running_emulator
 from ocr_async.errors import (
+    AnswerTooLargeError,
     ConfigurationError,
     ConnectionFailedError,
     HttpStatusError,
@@ -580,6 +581,7 @@ async def test_a_cancelled_caller_does_not_cancel_the_issuance_for_the_others() 
         pytest.param((200, {"token_type": "Bearer"}), MalformedResponseError, "access_token"),
         pytest.param((200, b"<html>welcome</html>"), MalformedResponseError, "JSON object"),
         pytest.param((429, {"error": "slow_down"}), HttpStatusError, "HTTP 429"),
+        pytest.param((200, b"x" * (2 << 20)), AnswerTooLargeError, "over the 1048576-byte limit"),
         pytest.param(
             (400, {"error": "invalid_scope"}), ConfigurationError, r"token request \(invalid_scope"
         ),

@@ -6,6 +6,7 @@ import json
 import logging
 import traceback
 import warnings
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from yarl import URL
 from ocr_async.auth import StaticToken, TokenProvider
 from ocr_async.client import OcrClient, RetryPolicy, as_image_input
 from ocr_async.errors import (
+    AnswerTooLargeError,
     AuthError,
     ConfigurationError,
     ConnectionFailedError,
@@ -1391,3 +1393,94 @@ async def test_an_http_library_error_quoting_the_server_hides_the_token() -> Non
         await server.wait_closed()
     assert "Bearer <redacted>" in raised.value.message
     assert_secret_kept(raised.value)
+
+
+# --- answers too large to keep ------------------------------------------------------------
+
+CAP = 1024 * 1024
+
+
+class Endless:
+    """Streams an answer that never ends; counts what it managed to send."""
+
+    def __init__(self, *, gzip_chunks: bool = False, announce: int | None = None) -> None:
+        self.sent = 0
+        self.stopped = asyncio.Event()
+        self.gzip_chunks = gzip_chunks
+        self.announce = announce
+
+    async def handler(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if self.announce is not None:
+            response.content_length = self.announce
+        first = chunk = b'{"header": {"resultMessage": "' + b"x" * 65536
+        if self.gzip_chunks:
+            # 8 MB of zeros in 8 kB: a header, then the same deflate blocks
+            # again and again (each refers only to zeros before it).
+            response.headers["Content-Encoding"] = "gzip"
+            squeezer = zlib.compressobj(9, zlib.DEFLATED, 31)
+            first = squeezer.compress(b"\0" * (8 * CAP)) + squeezer.flush(zlib.Z_SYNC_FLUSH)
+            chunk = squeezer.compress(b"\0" * (8 * CAP)) + squeezer.flush(zlib.Z_SYNC_FLUSH)
+        try:
+            await response.prepare(request)
+            await response.write(first)
+            for _ in range(4096):  # up to 256 MB plain, 32 GB unzipped: never reached
+                await response.write(chunk)
+                self.sent += len(chunk)
+        except (ConnectionError, RuntimeError):
+            pass  # the client hung up: what this test wants
+        finally:
+            self.stopped.set()
+        return response
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        pytest.param(Endless(), id="endless"),
+        pytest.param(Endless(gzip_chunks=True), id="gzip-bomb"),
+        pytest.param(Endless(announce=10 * CAP), id="announced-too-long"),
+    ],
+)
+async def test_an_answer_over_the_cap_is_an_error_and_reading_stops(server: Endless) -> None:
+    app = web.Application()
+    app.router.add_post(f"/v1.1/appkeys/{APPKEY}/general", server.handler)
+    sleeps = Sleeps()
+    async with (
+        TestServer(app, host="127.0.0.1") as test_server,
+        make_client(sleeps, base_url=base_url_of(test_server), max_answer_bytes=CAP) as client,
+    ):
+        with pytest.raises(AnswerTooLargeError) as raised:
+            await client.recognize(PNG)
+        await asyncio.wait_for(server.stopped.wait(), 10)
+    error = raised.value
+    assert error.code == "answer_too_large"
+    assert error.retryable is False
+    assert error.attempts == 1
+    assert sleeps.waits == []
+    assert f"over the {CAP}-byte limit" in error.message
+    # Reading stopped near the cap: what the socket buffers held, not the body.
+    assert server.sent < 64 * CAP
+
+
+async def test_an_answer_of_exactly_the_cap_is_read() -> None:
+    body = json.dumps(envelope()).encode()
+    body += b" " * (CAP - len(body))
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post(f"/v1.1/appkeys/{APPKEY}/general", handler)
+    async with (
+        TestServer(app, host="127.0.0.1") as server,
+        make_client(Sleeps(), base_url=base_url_of(server), max_answer_bytes=CAP) as client,
+    ):
+        recognition = await client.recognize(PNG)
+    assert recognition.text == RESULT_TEXT
+
+
+def test_max_answer_bytes_must_be_positive() -> None:
+    with pytest.raises(ConfigurationError):
+        OcrClient(appkey=APPKEY, token=TOKEN, max_answer_bytes=0)
