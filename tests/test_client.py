@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import traceback
 import warnings
 import zlib
@@ -19,8 +20,9 @@ from aioresponses import aioresponses
 from aioresponses.core import RequestCall
 from yarl import URL
 
+from ocr_async import protocol
 from ocr_async.auth import StaticToken, TokenProvider
-from ocr_async.client import OcrClient, RetryPolicy, as_image_input
+from ocr_async.client import PARSE_INLINE_LIMIT, OcrClient, RetryPolicy, as_image_input
 from ocr_async.errors import (
     AnswerTooLargeError,
     AuthError,
@@ -1484,3 +1486,50 @@ async def test_an_answer_of_exactly_the_cap_is_read() -> None:
 def test_max_answer_bytes_must_be_positive() -> None:
     with pytest.raises(ConfigurationError):
         OcrClient(appkey=APPKEY, token=TOKEN, max_answer_bytes=0)
+
+
+# --- big answers are parsed off the event loop -------------------------------------------
+
+
+async def test_a_big_answer_is_parsed_without_stalling_other_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The big answer's parse is held until the small request has finished.
+    # Off the event loop, the small one finishes meanwhile; on it, the loop
+    # is stuck in the parse and nothing else can happen until it gives up.
+    big_words = [{"value": f"w{n}", "conf": 0.5} for n in range(20_000)]
+    big = envelope(result={"listOfInferTexts": [{"inferTexts": big_words}]})
+    assert len(json.dumps(big)) > PARSE_INLINE_LIMIT
+    small_done = threading.Event()
+    big_parsing = threading.Event()
+    order: list[str] = []
+    real_parse = protocol.parse_response
+
+    def held_parse(status: int, body: bytes, **options: Any) -> Any:
+        if b'"w19999"' in body:
+            big_parsing.set()
+            small_done.wait(timeout=5)
+            order.append("big")
+        return real_parse(status, body, **options)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        field = form["image"]
+        assert isinstance(field, web.FileField)
+        return web.json_response(big if field.file.read() == PNG else envelope())
+
+    monkeypatch.setattr(protocol, "parse_response", held_parse)
+    app = web.Application()
+    app.router.add_post(f"/v1.1/appkeys/{APPKEY}/general", handler)
+    async with (
+        TestServer(app, host="127.0.0.1") as server,
+        make_client(Sleeps(), base_url=base_url_of(server)) as client,
+    ):
+        big_task = asyncio.create_task(client.recognize(PNG))
+        assert await asyncio.to_thread(big_parsing.wait, 10)
+        await client.recognize(JPEG + b"\xff\xd9")
+        order.append("small")
+        small_done.set()
+        recognition = await big_task
+    assert order == ["small", "big"]
+    assert len(recognition.result.words) == 20_000

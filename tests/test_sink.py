@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from pathlib import Path
 
 import pytest
 
+from ocr_async import sink as sink_module
 from ocr_async.models import Endpoint, ErrorInfo, Record
 from ocr_async.sink import JsonlSink, OutputExistsError, encode_record
 
@@ -130,3 +132,32 @@ async def test_writer_failure_surfaces_on_next_write(tmp_path: Path) -> None:
     sink._handle = real
     assert real is not None
     await real.close()
+
+
+async def test_a_big_record_is_encoded_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The big record's encoding is held until the event loop has run
+    # something else: off the loop that happens; on it, never.
+    big = record("big.png", text="word " * 100_000)
+    encoding = threading.Event()
+    loop_ran = threading.Event()
+    order: list[str] = []
+    real_encode = sink_module.encode_record
+
+    def held_encode(rec: Record) -> bytes:
+        if rec.source == "big.png":
+            encoding.set()
+            loop_ran.wait(timeout=5)
+            order.append("encoded")
+        return real_encode(rec)
+
+    monkeypatch.setattr(sink_module, "encode_record", held_encode)
+    async with JsonlSink(str(tmp_path / "out.jsonl")) as sink:
+        writing = asyncio.create_task(sink.write(big))
+        assert await asyncio.to_thread(encoding.wait, 10)
+        order.append("loop ran")
+        loop_ran.set()
+        await writing
+    assert order == ["loop ran", "encoded"]
+    assert json.loads((tmp_path / "out.jsonl").read_bytes())["text"] == big.text
