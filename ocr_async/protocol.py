@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import secrets
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from ocr_async.errors import (
     UnknownApiError,
 )
 from ocr_async.models import BoundingBox, Endpoint, Line, OcrResult, Word
-from ocr_async.sanitize import Redactor, server_text, url_origin
+from ocr_async.sanitize import Redactor, server_text, strict_json, url_origin
 
 __all__ = [
     "AUTH_HEADER",
@@ -79,6 +80,8 @@ _PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC: Final = b"\xff\xd8\xff"
 _PNG_END: Final = b"IEND\xaeB`\x82"  # the IEND chunk type and its fixed CRC
 _CONTENT_TYPES: Final[Mapping[ImageType, str]] = {"jpg": "image/jpeg", "png": "image/png"}
+# A surrogate escape, or a number past a float's range (1e308): see decode_json.
+_NOT_STRICT_HINT: Final = re.compile(r"\\u[dD][89a-fA-F]|[eE]\+?[0-9]{3}|[0-9]{309}")
 # Characters of a body without an envelope quoted in the error message.
 _SNIPPET_LIMIT: Final = 120
 
@@ -326,7 +329,9 @@ def decode_json(body: bytes) -> Any:
     """Decode JSON, keeping every list under a key repeated in one object.
 
     Bytes that are not UTF-8 are replaced rather than refused, so an envelope
-    with a mis-encoded message still yields its result code. Raises
+    with a mis-encoded message still yields its result code. What strict
+    JSON cannot hold is replaced too: ``NaN``, ``Infinity`` and numbers too
+    large for a float by None, a lone surrogate escape by U+FFFD. Raises
     ``ValueError`` on anything that is not JSON, nesting too deep included.
     """
     return _decode_json_text(body.decode("utf-8", "replace"))
@@ -334,9 +339,20 @@ def decode_json(body: bytes) -> Any:
 
 def _decode_json_text(text: str) -> Any:
     try:
-        return json.loads(text, object_pairs_hook=_merge_duplicate_keys)
+        # NaN and Infinity are not JSON (RFC 8259): they say "no number".
+        document = json.loads(
+            text, object_pairs_hook=_merge_duplicate_keys, parse_constant=_no_number
+        )
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+    # Lone surrogate escapes, and numbers too large for a float, decode to
+    # values that no strict JSON writer, text file or terminal takes. The
+    # values are walked only when the text hints at one.
+    return strict_json(document) if _NOT_STRICT_HINT.search(text) else document
+
+
+def _no_number(constant: str) -> None:
+    return None
 
 
 def _number(value: Any) -> float:

@@ -8,7 +8,9 @@ text safe:
   User Access Key and its Basic header), in each spelling it was sent in;
 - :func:`server_text` turns a server's text into one bounded, printable,
   redacted line for a message;
-- :func:`url_origin` shows a URL by its origin only.
+- :func:`url_origin` shows a URL by its origin only;
+- :func:`strict_json` makes a decoded value writable as strict JSON
+  (RFC 8259), which Python's ``json`` does not guarantee.
 
 A leaf of the core: no I/O, and it imports nothing of the package.
 """
@@ -16,6 +18,7 @@ A leaf of the core: no I/O, and it imports nothing of the package.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Final
@@ -28,6 +31,7 @@ __all__ = [
     "Redactor",
     "exception_text",
     "server_text",
+    "strict_json",
     "url_origin",
 ]
 
@@ -190,3 +194,29 @@ def exception_text(exc: BaseException, redact: Redactor | Collection[str] = ()) 
     """
     detail = server_text(str(exc).split("\n", 1)[0], redact)
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def _valid_text(text: str) -> str:
+    # A surrogate pair split in two code points is joined; a lone surrogate
+    # (a "\ud800" escape alone, or a name not in UTF-8) becomes U+FFFD.
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` made writable as strict JSON (RFC 8259) and valid UTF-8.
+
+    Python's ``json`` reads ``NaN``, ``Infinity`` and lone surrogate escapes
+    and writes them back, but they are not JSON: jq and JavaScript refuse
+    such lines. Here a number that is not finite becomes null (it says no
+    number), and a lone surrogate, in a value or a key, becomes U+FFFD.
+    Everything else is returned as it was, tuples as lists.
+    """
+    if isinstance(value, str):
+        return _valid_text(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {_valid_text(str(k)): strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(item) for item in value]
+    return value

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol, Self
 import aiofiles
 
 from ocr_async.models import Record
+from ocr_async.sanitize import strict_json
 
 __all__ = ["JsonlSink", "OutputExistsError", "RecordSink", "encode_record"]
 
@@ -46,18 +47,24 @@ class RecordSink(Protocol):
 
 
 def encode_record(record: Record | Mapping[str, Any]) -> bytes:
-    """One JSONL line, UTF-8, newline-terminated.
+    """One JSONL line: strict JSON (RFC 8259), UTF-8, newline-terminated.
 
-    Non-ASCII text stays readable; a string that cannot be UTF-8 (a lone
-    surrogate from a mis-encoded name) falls back to ASCII escapes, which is
-    still valid JSON, rather than failing the record.
+    Non-ASCII text stays readable. A value that strict JSON cannot hold (NaN
+    or Infinity, a lone surrogate, from a server or a mis-encoded name) is
+    replaced as :func:`~ocr_async.sanitize.strict_json` says (null, U+FFFD)
+    rather than written as Python would, or failing the record.
     """
     document = record.to_json() if isinstance(record, Record) else record
-    line = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
     try:
-        return (line + "\n").encode("utf-8")
-    except UnicodeEncodeError:
-        return (json.dumps(document, separators=(",", ":")) + "\n").encode("ascii")
+        return _line(document)
+    except ValueError:  # a non-finite number, or a lone surrogate (UnicodeEncodeError)
+        # Walked only then: nearly every record is written in one C call.
+        return _line(strict_json(document))
+
+
+def _line(document: Mapping[str, Any]) -> bytes:
+    line = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return (line + "\n").encode("utf-8")
 
 
 class JsonlSink:

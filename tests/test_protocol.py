@@ -1690,3 +1690,32 @@ def test_a_result_message_is_one_bounded_line() -> None:
     assert "\n" not in info.value.message
     assert "\x1b" not in info.value.message
     assert len(info.value.message) < 300
+
+
+# --- what strict JSON cannot hold --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "decoded"),
+    [
+        pytest.param(b'{"a": NaN, "b": [Infinity, -Infinity]}', {"a": None, "b": [None, None]}),
+        pytest.param(b'{"a": "x\\ud800y", "\\udc00": 1}', {"a": "x\ufffdy", "\ufffd": 1}),
+        pytest.param(b'{"a": "\\ud83d\\ude00"}', {"a": "\U0001f600"}, id="pair-kept"),
+        pytest.param(b'{"a": 1e999}', {"a": None}, id="overflow"),
+        pytest.param(b'{"a": "\\\\ud800"}', {"a": "\\ud800"}, id="escaped-backslash-kept"),
+    ],
+)
+def test_decode_json_gives_only_what_strict_json_can_hold(body: bytes, decoded: Any) -> None:
+    assert decode_json(body) == decoded
+
+
+def test_a_lone_surrogate_in_a_word_becomes_a_replacement_character() -> None:
+    body = b'{"header": {"isSuccessful": true, "resultCode": 0, "resultMessage": "ok"},'
+    body += (
+        b' "result": {"listOfInferTexts": [{"inferTexts": [{"value": "a\\udc80b", "conf": NaN}]}]}}'
+    )
+    res = parse_response(200, body)
+    assert isinstance(res, OcrResult)
+    assert res.text == "a\ufffdb"
+    assert res.text.encode("utf-8")  # a text file can hold it
+    assert res.raw["listOfInferTexts"][0]["inferTexts"][0]["conf"] is None
