@@ -83,7 +83,7 @@ def test_every_spelling_of_the_token_is_redacted(spelling: str) -> None:
 )
 def test_every_part_of_basic_auth_is_redacted(echo: str) -> None:
     redacted = basic_redactor().redact(f"bad credentials [{echo}]")
-    assert REDACTED in redacted
+    assert redacted in (f"bad credentials [{REDACTED}]", f"bad credentials [Basic {REDACTED}]")
     for secret in (UAK_ID, UAK_SECRET, BASIC.partition(" ")[2].rstrip("=")):
         assert secret not in redacted
 
@@ -128,8 +128,8 @@ def test_redact_value_walks_keys_and_values() -> None:
 
 
 def test_the_redactor_repr_shows_no_secret() -> None:
-    redactor = basic_redactor().with_secrets(TOKEN)
-    assert repr(redactor) == "Redactor(<5 secrets>)"
+    shown = repr(basic_redactor().with_secrets(TOKEN))
+    assert re.fullmatch(r"Redactor\(<\d+ secrets>\)", shown)
 
 
 def test_server_text_is_one_bounded_printable_line() -> None:
