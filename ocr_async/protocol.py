@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import secrets
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -80,8 +79,6 @@ _PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC: Final = b"\xff\xd8\xff"
 _PNG_END: Final = b"IEND\xaeB`\x82"  # the IEND chunk type and its fixed CRC
 _CONTENT_TYPES: Final[Mapping[ImageType, str]] = {"jpg": "image/jpeg", "png": "image/png"}
-# A surrogate escape, or a number past a float's range (1e308): see decode_json.
-_NOT_STRICT_HINT: Final = re.compile(r"\\u[dD][89a-fA-F]|[eE]\+?[0-9]{3}|[0-9]{309}")
 # Characters of a body without an envelope quoted in the error message.
 _SNIPPET_LIMIT: Final = 120
 
@@ -330,8 +327,8 @@ def decode_json(body: bytes) -> Any:
 
     Bytes that are not UTF-8 are replaced rather than refused, so an envelope
     with a mis-encoded message still yields its result code. What strict
-    JSON cannot hold is replaced too: ``NaN``, ``Infinity`` and numbers too
-    large for a float by None, a lone surrogate escape by U+FFFD. Raises
+    JSON cannot hold is replaced too: ``NaN`` and ``Infinity`` by None, a
+    lone surrogate escape by U+FFFD. Raises
     ``ValueError`` on anything that is not JSON, nesting too deep included.
     """
     return _decode_json_text(body.decode("utf-8", "replace"))
@@ -345,10 +342,16 @@ def _decode_json_text(text: str) -> Any:
         )
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
-    # Lone surrogate escapes, and numbers too large for a float, decode to
-    # values that no strict JSON writer, text file or terminal takes. The
-    # values are walked only when the text hints at one.
-    return strict_json(document) if _NOT_STRICT_HINT.search(text) else document
+    # A lone surrogate escape decodes to half a character, which no strict
+    # JSON writer, text file or terminal takes: the values are walked only
+    # when the text has a surrogate escape at all. A plain substring search,
+    # not a regular expression: this may run in a worker thread over 64 MB,
+    # and the regex engine would hold the GIL, and so the event loop, for
+    # over a second. (A number too large for a float reads as inf; the sink
+    # writes it as null, and no coordinate or confidence takes it.)
+    if "\\ud" in text or "\\uD" in text:
+        return strict_json(document)
+    return document
 
 
 def _no_number(constant: str) -> None:
