@@ -326,19 +326,19 @@ def decode_json(body: bytes) -> Any:
     """Decode JSON, keeping every list under a key repeated in one object.
 
     Bytes that are not UTF-8 are replaced rather than refused, so an envelope
-    with a mis-encoded message still yields its result code. What strict
-    JSON cannot hold is replaced too: ``NaN`` and ``Infinity`` by None, a
-    lone surrogate escape by U+FFFD. Raises
+    with a mis-encoded message still yields its result code. Raises
     ``ValueError`` on anything that is not JSON, nesting too deep included.
     """
     return _decode_json_text(body.decode("utf-8", "replace"))
 
 
-def _decode_json_text(text: str) -> Any:
+def _decode_json_text(text: str, *, strict: bool = False) -> Any:
     try:
-        # NaN and Infinity are not JSON (RFC 8259): they say "no number".
         document = json.loads(
-            text, object_pairs_hook=_merge_duplicate_keys, parse_constant=_no_number
+            text,
+            object_pairs_hook=_merge_duplicate_keys,
+            # NaN and Infinity are not JSON (RFC 8259): they say "no number".
+            parse_constant=_no_number if strict else None,
         )
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
@@ -349,7 +349,7 @@ def _decode_json_text(text: str) -> Any:
     # and the regex engine would hold the GIL, and so the event loop, for
     # over a second. (A number too large for a float reads as inf; the sink
     # writes it as null, and no coordinate or confidence takes it.)
-    if "\\ud" in text or "\\uD" in text:
+    if strict and ("\\ud" in text or "\\uD" in text):
         return strict_json(document)
     return document
 
@@ -479,12 +479,14 @@ def parse_response(
 
     Every secret in ``redact`` (the token, as a :class:`Redactor` or a list)
     is blanked out of everything taken from the answer: the messages, and
-    the result itself, words included.
+    the result itself, words included. What strict JSON cannot hold is
+    replaced too: ``NaN`` and ``Infinity`` by None, a lone surrogate escape
+    by U+FFFD, so no record, text file or message carries half a character.
     """
     redactor = Redactor.of(redact)
     text = body.decode("utf-8", "replace")
     try:
-        document = _decode_json_text(text)
+        document = _decode_json_text(text, strict=True)
         is_json = True
     except ValueError:
         document, is_json = None, False

@@ -117,8 +117,8 @@ class Redactor:
         ``authorization`` is the header value sent (``Basic <base64>``); its
         base64 is matched with or without its ``=`` padding.
         """
-        encoded = authorization.partition(" ")[2].rstrip("=")
-        return cls((user, password, f"{user}:{password}", encoded))
+        encoded = authorization.partition(" ")[2]
+        return cls((user, password, f"{user}:{password}", encoded, encoded.rstrip("=")))
 
     def with_secrets(self, *secrets: str) -> Redactor:
         """A redactor for these secrets as well."""

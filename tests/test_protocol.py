@@ -1696,7 +1696,7 @@ def test_a_result_message_is_one_bounded_line() -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "decoded"),
+    ("raw", "kept"),
     [
         pytest.param(b'{"a": NaN, "b": [Infinity, -Infinity]}', {"a": None, "b": [None, None]}),
         pytest.param(b'{"a": "x\\ud800y", "\\udc00": 1}', {"a": "x\ufffdy", "\ufffd": 1}),
@@ -1704,8 +1704,16 @@ def test_a_result_message_is_one_bounded_line() -> None:
         pytest.param(b'{"a": "\\\\ud800"}', {"a": "\\ud800"}, id="escaped-backslash-kept"),
     ],
 )
-def test_decode_json_gives_only_what_strict_json_can_hold(body: bytes, decoded: Any) -> None:
-    assert decode_json(body) == decoded
+def test_an_answer_keeps_only_what_strict_json_can_hold(raw: bytes, kept: Any) -> None:
+    body = b'{"header": {"isSuccessful": true, "resultCode": 0}, "result": ' + raw + b"}"
+    res = parse_response(200, body)
+    assert isinstance(res, OcrResult)
+    assert res.raw == kept
+
+
+def test_decode_json_itself_reads_what_python_reads() -> None:
+    # The review page reads records with it: nothing there is replaced.
+    assert decode_json(b'{"a": "\\ud800"}') == {"a": "\ud800"}
 
 
 def test_a_lone_surrogate_in_a_word_becomes_a_replacement_character() -> None:
