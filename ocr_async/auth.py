@@ -34,6 +34,8 @@ from ocr_async.errors import (
     RequestTimeoutError,
     TransportError,
 )
+from ocr_async.httpio import read_capped
+from ocr_async.sanitize import Redactor, exception_text, server_text, url_origin
 
 __all__ = [
     "DEFAULT_OAUTH_URL",
@@ -82,8 +84,8 @@ _DEFAULT_LIFETIME: Final = 86400.0
 _RENEW_RETRY: Final = 1.0
 #: Seconds for one OAuth request.
 _OAUTH_TIMEOUT: Final = 30.0
-# An error_description is the server's text: keep it short in our messages.
-_DESCRIPTION_LIMIT: Final = 200
+# A token answer is under 1 kB; an error page a few kB. More is no OAuth server.
+_OAUTH_ANSWER_LIMIT: Final = 1024 * 1024
 
 
 @runtime_checkable
@@ -195,9 +197,9 @@ class UserAccessKeyTokens:
         "_issued",
         "_owns_session",
         "_pending",
+        "_redactor",
         "_refresh_margin",
         "_renew_at",
-        "_secret",
         "_session",
         "_timeout",
         "_token",
@@ -233,8 +235,8 @@ class UserAccessKeyTokens:
         if not (math.isfinite(timeout) and timeout > 0):
             raise ConfigurationError("the OAuth timeout must be positive")
         self._uak_id = uak_id
-        self._secret = uak_secret
         self._authorization = aiohttp.encode_basic_auth(uak_id, uak_secret)
+        self._redactor = Redactor.for_basic_auth(uak_id, uak_secret, self._authorization)
         self._url = _oauth_base_url(oauth_url)
         self._session = session
         self._owns_session = session is None
@@ -254,6 +256,15 @@ class UserAccessKeyTokens:
     def uak_id(self) -> str:
         """The User Access Key ID (not a secret)."""
         return self._uak_id
+
+    @property
+    def redactor(self) -> Redactor:
+        """Blanks out this key's ID, secret and Basic header from a server's text.
+
+        An :class:`~ocr_async.OcrClient` using this provider applies it, with
+        the token, to every answer of the API as well.
+        """
+        return self._redactor
 
     @property
     def oauth_url(self) -> str:
@@ -328,9 +339,10 @@ class UserAccessKeyTokens:
             return
         self._token = None
         self._renew_at = self._expires_at = -math.inf
-        status, body = await self._post(OAUTH_REVOKE_PATH, {"token": token})
+        redactor = self._redactor.with_secrets(token)
+        status, body = await self._post(OAUTH_REVOKE_PATH, {"token": token}, redactor)
         if status != 200:
-            raise oauth_error(status, body, redact=(self._secret, token), what="revocation")
+            raise oauth_error(status, body, redact=redactor, what="revocation")
         log.debug("revoked the OAuth token for User Access Key %s", self._uak_id)
 
     async def _renewal(self) -> str:
@@ -351,8 +363,10 @@ class UserAccessKeyTokens:
 
     async def _issue(self) -> str:
         started = self._clock()
-        status, body = await self._post(OAUTH_CREATE_PATH, {"grant_type": "client_credentials"})
-        token, lifetime = parse_token_answer(status, body, redact=(self._secret,))
+        status, body = await self._post(
+            OAUTH_CREATE_PATH, {"grant_type": "client_credentials"}, self._redactor
+        )
+        token, lifetime = parse_token_answer(status, body, redact=self._redactor)
         margin = self._refresh_margin
         if margin is None:
             margin = min(_MAX_REFRESH_MARGIN, _REFRESH_SHARE * lifetime)
@@ -365,7 +379,9 @@ class UserAccessKeyTokens:
         )
         return token
 
-    async def _post(self, path: str, form: Mapping[str, str]) -> tuple[int, bytes]:
+    async def _post(
+        self, path: str, form: Mapping[str, str], redactor: Redactor
+    ) -> tuple[int, bytes]:
         session = self._session
         if session is None:
             session = self._session = aiohttp.ClientSession()
@@ -380,26 +396,33 @@ class UserAccessKeyTokens:
                 raise_for_status=False,
                 allow_redirects=False,
             ) as response:
-                return response.status, await response.read()
+                if 300 <= response.status < 400:
+                    location = response.headers.get("Location")
+                    raise _redirect_refused(response.status, location, self._url + path)
+                return response.status, await read_capped(response, _OAUTH_ANSWER_LIMIT)
         # Messages name the failure only: the request carries the secret.
+        # aiohttp's own messages may quote the server: redacted like its text.
         except TimeoutError:
             raise RequestTimeoutError(
                 "timeout", "the OAuth server did not answer in time"
             ) from None
         except aiohttp.ClientPayloadError as exc:
+            detail = exception_text(exc, redactor)
             raise ConnectionFailedError(
-                "connection", f"the OAuth server's answer was cut off: {_describe(exc)}"
+                "connection", f"the OAuth server's answer was cut off: {detail}"
             ) from None
         except aiohttp.ClientConnectionError as exc:
+            detail = exception_text(exc, redactor)
             raise ConnectionFailedError(
-                "connection", f"cannot reach the OAuth server: {_describe(exc)}"
+                "connection", f"cannot reach the OAuth server: {detail}"
             ) from None
         except aiohttp.ClientError as exc:
-            raise TransportError("transport", f"OAuth request failed: {_describe(exc)}") from None
+            detail = exception_text(exc, redactor)
+            raise TransportError("transport", f"OAuth request failed: {detail}") from None
 
 
 def parse_token_answer(
-    status: int, body: bytes, *, redact: Collection[str] = ()
+    status: int, body: bytes, *, redact: Redactor | Collection[str] = ()
 ) -> tuple[str, float]:
     """``(access_token, expires_in)`` from an answer of the token endpoint.
 
@@ -408,8 +431,10 @@ def parse_token_answer(
     :class:`ConfigurationError` for an RFC 6749 error answer (the request
     will be refused again), :class:`HttpStatusError` for other non-200
     statuses and :class:`MalformedResponseError` for a 200 that is not a
-    usable token. ``redact`` strings never appear in a message.
+    usable token. No secret of ``redact`` (a :class:`Redactor`, or the
+    secrets themselves) appears in a message.
     """
+    redact = Redactor.of(redact)
     if status != 200:
         raise oauth_error(status, body, redact=redact)
     document = _json_object(body)
@@ -424,14 +449,17 @@ def parse_token_answer(
         )
     token_type = document.get("token_type", "Bearer")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        raise MalformedResponseError(
-            "oauth", f"the OAuth server issued a token of type {_clean(str(token_type), redact)!r}"
-        )
+        shown = server_text(str(token_type), redact)
+        raise MalformedResponseError("oauth", f"the OAuth server issued a token of type {shown!r}")
     return token, _lifetime(document.get("expires_in", _DEFAULT_LIFETIME))
 
 
 def oauth_error(
-    status: int, body: bytes, *, redact: Collection[str] = (), what: str = "token request"
+    status: int,
+    body: bytes,
+    *,
+    redact: Redactor | Collection[str] = (),
+    what: str = "token request",
 ) -> Exception:
     """The exception for a non-200 answer of the OAuth server.
 
@@ -439,16 +467,18 @@ def oauth_error(
     the key or the request is wrong and will be refused again; so is a 404 or
     405, which means the OAuth URL is wrong. Anything else
     is an :class:`HttpStatusError`, retryable for 408, 425, 429 and 5xx.
+    The server's text in the message is redacted with ``redact``.
     """
+    redact = Redactor.of(redact)
     document = _json_object(body)
     error = document.get("error") if document is not None else None
     transient = status in (408, 425, 429) or status >= 500
     if isinstance(error, str) and error and not transient:
         description = document.get("error_description") if document is not None else None
         subject = "the User Access Key" if error == "invalid_client" else f"the {what}"
-        message = f"the OAuth server refused {subject} ({_clean(error, redact)})"
+        message = f"the OAuth server refused {subject} ({server_text(error, redact)})"
         if isinstance(description, str) and description.strip():
-            message += f": {_clean(description, redact)}"
+            message += f": {server_text(description, redact)}"
         return ConfigurationError(message)
     if status in (400, 401, 403):
         subject = "the User Access Key" if status == 401 else f"the {what}"
@@ -458,6 +488,16 @@ def oauth_error(
             f"the OAuth server answered HTTP {status}: is the OAuth URL ({OAUTH_URL_ENV}) right?"
         )
     return HttpStatusError(status, f"the OAuth server answered HTTP {status}")
+
+
+def _redirect_refused(status: int, location: str | None, url: str) -> ConfigurationError:
+    # NHN's OAuth server does not redirect: a wrong URL (http for https, an
+    # old host) does. Asking again would be redirected again.
+    target = url_origin(location, url) if location else "nowhere (no Location)"
+    return ConfigurationError(
+        f"the OAuth server answered HTTP {status}: a redirect to {target}, not followed "
+        f"(the User Access Key is sent nowhere else): is the OAuth URL ({OAUTH_URL_ENV}) right?"
+    )
 
 
 def uak_from_environment(
@@ -520,19 +560,3 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
 
 def _has_control(text: str) -> bool:
     return any(not ch.isprintable() for ch in text)
-
-
-def _clean(text: str, redact: Collection[str]) -> str:
-    # Server text goes into our messages: no secrets, no control characters.
-    for secret in redact:
-        if secret:
-            text = text.replace(secret, "<redacted>")
-    text = "".join(ch if ch.isprintable() else " " for ch in text).strip()
-    if len(text) > _DESCRIPTION_LIMIT:
-        text = text[: _DESCRIPTION_LIMIT - 3] + "..."
-    return text
-
-
-def _describe(exc: BaseException) -> str:
-    detail = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

@@ -508,8 +508,9 @@ async def test_a_second_run_on_the_same_output_stops_at_once_with_exit_2(
         first = await start_process(
             ["run", scans, "-o", str(out), "--concurrency", "1", *base], process_env
         )
+        # The lock is taken before the output is opened: wait for both.
         for _ in range(3000):
-            if await asyncio.to_thread(lock_file.exists):
+            if await asyncio.to_thread(lambda: lock_file.exists() and out.exists()):
                 break
             assert first.returncode is None, "the first run ended early"
             await asyncio.sleep(0.01)
