@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import enum
 import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from ocr_async import __version__, protocol
 from ocr_async.auth import TokenProvider, token_from_environment, uak_from_environment
@@ -28,16 +31,19 @@ from ocr_async.client import (
     RetryPolicy,
 )
 from ocr_async.errors import ConfigurationError, OcrError
+from ocr_async.imaging import PILLOW_HINT
 from ocr_async.limits import RateController
 from ocr_async.models import Endpoint
 from ocr_async.prepare import Preparation
 from ocr_async.progress import Progress
+from ocr_async.reading import display_path
 from ocr_async.resume import ResumeIndex, load_resume_index
 from ocr_async.sink import JsonlSink, OutputExistsError
 from ocr_async.sources import (
     CONVERTIBLE_EXTENSIONS,
     IMAGE_EXTENSIONS,
     SourceItem,
+    is_url,
     iter_inputs,
     iter_url_list,
 )
@@ -67,14 +73,67 @@ class UsageError(Exception):
     """A mistake in how the command was called; exit code 2."""
 
 
-def _positive_int(text: str) -> int:
+#: The most requests ``--concurrency`` allows in flight. Past a few hundred
+#: the API's call limit, not the number of workers, bounds the throughput,
+#: while each worker in flight holds a socket and a request body of up to
+#: ``--max-bytes``; a thousand sockets already meet the usual limit of 1024
+#: open files. A million workers took 1.6 GB and 42 s to start (issue 8).
+MAX_CONCURRENCY = 1000
+#: The largest ``--max-bytes``: 64 MiB, three times the 20 MB NHN documents.
+#: Every image up to this size is read into memory whole, by each worker.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line, not the usage before it.
+
+    Flags are never abbreviated (``--out`` is not ``--output``): an
+    abbreviation a script relies on silently changes meaning when a flag
+    that shares its prefix is added.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE (see PROG --help)`` and exit 2."""
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def unknown(self, extras: Sequence[str]) -> NoReturn:
+        """Report arguments this parser does not take, the first unknown flag first."""
+        flags = [arg for arg in extras if arg.startswith("-") and arg != "-"]
+        if not flags:
+            self.error(f"unexpected argument{'s' if len(extras) > 1 else ''} {' '.join(extras)}")
+        flag = flags[0].split("=", 1)[0]
+        known = [name for action in self._actions for name in action.option_strings]
+        close = difflib.get_close_matches(flag, known, n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        self.error(f"unknown flag {flag}{hint}")
+
+
+def _whole_number(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
-    return value
+
+
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high`` (inclusive)."""
+
+    def parse(text: str) -> int:
+        value = _whole_number(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}: {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}: {text}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_in(1)
 
 
 def _positive_float(text: str) -> float:
@@ -87,7 +146,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_run_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     run = commands.add_parser(
         "run",
         help="recognize images from folders, files or URL lists into JSONL",
@@ -95,8 +154,10 @@ def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )
     run.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders, or URLs")
     run.add_argument("--urls", metavar="FILE", help="a file with one image URL a line; - is stdin")
+    # Required, but checked after parsing: an unknown flag (--outptu x) is
+    # then reported as unknown, not as a missing --output.
     run.add_argument(
-        "-o", "--output", required=True, metavar="OUT.jsonl", help="where records go; - is stdout"
+        "-o", "--output", metavar="OUT.jsonl", help="where records go (required); - is stdout"
     )
     run.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     run.add_argument(
@@ -141,9 +202,9 @@ def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )
     run.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=_int_in(1, MAX_CONCURRENCY),
         default=DEFAULT_CONCURRENCY,
-        help=f"requests in flight at once (default {DEFAULT_CONCURRENCY})",
+        help=f"requests in flight at once, 1 to {MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY})",
     )
     run.add_argument(
         "--max-attempts",
@@ -172,9 +233,10 @@ def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )
     run.add_argument(
         "--max-bytes",
-        type=_positive_int,
+        type=_int_in(1, MAX_BODY_BYTES),
         default=protocol.DEFAULT_MAX_BYTES,
-        help=f"largest request body to send (default {protocol.DEFAULT_MAX_BYTES}, the 5 MB limit)",
+        help=f"largest request body to send, at most {MAX_BODY_BYTES} "
+        f"(default {protocol.DEFAULT_MAX_BYTES}, the 5 MB limit)",
     )
     run.add_argument(
         "--timeout",
@@ -205,7 +267,7 @@ def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
 ENGINE_CHOICES = ("auto", "rapidocr", "tesseract", "embedded")
 
 
-def _add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_serve_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     serve = commands.add_parser(
         "serve",
         help="run the local API emulator",
@@ -214,13 +276,21 @@ def _add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default loopback)"
     )
-    serve.add_argument("--port", type=int, default=10080, help="port (default 10080)")
+    serve.add_argument(
+        "--port",
+        type=_int_in(0, 65535),
+        default=10080,
+        help="port; 0 picks a free one (default 10080)",
+    )
     serve.add_argument("--latency", type=float, default=0.0, help="seconds added to each answer")
     serve.add_argument(
         "--quota-rps", type=_positive_float, help="calls per second before answering 4000006"
     )
     serve.add_argument(
-        "--max-bytes", type=_positive_int, default=protocol.DEFAULT_MAX_BYTES, help="request limit"
+        "--max-bytes",
+        type=_int_in(1, MAX_BODY_BYTES),
+        default=protocol.DEFAULT_MAX_BYTES,
+        help=f"request limit, at most {MAX_BODY_BYTES}",
     )
     serve.add_argument(
         "--token", action="append", help="accept only this token (repeatable; default any)"
@@ -269,7 +339,7 @@ def _add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ocr-async",
         description="High-throughput batch client for NHN Cloud General OCR v1.1.",
         epilog="exit codes: 0 all ok, 1 some inputs failed, 2 bad usage, "
@@ -286,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
         "it, failures first, with filters by status and confidence.",
     )
     report.add_argument("jsonl", metavar="OUT.jsonl", help="records written by 'ocr-async run'")
-    report.add_argument("--html", required=True, metavar="REVIEW.html", help="the page to write")
+    report.add_argument("--html", metavar="REVIEW.html", help="the page to write (required)")
     report.add_argument("--overwrite", action="store_true", help="replace an existing page")
     report.add_argument(
         "--no-images", action="store_true", help="draw boxes on blank sheets, embed no images"
@@ -305,6 +375,32 @@ def build_parser() -> argparse.ArgumentParser:
         "else the embedded text)",
     )
     return parser
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The parsed arguments, or SystemExit after one line on stderr.
+
+    ``run`` takes inputs after flags too (``run a.png -o out.jsonl b.png``),
+    which argparse alone leaves over as unrecognized. Anything else left
+    over is reported by the subcommand that was given it, as an unknown flag.
+    """
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if not extras:
+        return args
+    if args.command != "run" or any(arg.startswith("-") for arg in extras):
+        _subparser(parser, args.command).unknown(extras)
+    args.inputs = [*args.inputs, *extras]
+    return args
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> _Parser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices[name]
+            assert isinstance(chosen, _Parser)
+            return chosen
+    raise LookupError(name)
 
 
 def _log_skip(path: str, reason: str) -> None:
@@ -333,10 +429,19 @@ async def _all_items(
 
 
 def _check_run_args(args: argparse.Namespace) -> None:
+    if args.output is None:
+        raise UsageError("no output: pass --output OUT.jsonl (or --output - for stdout)")
     if not args.inputs and args.urls is None:
         raise UsageError("nothing to do: name INPUT files/folders/URLs or --urls FILE")
-    if args.urls not in (None, "-") and not os.access(args.urls, os.R_OK):
-        raise UsageError(f"cannot read the URL list {args.urls!r}")
+    if args.urls not in (None, "-") and (
+        os.path.isdir(args.urls) or not os.access(args.urls, os.R_OK)
+    ):
+        raise UsageError(f"cannot read the URL list {args.urls!r}: give a readable file")
+    if args.output != "-" and os.path.isdir(args.output):
+        raise UsageError(
+            f"the output {args.output!r} is a folder: name a file, "
+            f"e.g. --output {os.path.join(args.output, 'out.jsonl')}"
+        )
     if args.retry_failed and not args.resume:
         raise UsageError("--retry-failed goes with --resume")
     if args.resume and args.output == "-":
@@ -345,6 +450,64 @@ def _check_run_args(args: argparse.Namespace) -> None:
         raise UsageError("--resume and --overwrite contradict each other")
     if args.rps is not None and args.no_adapt:
         raise UsageError("--rps and --no-adapt contradict each other")
+    _check_base_url(args.base_url)
+    _check_pillow(args)
+
+
+def _check_base_url(url: str) -> None:
+    # Caught here, before any call: a mistyped host would otherwise cost
+    # every image its retries and end as a pile of transport records.
+    parts = urlsplit(url)
+    problem = None
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        problem = "contains a space or a control character"
+    elif parts.scheme.lower() not in ("http", "https"):
+        problem = "does not start with http:// or https://"
+    elif not parts.hostname:
+        problem = "names no host"
+    elif parts.query or parts.fragment:
+        problem = "has a query (?) or fragment (#); give the host only"
+    else:
+        try:
+            parts.port  # noqa: B018 (parsing the port is the check)
+        except ValueError:
+            problem = "has a port that is not a number from 0 to 65535"
+    if problem is not None:
+        raise UsageError(
+            f"the API base URL {url!r} {problem}: pass --base-url (or set {BASE_URL_ENV}) "
+            f"to the API host, e.g. {protocol.DEFAULT_BASE_URL}"
+        )
+
+
+def _check_pillow(args: argparse.Namespace) -> None:
+    flags = [
+        flag for flag, wanted in (("--convert", args.convert), ("--shrink", args.shrink)) if wanted
+    ]
+    if not flags:
+        return
+    try:
+        import PIL.Image  # noqa: F401 (only whether it imports)
+    except ImportError:
+        needs = "needs" if len(flags) == 1 else "need"
+        raise UsageError(
+            f"{' and '.join(flags)} {needs} Pillow, which is not installed: {PILLOW_HINT}"
+        ) from None
+
+
+def _check_inputs_exist(inputs: Sequence[str]) -> None:
+    # A path mistyped on the command line is a usage error, not an error
+    # record: the run does not start, so no output is created that the
+    # corrected run would have to overwrite. A file that goes missing once
+    # the run has started still gets its not_found record.
+    missing = [given for given in inputs if not is_url(given) and not os.path.lexists(given)]
+    if not missing:
+        return
+    shown = ", ".join(repr(display_path(given)) for given in missing[:3])
+    if len(missing) > 3:
+        shown += f" and {len(missing) - 3} more"
+    raise UsageError(
+        f"no such file or folder: {shown}; check the path (nothing was sent, no output written)"
+    )
 
 
 async def _run(args: argparse.Namespace) -> ExitCode:
@@ -356,7 +519,10 @@ async def _run(args: argparse.Namespace) -> ExitCode:
     # so a refused key stops the run at once (exit 3), not image by image.
     uak = uak_from_environment()
     if uak is None:
-        return await _run_with_tokens(args, token_from_environment(token_file=args.token_file))
+        tokens = token_from_environment(token_file=args.token_file)
+        _check_inputs_exist(args.inputs)
+        return await _run_with_tokens(args, tokens)
+    _check_inputs_exist(args.inputs)
     async with uak:
         try:
             await uak.get_token()
@@ -487,6 +653,8 @@ class _StderrHandler(logging.Handler):
 def _report(args: argparse.Namespace) -> int:
     from ocr_async.report import write_report
 
+    if args.html is None:
+        raise UsageError("no page to write: pass --html REVIEW.html")
     if os.path.exists(args.html) and not args.overwrite:
         raise UsageError(f"{args.html} already exists: pass --overwrite to replace it")
     try:
@@ -535,9 +703,8 @@ def _configure_logging(verbose: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = _parse(argv)
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
         return int(exc.code or 0)
     _configure_logging(getattr(args, "verbose", False))

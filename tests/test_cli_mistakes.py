@@ -1,0 +1,266 @@
+"""Common mistakes at the command line: one clear line each, the documented exit code.
+
+Each case was tried as a hurried newcomer would (issue 8, "One clear line for
+every mistake"): the message names the problem and the fix, nothing is sent,
+no output file is left behind, and no traceback is printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ocr_async.cli import MAX_BODY_BYTES, MAX_CONCURRENCY, ExitCode, build_parser, main
+from ocr_async.emulator import EmulatorConfig, RunningEmulator, make_png, running_emulator
+
+TOKEN = "mistakes-token-81c3"
+APPKEY = "mistakes-appkey"
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("NHN_OCR_TOKEN", TOKEN)
+    monkeypatch.setenv("NHN_OCR_APPKEY", APPKEY)
+    for name in ("NHN_OCR_TOKEN_FILE", "NHN_OCR_BASE_URL", "NHN_UAK_ID", "NHN_UAK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+async def emulator(env: None) -> AsyncIterator[RunningEmulator]:
+    config = EmulatorConfig(tokens=frozenset({TOKEN}), appkey=APPKEY)
+    async with running_emulator(config) as running:
+        yield running
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def one_line(err: str) -> str:
+    """The single line of stderr; fails when there is more, or a traceback."""
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def process_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(NHN_OCR_TOKEN=TOKEN, NHN_OCR_APPKEY=APPKEY, **extra)
+    # The tests may run against another checkout (PYTHONPATH): keep it.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return env
+
+
+# --- argparse ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        pytest.param(
+            ["run", "a.png", "-o", "out.jsonl", "--bogus"],
+            "ocr-async run: error: unknown flag --bogus (see ocr-async run --help)",
+            id="unknown-flag",
+        ),
+        pytest.param(
+            ["run", "a.png", "--outp", "out.jsonl"],
+            "ocr-async run: error: unknown flag --outp; did you mean --output? "
+            "(see ocr-async run --help)",
+            id="abbreviation-is-unknown",
+        ),
+        pytest.param(
+            ["run", "a.png", "-o", "out.jsonl", "--retry"],
+            "ocr-async run: error: unknown flag --retry",
+            id="prefix-of-retry-failed",
+        ),
+        pytest.param(
+            ["run", "a.png", "-o", "out.jsonl", "--concurrency", "many"],
+            "ocr-async run: error: argument --concurrency: not a whole number: 'many' "
+            "(see ocr-async run --help)",
+            id="bad-value",
+        ),
+        pytest.param(
+            ["report", "a.jsonl", "b.jsonl", "--html", "r.html"],
+            "ocr-async report: error: unexpected argument b.jsonl",
+            id="extra-positional",
+        ),
+        pytest.param(
+            ["runn"], "ocr-async: error: argument COMMAND: invalid choice: 'runn'", id="command"
+        ),
+        pytest.param(
+            ["run", "a.png", "-o", "out.jsonl", "--concurrency", str(MAX_CONCURRENCY + 1)],
+            f"argument --concurrency: must be at most {MAX_CONCURRENCY}",
+            id="concurrency-cap",
+        ),
+        pytest.param(
+            ["run", "a.png", "-o", "out.jsonl", "--max-bytes", "50000000000"],
+            f"argument --max-bytes: must be at most {MAX_BODY_BYTES}",
+            id="max-bytes-ceiling",
+        ),
+        pytest.param(
+            ["serve", "--port", "70000"],
+            "ocr-async serve: error: argument --port: must be at most 65535",
+            id="port-range",
+        ),
+        pytest.param(
+            ["serve", "--port", "-1"], "argument --port: must be at least 0", id="port-negative"
+        ),
+    ],
+)
+def test_argparse_errors_are_one_line_naming_the_flag(
+    env: None, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    assert main(argv) == ExitCode.USAGE
+    line = one_line(capsys.readouterr().err)
+    assert expected in line
+    assert "usage:" not in line
+    assert not Path("out.jsonl").exists()
+
+
+def test_documented_maximums_are_accepted() -> None:
+    args = build_parser().parse_args(
+        ["run", "a.png", "-o", "o", "--concurrency", str(MAX_CONCURRENCY), "--max-bytes",
+         str(MAX_BODY_BYTES)]
+    )  # fmt: skip
+    assert (args.concurrency, args.max_bytes) == (MAX_CONCURRENCY, MAX_BODY_BYTES)
+
+
+async def test_inputs_may_follow_flags(emulator: RunningEmulator, tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.png").write_bytes(make_png(name))
+    code = await asyncio.to_thread(
+        main,
+        ["run", "a.png", "-o", "out.jsonl", "b.png", "--base-url", emulator.base_url, "c.png"],
+    )
+    assert code == ExitCode.OK
+    assert sorted(r["source"] for r in read_records(tmp_path / "out.jsonl")) == [
+        "a.png",
+        "b.png",
+        "c.png",
+    ]
+
+
+# --- checked at start, before anything is sent ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base_url", "problem"),
+    [
+        pytest.param("htp://api.example.com", "does not start with http:// or https://", id="htp"),
+        pytest.param("api.example.com", "does not start with http:// or https://", id="no-scheme"),
+        pytest.param("localhost:10080", "does not start with http:// or https://", id="host-port"),
+        pytest.param("http://", "names no host", id="no-host"),
+        pytest.param("https://:443", "names no host", id="port-only"),
+        pytest.param("http://h:99999", "has a port that is not", id="bad-port"),
+        pytest.param("https://api.example.com /", "contains a space", id="space"),
+        pytest.param("https://api.example.com?x=1", "has a query", id="query"),
+    ],
+)
+def test_mistyped_base_url_is_a_usage_error_before_any_call(
+    env: None, capsys: pytest.CaptureFixture[str], tmp_path: Path, base_url: str, problem: str
+) -> None:
+    (tmp_path / "a.png").write_bytes(make_png("a"))
+    assert main(["run", "a.png", "-o", "out.jsonl", "--base-url", base_url]) == ExitCode.USAGE
+    line = one_line(capsys.readouterr().err)
+    assert f"the API base URL {base_url!r} {problem}" in line
+    assert "--base-url" in line
+    assert "NHN_OCR_BASE_URL" in line
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_base_url_from_the_environment_is_checked_too(
+    env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NHN_OCR_BASE_URL", "htp://typo.example.com")
+    assert main(["run", "a.png", "-o", "out.jsonl"]) == ExitCode.USAGE
+    assert "'htp://typo.example.com'" in one_line(capsys.readouterr().err)
+
+
+def test_missing_inputs_are_named_and_no_output_is_created(
+    env: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "here.png").write_bytes(make_png("here"))
+    (tmp_path / "scans").mkdir()
+    code = main(["run", "here.png", "scnas/", "scans", "gone.png", "-o", "out.jsonl"])
+    assert code == ExitCode.USAGE
+    line = one_line(capsys.readouterr().err)
+    assert "no such file or folder: 'scnas/', 'gone.png'" in line
+    assert "here.png" not in line
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_many_missing_inputs_are_counted_not_listed(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", *(f"m{n}.png" for n in range(10)), "-o", "out.jsonl"])
+    assert code == ExitCode.USAGE
+    assert "'m0.png', 'm1.png', 'm2.png' and 7 more" in one_line(capsys.readouterr().err)
+
+
+async def test_a_broken_symlink_named_is_still_an_input_with_its_record(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    code = await asyncio.to_thread(
+        main, ["run", "dangling.png", "-o", "out.jsonl", "--base-url", emulator.base_url]
+    )
+    assert code == ExitCode.SOME_FAILED
+    (record,) = read_records(tmp_path / "out.jsonl")
+    assert record["error"]["code"] == "broken_symlink"
+
+
+def test_output_that_is_a_folder_says_so(
+    env: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "a.png").write_bytes(make_png("a"))
+    (tmp_path / "results").mkdir()
+    for extra in ([], ["--overwrite"], ["--resume"]):
+        assert main(["run", "a.png", "-o", "results", *extra]) == ExitCode.USAGE
+        line = one_line(capsys.readouterr().err)
+        assert "the output 'results' is a folder: name a file" in line
+        assert "--overwrite to replace" not in line
+    assert list((tmp_path / "results").iterdir()) == []
+
+
+def test_url_list_that_is_a_folder_says_so(
+    env: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "lists").mkdir()
+    assert main(["run", "--urls", "lists", "-o", "out.jsonl"]) == ExitCode.USAGE
+    assert "cannot read the URL list 'lists'" in one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("flags", [["--convert"], ["--shrink"], ["--convert", "--shrink"]])
+def test_image_flags_without_pillow_are_a_usage_error_at_start(
+    tmp_path: Path, flags: list[str]
+) -> None:
+    (tmp_path / "a.png").write_bytes(make_png("a"))
+    # None in sys.modules makes any import of PIL fail, as if not installed.
+    script = (
+        "import sys; sys.modules['PIL'] = None; from ocr_async.cli import main; "
+        f"sys.exit(main(['run', 'a.png', '-o', 'out.jsonl', *{flags!r}]))"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=process_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == ExitCode.USAGE, ran.stderr
+    line = one_line(ran.stderr)
+    assert f"{' and '.join(flags)} need" in line
+    assert "pip install 'ocr-async[image]'" in line
+    assert not (tmp_path / "out.jsonl").exists()
