@@ -264,3 +264,50 @@ def test_image_flags_without_pillow_are_a_usage_error_at_start(
     assert f"{' and '.join(flags)} need" in line
     assert "pip install 'ocr-async[image]'" in line
     assert not (tmp_path / "out.jsonl").exists()
+
+
+# --- tokens ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variables", "token_file", "expected"),
+    [
+        pytest.param(
+            {"NHN_OCR_TOKEN": f"{TOKEN}\x01"},
+            None,
+            "the token in NHN_OCR_TOKEN contains a control character",
+            id="env",
+        ),
+        pytest.param(
+            {}, "token.txt", "the token in the token file 'token.txt' contains a control", id="file"
+        ),
+        pytest.param(
+            {"NHN_UAK_ID": "id", "NHN_UAK_SECRET": "sec\x1bret"},
+            None,
+            "the User Access Key secret contains a control character",
+            id="uak",
+        ),
+        pytest.param({}, "/dev/zero", "is larger than 16 KiB", id="endless-file"),
+    ],
+)
+def test_unusable_token_is_a_usage_error_at_start(
+    env: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    variables: dict[str, str],
+    token_file: str | None,
+    expected: str,
+) -> None:
+    (tmp_path / "a.png").write_bytes(make_png("a"))
+    (tmp_path / "token.txt").write_text(f"{TOKEN}\x07\n", encoding="utf-8")
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    argv = ["run", "a.png", "-o", "out.jsonl", "--base-url", "http://127.0.0.1:9"]
+    if token_file is not None:
+        argv += ["--token-file", token_file]
+    assert main(argv) == ExitCode.USAGE
+    line = one_line(capsys.readouterr().err)
+    assert expected in line
+    assert TOKEN not in line
+    assert not (tmp_path / "out.jsonl").exists()
