@@ -43,6 +43,7 @@ from ocr_async.sources import (
     CONVERTIBLE_EXTENSIONS,
     IMAGE_EXTENSIONS,
     SourceItem,
+    UrlListError,
     is_url,
     iter_inputs,
     iter_url_list,
@@ -603,6 +604,7 @@ async def _run_with_tokens(args: argparse.Namespace, tokens: TokenProvider) -> E
     stop = StopRequest()
     _install_stop_handlers(stop, progress)
     failure: OSError | None = None
+    bad_list: UrlListError | None = None
     try:
         async with client:
             summary = await run_batch(
@@ -619,6 +621,8 @@ async def _run_with_tokens(args: argparse.Namespace, tokens: TokenProvider) -> E
             )
     except OSError as exc:
         failure = exc
+    except UrlListError as exc:
+        bad_list = exc
     finally:
         progress.close()
         try:
@@ -628,6 +632,14 @@ async def _run_with_tokens(args: argparse.Namespace, tokens: TokenProvider) -> E
     if failure is not None:
         print(f"ocr-async: the run could not go on: {failure}", file=sys.stderr)
         return ExitCode.CANNOT_PROCEED
+    if bad_list is not None:
+        # The inputs before the bad line have their records: --resume goes on.
+        print(
+            f"ocr-async: {bad_list} (the records of the inputs before it are written; "
+            "fix the list, then run again with --resume)",
+            file=sys.stderr,
+        )
+        return ExitCode.USAGE
     summary.skipped = skips.count
     print(summary.describe(), file=sys.stderr)
     if (rate := _describe_rate(client.rate_controller)) is not None:

@@ -311,3 +311,39 @@ def test_unusable_token_is_a_usage_error_at_start(
     assert expected in line
     assert TOKEN not in line
     assert not (tmp_path / "out.jsonl").exists()
+
+
+# --- URL lists ------------------------------------------------------------------------
+
+
+async def test_url_list_with_a_monstrous_line_keeps_the_lines_before_it(
+    emulator: RunningEmulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The API would fetch these; a port outside 10000-12000 makes each a
+    # local 4000001 record, which is all this test needs: one record each.
+    urls = tmp_path / "urls.txt"
+    urls.write_bytes(b"\xef\xbb\xbfhttp://127.0.0.1:9/a.png\rhttp://127.0.0.1:9/b.png\r\n")
+    with urls.open("ab") as handle:
+        handle.truncate(urls.stat().st_size + 200_000)  # one line of NULs, no break
+    code = await asyncio.to_thread(
+        main, ["run", "--urls", "urls.txt", "-o", "out.jsonl", "--base-url", emulator.base_url]
+    )
+    assert code == ExitCode.USAGE
+    line = one_line(capsys.readouterr().err)
+    assert "the URL list 'urls.txt': line 3 is longer than 65536 bytes" in line
+    assert "--resume" in line
+    assert sorted(r["source"] for r in read_records(tmp_path / "out.jsonl")) == [
+        "http://127.0.0.1:9/a.png",
+        "http://127.0.0.1:9/b.png",
+    ]
+
+
+def test_url_list_of_endless_zeros_is_a_usage_error(
+    env: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(["run", "--urls", "/dev/zero", "-o", "out.jsonl"])
+    assert code == ExitCode.USAGE
+    assert "line 1 is longer than 65536 bytes" in one_line(capsys.readouterr().err)
+    assert (tmp_path / "out.jsonl").read_bytes() == b""
