@@ -347,3 +347,28 @@ def test_url_list_of_endless_zeros_is_a_usage_error(
     assert code == ExitCode.USAGE
     assert "line 1 is longer than 65536 bytes" in one_line(capsys.readouterr().err)
     assert (tmp_path / "out.jsonl").read_bytes() == b""
+
+
+# --- one input never stops the run ------------------------------------------------------
+
+
+async def test_shrink_on_an_image_too_wide_for_jpeg_is_one_record(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    image = pytest.importorskip("PIL.Image", reason="needs Pillow (the 'image' extra)")
+    wide = image.new("L", (70_000, 60), 255)
+    for x in range(0, 70_000, 7):
+        wide.putpixel((x, 30), 0)
+    wide.save(tmp_path / "wide.png")
+    (tmp_path / "ok.png").write_bytes(make_png("fine"))
+    argv = ["run", "wide.png", "ok.png", "-o", "out.jsonl", "--shrink", "--max-bytes", "2500"]
+    argv += ["--base-url", emulator.base_url]
+
+    assert await asyncio.to_thread(main, argv) == ExitCode.SOME_FAILED
+    records = {r["source"]: r for r in read_records(tmp_path / "out.jsonl")}
+    assert records["ok.png"]["text"] == "fine"
+    assert records["wide.png"]["error"]["code"] == 4131000
+    assert "65500 px a side" in records["wide.png"]["error"]["message"]
+    # A resumed run does not stop at it either: nothing is left to do.
+    assert await asyncio.to_thread(main, [*argv, "--resume"]) == ExitCode.SOME_FAILED
+    assert len(read_records(tmp_path / "out.jsonl")) == 2
