@@ -321,10 +321,10 @@ def _add_serve_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     serve.add_argument(
         "--engine",
         choices=ENGINE_CHOICES,
-        default="embedded",
-        help="what reads the images: embedded (default: text embedded in test images, else "
-        "a fingerprint), rapidocr (the 'ocr' extra), tesseract (Debian tesseract-ocr), "
-        "auto (the best installed)",
+        default="auto",
+        help="what reads images without embedded text: auto (default: the best installed, "
+        "as the demo picks), rapidocr (the 'ocr' extra), tesseract (Debian tesseract-ocr), "
+        "embedded (text embedded in test images, else a fingerprint)",
     )
     serve.add_argument(
         "--ignore-embedded-text",
