@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from ocr_async import __version__, protocol
 from ocr_async.auth import TokenProvider, token_from_environment, uak_from_environment
-from ocr_async.batch import StopRequest, run_batch
+from ocr_async.batch import StopRequest, counted, run_batch
 from ocr_async.client import (
     APPKEY_ENV,
     BASE_URL_ENV,
@@ -542,9 +542,9 @@ async def _open_output(args: argparse.Namespace) -> tuple[JsonlSink, ResumeIndex
             load_resume_index, args.output, retry_failed=args.retry_failed
         )
         print(
-            f"ocr-async: resuming {args.output}: {resumed.kept} records kept, "
-            f"{resumed.removed_broken} broken lines removed, "
-            f"{resumed.removed_for_retry} failed records to send again",
+            f"ocr-async: resuming {args.output}: {counted(resumed.kept, 'record')} kept, "
+            f"{counted(resumed.removed_broken, 'broken line')} removed, "
+            f"{counted(resumed.removed_for_retry, 'failed record')} to send again",
             file=sys.stderr,
         )
     sink = JsonlSink(args.output, overwrite=args.overwrite, append=args.resume)
@@ -558,6 +558,8 @@ async def _open_output(args: argparse.Namespace) -> tuple[JsonlSink, ResumeIndex
 def _describe_rate(controller: RateController | None) -> str | None:
     if controller is None:
         return None
+    if controller.sent == 0:  # all refused locally, or all done already
+        return "rate: no calls sent"
     if controller.fixed_rps is not None:
         mode = f"fixed at {controller.fixed_rps:g} calls/s"
     elif controller.throttled == 0:
@@ -568,7 +570,7 @@ def _describe_rate(controller: RateController | None) -> str | None:
         mode = f"adaptive; call limit met, estimated near {controller.quota_estimate:.1f} calls/s"
     return (
         f"rate: settled at {controller.settled_rate:.1f} calls/s ({mode}); "
-        f"{controller.throttled} calls refused for the limit"
+        f"{counted(controller.throttled, 'call')} refused for the limit"
     )
 
 
@@ -651,7 +653,11 @@ async def _run_with_tokens(args: argparse.Namespace, tokens: TokenProvider) -> E
     # A resumed job is judged whole: failures an earlier run recorded count.
     earlier_failures = resumed.failed_kept if resumed else 0
     if earlier_failures:
-        print(f"{earlier_failures} failed records from earlier runs remain", file=sys.stderr)
+        remain = "remains" if earlier_failures == 1 else "remain"
+        print(
+            f"{counted(earlier_failures, 'failed record')} from earlier runs {remain}",
+            file=sys.stderr,
+        )
     return ExitCode.SOME_FAILED if summary.failed or earlier_failures else ExitCode.OK
 
 

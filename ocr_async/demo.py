@@ -196,6 +196,17 @@ def _report(record: Record, score: WordScore, exact: bool, out: list[str]) -> bo
     return good
 
 
+def _legend(exact: bool) -> str:
+    """What the columns of :func:`_report`'s lines mean."""
+    if exact:
+        marks = "ok = the text is exactly the sample's, BAD = it is not, or the request failed"
+        extra = ""
+    else:
+        marks = "ok = every known word read, ~ = some missed, BAD = the request failed"
+        extra = "; [conf] = mean word confidence"
+    return f"  ({marks}; file/url = how it was sent; N/M = known words read{extra})"
+
+
 def _choose_engine(name: str) -> tuple[TextEngine, list[str]]:
     unavailable: list[str] = []
     return engine_from_name(name, embedded_first=False, unavailable=unavailable), unavailable
@@ -268,6 +279,7 @@ async def demo_command(args: argparse.Namespace) -> int:
             _report(record, score, exact, lines)
             for record in sorted(records, key=lambda r: r.source)
         )
+        print(_legend(exact))
         print("\n".join(lines))
         print(summary.describe())
         passed = _verdict(engine, score, exact, good == len(SAMPLES) * 2)

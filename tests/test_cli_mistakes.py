@@ -372,3 +372,21 @@ async def test_shrink_on_an_image_too_wide_for_jpeg_is_one_record(
     # A resumed run does not stop at it either: nothing is left to do.
     assert await asyncio.to_thread(main, [*argv, "--resume"]) == ExitCode.SOME_FAILED
     assert len(read_records(tmp_path / "out.jsonl")) == 2
+
+
+# --- wording ---------------------------------------------------------------------------
+
+
+async def test_one_record_and_no_calls_sent_are_said_plainly(
+    emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty.png").write_bytes(b"")  # refused locally: nothing is sent
+    code = await asyncio.to_thread(
+        main, ["run", "empty.png", "-o", "out.jsonl", "--base-url", emulator.base_url]
+    )
+    assert code == ExitCode.SOME_FAILED
+    err = capsys.readouterr().err
+    assert err.startswith("1 record: 0 ok, 1 failed; 0 retries;")
+    assert "rate: no calls sent" in err
+    assert "settled at 0.0 calls/s" not in err
+    assert emulator.stats.requests == 0

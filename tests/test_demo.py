@@ -92,6 +92,9 @@ async def test_demo_on_the_fallback_matches_every_sample_exactly(
     assert f"words right: {TOTAL_WORDS}/{TOTAL_WORDS} (100%)" in out
     assert "text matched the sample exactly for every record: yes" in out
     assert "안녕하세요 세계" in out
+    # The columns are explained before the first record.
+    legend = "  (ok = the text is exactly the sample's, BAD = it is not, or the request failed;"
+    assert out.index(legend) < out.index("  ok  file blank.png")
 
 
 async def test_demo_auto_without_a_real_engine_says_it_fell_back(
@@ -127,6 +130,7 @@ async def test_demo_fails_when_too_few_words_are_right(
     assert await demo_command(args()) == 1
     out = capsys.readouterr().out
     assert "engine: misreader: reads the pixels" in out
+    assert "  (ok = every known word read, ~ = some missed, BAD = the request failed;" in out
     assert f"words right: 2/{TOTAL_WORDS}" in out  # "Hello" of hello.png, twice
     assert f"FAILED: at least {PASS_SHARE:.0%} of the words right" in out
 
