@@ -675,14 +675,49 @@ def _report(args: argparse.Namespace) -> int:
         raise UsageError("no page to write: pass --html REVIEW.html")
     if os.path.exists(args.html) and not args.overwrite:
         raise UsageError(f"{args.html} already exists: pass --overwrite to replace it")
+    unreadable = _records_unreadable(args.jsonl)
+    if unreadable is not None:
+        print(f"ocr-async: cannot read {args.jsonl}: {unreadable}", file=sys.stderr)
+        return ExitCode.CANNOT_PROCEED
     try:
         summary = write_report(Path(args.jsonl), Path(args.html), embed_images=not args.no_images)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        reading = exc.filename is not None and os.fspath(exc.filename) == args.jsonl
+        what = f"read {args.jsonl}" if reading else f"write the report to {args.html}"
+        print(f"ocr-async: cannot {what}: {exc.strerror or exc}", file=sys.stderr)
+        return ExitCode.CANNOT_PROCEED
+    except ValueError as exc:
         print(f"ocr-async: cannot write the report: {exc}", file=sys.stderr)
         return ExitCode.CANNOT_PROCEED
     print(summary.describe(), file=sys.stderr)
     print(f"review page written to {args.html}", file=sys.stderr)
     return ExitCode.OK
+
+
+#: How much of a report's input is looked at before reading it whole.
+_SNIFF_BYTES = 4096
+
+
+def _records_unreadable(path: str) -> str | None:
+    """Why ``path`` cannot be records of ``ocr-async run``, or None when it may be.
+
+    Looks at the first bytes only: a record line is a JSON object, so any
+    other first character (a PNG, a README, /dev/zero) is not JSON Lines.
+    """
+    if os.path.isdir(path):
+        return "it is a folder; give the .jsonl file that ocr-async run wrote"
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    start = head.lstrip(b" \t\r\n").removeprefix(b"\xef\xbb\xbf")[:1]
+    if start not in (b"", b"{"):
+        return (
+            "it is not JSON Lines (its first line is not a JSON object); "
+            "give the .jsonl file that ocr-async run wrote"
+        )
+    return None
 
 
 def _install_stop_handlers(stop: StopRequest, progress: Progress) -> None:

@@ -390,3 +390,42 @@ async def test_one_record_and_no_calls_sent_are_said_plainly(
     assert "rate: no calls sent" in err
     assert "settled at 0.0 calls/s" not in err
     assert emulator.stats.requests == 0
+
+
+# --- report ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "why"),
+    [
+        pytest.param("nope.jsonl", "No such file or directory", id="missing"),
+        pytest.param("scan.png", "it is not JSON Lines", id="png"),
+        pytest.param("README.md", "it is not JSON Lines", id="readme"),
+        pytest.param("runs", "it is a folder", id="folder"),
+        pytest.param("/dev/zero", "it is not JSON Lines", id="endless-zeros"),
+    ],
+)
+def test_report_on_what_is_not_records_says_it_cannot_read_it(
+    env: None, capsys: pytest.CaptureFixture[str], tmp_path: Path, given: str, why: str
+) -> None:
+    (tmp_path / "scan.png").write_bytes(make_png("not records"))
+    (tmp_path / "README.md").write_text("# Notes\n\nnot records\n", encoding="utf-8")
+    (tmp_path / "runs").mkdir()
+    assert main(["report", given, "--html", "review.html"]) == ExitCode.CANNOT_PROCEED
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(f"ocr-async: cannot read {given}: {why}")
+    assert "cannot write" not in line
+    assert not (tmp_path / "review.html").exists()
+
+
+def test_report_that_cannot_be_written_names_the_page(
+    env: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    record = {"source": "a.png", "ok": True, "text": "a", "result": None, "error": None}
+    (tmp_path / "out.jsonl").write_text("\ufeff" + json.dumps(record) + "\n", encoding="utf-8")
+    code = main(["report", "out.jsonl", "--html", "missing-folder/review.html"])
+    assert code == ExitCode.CANNOT_PROCEED
+    assert one_line(capsys.readouterr().err) == (
+        "ocr-async: cannot write the report to missing-folder/review.html: "
+        "No such file or directory"
+    )
