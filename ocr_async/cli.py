@@ -33,11 +33,12 @@ from ocr_async.client import (
 from ocr_async.errors import ConfigurationError, OcrError
 from ocr_async.imaging import PILLOW_HINT
 from ocr_async.limits import RateController
-from ocr_async.models import Endpoint
+from ocr_async.models import Endpoint, ImageUrl
 from ocr_async.prepare import Preparation
 from ocr_async.progress import Progress
 from ocr_async.reading import display_path
 from ocr_async.resume import ResumeIndex, load_resume_index
+from ocr_async.seen import SourceSet
 from ocr_async.sink import JsonlSink, OutputExistsError
 from ocr_async.sources import (
     CONVERTIBLE_EXTENSIONS,
@@ -50,7 +51,7 @@ from ocr_async.sources import (
 )
 from ocr_async.textdir import TextDirSink
 
-__all__ = ["ExitCode", "build_parser", "main"]
+__all__ = ["MAX_BODY_BYTES", "MAX_CONCURRENCY", "ExitCode", "build_parser", "main", "tidy_path"]
 
 log = logging.getLogger("ocr_async")
 
@@ -419,10 +420,37 @@ class _SkipLog:
         _log_skip(path, reason)
 
 
+def tidy_path(path: str) -> str:
+    """``path`` spelled one way: no ``.`` components, no doubled or trailing slashes.
+
+    ``./scans/a.png``, ``scans//a.png`` and ``scans/./a.png`` all become
+    ``scans/a.png``; ``..`` is kept, since through a symlink ``a/../b`` need
+    not be ``b``; an absolute path stays absolute. The file meant is the
+    same, so only the record's ``source`` (its identity for ``--resume``
+    and for duplicates) changes, never what is opened.
+    """
+    absolute = path.startswith("/")
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    tidy = "/".join(parts)
+    return f"/{tidy}" if absolute else tidy or "."
+
+
 async def _all_items(
-    inputs: Sequence[str], urls: str | None, on_skip: _SkipLog, extensions: frozenset[str]
+    inputs: Sequence[str],
+    urls: str | None,
+    on_skip: _SkipLog,
+    extensions: frozenset[str],
+    done: SourceSet | None = None,
 ) -> AsyncIterator[SourceItem]:
     async for item in iter_inputs(inputs, on_skip=on_skip, extensions=extensions):
+        if isinstance(item.image, ImageUrl):
+            yield item
+            continue
+        # An output written before sources were tidied keeps its spelling,
+        # so that resuming it with the same command still skips what is done.
+        tidy = tidy_path(item.source)
+        if tidy != item.source and not (done is not None and item.source in done):
+            item = SourceItem(tidy, item.image)
         yield item
     if urls is not None:
         async for item in iter_url_list(urls):
@@ -611,7 +639,9 @@ async def _run_with_tokens(args: argparse.Namespace, tokens: TokenProvider) -> E
         async with client:
             summary = await run_batch(
                 client,
-                _all_items(args.inputs, args.urls, skips, extensions),
+                _all_items(
+                    args.inputs, args.urls, skips, extensions, resumed.done if resumed else None
+                ),
                 TextDirSink(sink, Path(args.text_dir)) if args.text_dir else sink,
                 preparation=preparation,
                 concurrency=args.concurrency,
@@ -650,6 +680,15 @@ async def _run_with_tokens(args: argparse.Namespace, tokens: TokenProvider) -> E
         return ExitCode.INTERRUPTED
     if summary.aborted:
         return ExitCode.CANNOT_PROCEED
+    if resumed is not None and resumed.kept and not summary.already_done and summary.records:
+        # Sources are matched as spelled: most likely the same inputs, named
+        # from another folder or by another path.
+        print(
+            f"ocr-async: note: none of the {counted(resumed.kept, 'record')} already in "
+            f"{args.output} matched an input of this run, so every input was sent; a source "
+            "is matched as spelled: resume from the same folder, with the same paths",
+            file=sys.stderr,
+        )
     # A resumed job is judged whole: failures an earlier run recorded count.
     earlier_failures = resumed.failed_kept if resumed else 0
     if earlier_failures:

@@ -18,7 +18,14 @@ from typing import Any
 
 import pytest
 
-from ocr_async.cli import MAX_BODY_BYTES, MAX_CONCURRENCY, ExitCode, build_parser, main
+from ocr_async.cli import (
+    MAX_BODY_BYTES,
+    MAX_CONCURRENCY,
+    ExitCode,
+    build_parser,
+    main,
+    tidy_path,
+)
 from ocr_async.emulator import EmulatorConfig, RunningEmulator, make_png, running_emulator
 
 TOKEN = "mistakes-token-81c3"
@@ -429,3 +436,96 @@ def test_report_that_cannot_be_written_names_the_page(
         "ocr-async: cannot write the report to missing-folder/review.html: "
         "No such file or directory"
     )
+
+
+# --- resume: one spelling per path ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "tidy"),
+    [
+        pytest.param("small/a.png", "small/a.png", id="plain"),
+        pytest.param("./small/a.png", "small/a.png", id="dot-slash"),
+        pytest.param("small//./a.png", "small/a.png", id="double-slash-and-dot"),
+        pytest.param("small/", "small", id="trailing-slash"),
+        pytest.param("./", ".", id="dot-slash-alone"),
+        pytest.param(".", ".", id="dot"),
+        pytest.param("/abs//x/./y.png", "/abs/x/y.png", id="absolute"),
+        pytest.param("//x.png", "/x.png", id="double-root"),
+        pytest.param("../up/./a.png", "../up/a.png", id="dotdot-kept"),
+        pytest.param("a/../b.png", "a/../b.png", id="dotdot-inside-kept"),
+    ],
+)
+def test_tidy_path(given: str, tidy: str) -> None:
+    assert tidy_path(given) == tidy
+
+
+def make_small(root: Path) -> None:
+    (root / "small" / "sub").mkdir(parents=True)
+    (root / "small" / "a.png").write_bytes(make_png("a"))
+    (root / "small" / "sub" / "b.png").write_bytes(make_png("b"))
+
+
+async def run_main(*argv: str) -> int:
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def test_resume_matches_a_folder_spelled_another_way(
+    emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_small(tmp_path)
+    base = ["-o", "out.jsonl", "--base-url", emulator.base_url]
+    assert await run_main("run", "./small", *base) == ExitCode.OK
+    sent = emulator.stats.requests
+    assert await run_main("run", "small/", *base, "--resume") == ExitCode.OK
+    assert await run_main("run", "small//sub/./b.png", *base, "--resume") == ExitCode.OK
+    assert emulator.stats.requests == sent == 2  # nothing sent again
+    records = read_records(tmp_path / "out.jsonl")
+    assert sorted(r["source"] for r in records) == ["small/a.png", "small/sub/b.png"]
+    assert "note: none of" not in capsys.readouterr().err
+
+
+async def test_one_file_spelled_two_ways_is_sent_once(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    make_small(tmp_path)
+    code = await run_main(
+        "run", "small/a.png", "./small/a.png", "small", "-o", "out.jsonl",
+        "--base-url", emulator.base_url,
+    )  # fmt: skip
+    assert code == ExitCode.OK
+    assert emulator.stats.requests == 2
+    assert len(read_records(tmp_path / "out.jsonl")) == 2
+
+
+async def test_an_output_with_untidy_sources_still_resumes(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    # As an earlier version wrote it: the folder as typed, "./" and all.
+    make_small(tmp_path)
+    done = {"source": "./small/a.png", "ok": True, "text": "a", "error": None}
+    (tmp_path / "out.jsonl").write_text(json.dumps(done) + "\n", encoding="utf-8")
+    code = await run_main(
+        "run", "./small", "-o", "out.jsonl", "--base-url", emulator.base_url, "--resume"
+    )
+    assert code == ExitCode.OK
+    assert emulator.stats.requests == 1  # only b.png
+    records = read_records(tmp_path / "out.jsonl")
+    assert sorted(r["source"] for r in records) == ["./small/a.png", "small/sub/b.png"]
+
+
+async def test_resume_that_matches_nothing_says_so(
+    emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_small(tmp_path)
+    base = ["-o", "out.jsonl", "--base-url", emulator.base_url]
+    assert await run_main("run", "small", *base) == ExitCode.OK
+    capsys.readouterr()
+    # The same folder, named from its absolute path: other sources.
+    assert await run_main("run", str(tmp_path / "small"), *base, "--resume") == ExitCode.OK
+    err = capsys.readouterr().err
+    assert (
+        "ocr-async: note: none of the 2 records already in out.jsonl matched an input of "
+        "this run, so every input was sent; a source is matched as spelled: resume from the "
+        "same folder, with the same paths"
+    ) in err
