@@ -11,6 +11,7 @@ import asyncio
 import difflib
 import enum
 import logging
+import math
 import os
 import signal
 import sys
@@ -138,13 +139,34 @@ def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
 _positive_int = _int_in(1)
 
 
-def _positive_float(text: str) -> float:
+def _finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):  # nan or inf: no timeout or rate means that
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def _share(text: str) -> float:
+    value = _finite_float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1: {text}")
     return value
 
 
@@ -284,7 +306,9 @@ def _add_serve_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
         default=10080,
         help="port; 0 picks a free one (default 10080)",
     )
-    serve.add_argument("--latency", type=float, default=0.0, help="seconds added to each answer")
+    serve.add_argument(
+        "--latency", type=_non_negative_float, default=0.0, help="seconds added to each answer"
+    )
     serve.add_argument(
         "--quota-rps", type=_positive_float, help="calls per second before answering 4000006"
     )
@@ -299,7 +323,7 @@ def _add_serve_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     serve.add_argument("--appkey", help="accept only this app key (default any)")
     serve.add_argument(
-        "--fault-rate", type=float, default=0.0, help="share of calls that get a fault (0..1)"
+        "--fault-rate", type=_share, default=0.0, help="share of calls that get a fault (0..1)"
     )
     serve.add_argument("--fault-seed", type=int, default=0, help="seed of the fault sequence")
     serve.add_argument(
@@ -308,7 +332,10 @@ def _add_serve_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
         help="comma list of drop, 502, truncated, cut, unavailable, unknown, slow (default all)",
     )
     serve.add_argument(
-        "--fault-slow-seconds", type=float, default=30.0, help="how long a 'slow' fault waits"
+        "--fault-slow-seconds",
+        type=_non_negative_float,
+        default=30.0,
+        help="how long a 'slow' fault waits",
     )
     serve.add_argument(
         "--uak",

@@ -385,17 +385,20 @@ async def serve_command(args: argparse.Namespace) -> int:
             )
         except ValueError as exc:
             raise ConfigurationError(f"bad fault settings: {exc}") from None
-    config = EmulatorConfig(
-        latency=args.latency,
-        quota_rps=args.quota_rps,
-        max_bytes=args.max_bytes,
-        tokens=frozenset(args.token) if args.token else None,
-        appkey=args.appkey,
-        faults=faults,
-        uak=dict(_key_pair(text) for text in args.uak) if args.uak else None,
-        token_lifetime=args.token_lifetime,
-        **_engine_settings(args),
-    )
+    try:
+        config = EmulatorConfig(
+            latency=args.latency,
+            quota_rps=args.quota_rps,
+            max_bytes=args.max_bytes,
+            tokens=frozenset(args.token) if args.token else None,
+            appkey=args.appkey,
+            faults=faults,
+            uak=dict(_key_pair(text) for text in args.uak) if args.uak else None,
+            token_lifetime=args.token_lifetime,
+            **_engine_settings(args),
+        )
+    except ValueError as exc:  # the config checks its values: one line, exit 2
+        raise ConfigurationError(f"bad settings: {exc}") from None
 
     def ready(emulator: RunningEmulator) -> None:
         # One line: scripts (and the docs tests) wait for it.

@@ -122,6 +122,21 @@ def process_env(**extra: str) -> dict[str, str]:
         pytest.param(
             ["serve", "--port", "-1"], "argument --port: must be at least 0", id="port-negative"
         ),
+        pytest.param(
+            ["run", "a.png", "-o", "out.jsonl", "--timeout", "nan"],
+            "argument --timeout: not a finite number: 'nan'",
+            id="timeout-nan",
+        ),
+        pytest.param(
+            ["serve", "--latency", "-1"],
+            "argument --latency: must not be negative: -1",
+            id="negative-latency",
+        ),
+        pytest.param(
+            ["serve", "--fault-rate", "2"],
+            "argument --fault-rate: must be from 0 to 1: 2",
+            id="fault-rate",
+        ),
     ],
 )
 def test_argparse_errors_are_one_line_naming_the_flag(
