@@ -19,7 +19,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Collection, Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol, Self, runtime_checkable
 from urllib.parse import urlsplit
@@ -44,6 +43,7 @@ __all__ = [
     "OAUTH_URL_ENV",
     "TOKEN_ENV",
     "TOKEN_FILE_ENV",
+    "TOKEN_FILE_LIMIT",
     "UAK_ID_ENV",
     "UAK_SECRET_ENV",
     "StaticToken",
@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 TOKEN_ENV = "NHN_OCR_TOKEN"
 #: The environment variable naming a file that holds the token.
 TOKEN_FILE_ENV = "NHN_OCR_TOKEN_FILE"
+#: A token file larger than this many bytes is refused unread.
+TOKEN_FILE_LIMIT: Final = 16 * 1024
 #: The environment variables holding a User Access Key (ID and secret).
 UAK_ID_ENV = "NHN_UAK_ID"
 UAK_SECRET_ENV = "NHN_UAK_SECRET"
@@ -138,29 +140,57 @@ def token_from_environment(
     The order is ``token_file``, then ``NHN_OCR_TOKEN_FILE``, then ``NHN_OCR_TOKEN``.
 
     A file is read as UTF-8; a byte-order mark that a Windows editor may
-    have put in front is dropped, not sent as part of the token. Raises
-    :class:`ConfigurationError` saying what to set when none is found.
+    have put in front is dropped, not sent as part of the token. A file
+    larger than :data:`TOKEN_FILE_LIMIT` is refused unread. Raises
+    :class:`ConfigurationError` saying what to set when none is found, and
+    naming where the token came from when it is unusable (empty, more than
+    one line, a control character); the token itself is never in a message.
     """
     env = os.environ if env is None else env
     file_name = token_file or env.get(TOKEN_FILE_ENV)
     if file_name:
-        try:
-            return StaticToken(Path(file_name).read_text(encoding="utf-8-sig"))
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot read the token file {os.fspath(file_name)!r}: {exc.strerror}"
-            ) from None
-        except UnicodeDecodeError:
-            raise ConfigurationError(
-                f"the token file {os.fspath(file_name)!r} is not UTF-8 text"
-            ) from None
+        shown = f"the token file {os.fspath(file_name)!r}"
+        return _checked_token(_read_token_file(file_name, shown), shown)
     value = env.get(TOKEN_ENV)
     if value:
-        return StaticToken(value)
+        return _checked_token(value, TOKEN_ENV)
     raise ConfigurationError(
         f"no token: set {TOKEN_ENV} (or {TOKEN_FILE_ENV}, or pass --token-file) "
         "to a User Access Key token"
     )
+
+
+def _read_token_file(name: str | os.PathLike[str], shown: str) -> str:
+    # Bounded: the wrong file (a log, an image, /dev/zero) must not be read
+    # whole into memory before it is found to be no token.
+    try:
+        with open(name, "rb") as handle:
+            data = handle.read(TOKEN_FILE_LIMIT + 1)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {shown}: {exc.strerror}") from None
+    if len(data) > TOKEN_FILE_LIMIT:
+        raise ConfigurationError(
+            f"{shown} is larger than {TOKEN_FILE_LIMIT // 1024} KiB; a token is a few "
+            "hundred bytes: is it the right file?"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{shown} is not UTF-8 text") from None
+
+
+def _checked_token(text: str, origin: str) -> StaticToken:
+    # A control character would fail every request when the header is built:
+    # refused here, at start, with where the token came from.
+    try:
+        token = StaticToken(text)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{exc} (in {origin})") from None
+    if _has_control(text.strip()):
+        raise ConfigurationError(
+            f"the token in {origin} contains a control character: copy it again, as issued"
+        )
+    return token
 
 
 # --- User Access Key tokens -------------------------------------------------------

@@ -20,6 +20,7 @@ from ocr_async.auth import (
     OAUTH_URL_ENV,
     TOKEN_ENV,
     TOKEN_FILE_ENV,
+    TOKEN_FILE_LIMIT,
     UAK_ID_ENV,
     UAK_SECRET_ENV,
     StaticToken,
@@ -1051,3 +1052,45 @@ async def test_the_client_redacts_the_keys_secrets_from_api_answers() -> None:
         "INVALID_PARAMETER: Bearer <redacted>; Basic <redacted>; id <redacted>; secret <redacted>"
     )
     assert token not in str(raised.value)
+
+
+@pytest.mark.parametrize("size", [TOKEN_FILE_LIMIT + 1, 40 * 1024 * 1024])
+def test_token_file_larger_than_the_limit_is_refused_unread(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "not-a-token.log"
+    with path.open("wb") as handle:
+        handle.truncate(size)  # sparse: costs no disk
+    with pytest.raises(ConfigurationError, match="larger than 16 KiB") as raised:
+        token_from_environment({}, token_file=path)
+    assert str(path) in str(raised.value)
+
+
+def test_token_file_of_endless_zeros_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="is it the right file"):
+        token_from_environment({}, token_file="/dev/zero")
+
+
+@pytest.mark.parametrize(
+    ("where", "text"),
+    [
+        pytest.param("env", f"{TOKEN}\x01", id="env-soh"),
+        pytest.param("env", f"{TOKEN[:4]}\x7f{TOKEN[4:]}", id="env-del"),
+        pytest.param("file", f"{TOKEN[:4]}\t{TOKEN[4:]}\n", id="file-tab"),
+        pytest.param("file", f"{TOKEN}\x00\n", id="file-nul"),
+    ],
+)
+def test_token_with_a_control_character_is_refused_naming_its_origin(
+    tmp_path: Path, where: str, text: str
+) -> None:
+    path = tmp_path / "token"
+    if where == "file":
+        path.write_text(text, encoding="utf-8")
+        env = {TOKEN_FILE_ENV: str(path)}
+        origin = f"the token file {str(path)!r}"
+    else:
+        env = {TOKEN_ENV: text}
+        origin = TOKEN_ENV
+    with pytest.raises(ConfigurationError) as raised:
+        token_from_environment(env)
+    message = str(raised.value)
+    assert f"the token in {origin} contains a control character" in message
+    assert TOKEN[4:] not in message

@@ -730,7 +730,7 @@ async def test_every_kind_of_bad_url_line_gets_one_clear_record_or_a_skip(
     assert len(read_records(out)) == 7
     err = capsys.readouterr().err
     assert "duplicate input" in err
-    assert "skipped 1 duplicate inputs" in err
+    assert "skipped 1 duplicate input (sent once)" in err
 
 
 # --- report --------------------------------------------------------------------------
@@ -846,7 +846,7 @@ async def test_unknown_call_limit_is_found_and_reported(
     err = capsys.readouterr().err
     assert "rate: settled at" in err
     assert "adaptive; call limit met" in err
-    assert f"{refused} calls refused for the limit" in err
+    assert f"{refused} call{'' if refused == 1 else 's'} refused for the limit" in err
 
 
 async def test_fixed_rps_stays_under_the_quota(
