@@ -86,24 +86,30 @@ class BatchSummary:
         """A few human lines for stderr."""
         failed = self.failed.total()
         lines = [
-            f"{self.records} records: {self.ok} ok, {failed} failed"
-            f"; {self.retries} retries; {self.images_per_s:.1f} images/s "
+            f"{counted(self.records, 'record')}: {self.ok} ok, {failed} failed"
+            f"; {counted(self.retries, 'retry', 'retries')}; {self.images_per_s:.1f} images/s "
             f"over {self.elapsed_s:.1f} s"
         ]
         if failed:
             by_code = ", ".join(f"{code} x{n}" for code, n in sorted(self.failed.items()))
             lines.append(f"failed by code: {by_code}")
         if self.skipped:
-            lines.append(f"skipped {self.skipped} non-image files found in folders")
+            lines.append(f"skipped {counted(self.skipped, 'non-image file')} found in folders")
         if self.duplicates:
-            lines.append(f"skipped {self.duplicates} duplicate inputs (sent once)")
+            lines.append(f"skipped {counted(self.duplicates, 'duplicate input')} (sent once)")
         if self.already_done:
-            lines.append(f"skipped {self.already_done} inputs already done by an earlier run")
+            done = counted(self.already_done, "input")
+            lines.append(f"skipped {done} already done by an earlier run")
         if self.interrupted:
             lines.append("interrupted: inputs not yet taken are left for --resume")
         if self.aborted:
             lines.append(f"stopped early: {self.aborted}")
         return "\n".join(lines)
+
+
+def counted(count: int, word: str, plural: str | None = None) -> str:
+    """``1 record``, ``2 records``: ``count`` and ``word`` in the right number."""
+    return f"{count} {word if count == 1 else plural or word + 's'}"
 
 
 def _failure_record(

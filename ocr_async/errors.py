@@ -20,8 +20,9 @@ raise these without import cycles.
     └── TransportError         no usable answer at all
         ├── ConnectionFailedError    refused, reset, dropped
         ├── RequestTimeoutError      no answer in time
-        ├── HttpStatusError          a gateway answered non-200
-        └── MalformedResponseError   200, but not the JSON envelope (HTML, torn)
+        ├── HttpStatusError          a gateway answered non-200 (or redirected)
+        ├── MalformedResponseError   200, but not the JSON envelope (HTML, torn)
+        └── AnswerTooLargeError      an answer over the size cap (not retried)
 
 Plus :class:`ConfigurationError` for a client that cannot start at all (no
 token, no app key); it is not an :class:`OcrError` because it is never about
@@ -34,6 +35,7 @@ and exception class names only.
 from __future__ import annotations
 
 __all__ = [
+    "AnswerTooLargeError",
     "ApiError",
     "AuthError",
     "ConfigurationError",
@@ -186,6 +188,15 @@ class HttpStatusError(TransportError):
 
 class MalformedResponseError(TransportError):
     """A 200 whose body is not the JSON envelope: HTML, truncated, garbage."""
+
+
+class AnswerTooLargeError(TransportError):
+    """An answer larger than the client reads (after decompression): a bomb, or no API.
+
+    Not retried: the same server would send the same thing again.
+    """
+
+    retryable = False
 
 
 class ConfigurationError(Exception):

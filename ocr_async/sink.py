@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol, Self
 import aiofiles
 
 from ocr_async.models import Record
+from ocr_async.sanitize import strict_json
 
 __all__ = [
     "JsonlSink",
@@ -39,6 +40,12 @@ __all__ = [
 
 # What a lock file holds; anything else is somebody else's file, left alone.
 _LOCK_CONTENT = re.compile(rb"(ocr-async pid \d+\n)?")
+
+# Records whose text is longer than this are encoded in a worker thread. A
+# record's JSON is about 15 times its text (each word carries its box) and
+# encodes at about 50 MB/s: up to here that is 3 ms on the event loop; the
+# record of a 64 MB answer would hold it for over a second.
+_ENCODE_INLINE_TEXT = 10_000
 
 
 class OutputExistsError(FileExistsError):
@@ -173,18 +180,24 @@ class RecordSink(Protocol):
 
 
 def encode_record(record: Record | Mapping[str, Any]) -> bytes:
-    """One JSONL line, UTF-8, newline-terminated.
+    """One JSONL line: strict JSON (RFC 8259), UTF-8, newline-terminated.
 
-    Non-ASCII text stays readable; a string that cannot be UTF-8 (a lone
-    surrogate from a mis-encoded name) falls back to ASCII escapes, which is
-    still valid JSON, rather than failing the record.
+    Non-ASCII text stays readable. A value that strict JSON cannot hold (NaN
+    or Infinity, a lone surrogate, from a server or a mis-encoded name) is
+    replaced as :func:`~ocr_async.sanitize.strict_json` says (null, U+FFFD)
+    rather than written as Python would, or failing the record.
     """
     document = record.to_json() if isinstance(record, Record) else record
-    line = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
     try:
-        return (line + "\n").encode("utf-8")
-    except UnicodeEncodeError:
-        return (json.dumps(document, separators=(",", ":")) + "\n").encode("ascii")
+        return _line(document)
+    except ValueError:  # a non-finite number, or a lone surrogate (UnicodeEncodeError)
+        # Walked only then: nearly every record is written in one C call.
+        return _line(strict_json(document))
+
+
+def _line(document: Mapping[str, Any]) -> bytes:
+    line = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return (line + "\n").encode("utf-8")
 
 
 class JsonlSink:
@@ -250,7 +263,11 @@ class JsonlSink:
         if self._writer.done():
             self._writer.result()  # re-raises the writer's error (disk full, ...)
             raise RuntimeError("JsonlSink is closed")
-        self._queue.put_nowait(encode_record(record))
+        if record.text is not None and len(record.text) > _ENCODE_INLINE_TEXT:
+            line = await asyncio.to_thread(encode_record, record)
+        else:
+            line = encode_record(record)
+        self._queue.put_nowait(line)
 
     async def close(self) -> None:
         """Write everything queued, flush, close and unlock. Safe to call twice."""

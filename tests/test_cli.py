@@ -508,8 +508,9 @@ async def test_a_second_run_on_the_same_output_stops_at_once_with_exit_2(
         first = await start_process(
             ["run", scans, "-o", str(out), "--concurrency", "1", *base], process_env
         )
+        # The lock is taken before the output is opened: wait for both.
         for _ in range(3000):
-            if await asyncio.to_thread(lock_file.exists):
+            if await asyncio.to_thread(lambda: lock_file.exists() and out.exists()):
                 break
             assert first.returncode is None, "the first run ended early"
             await asyncio.sleep(0.01)
@@ -729,7 +730,7 @@ async def test_every_kind_of_bad_url_line_gets_one_clear_record_or_a_skip(
     assert len(read_records(out)) == 7
     err = capsys.readouterr().err
     assert "duplicate input" in err
-    assert "skipped 1 duplicate inputs" in err
+    assert "skipped 1 duplicate input (sent once)" in err
 
 
 # --- report --------------------------------------------------------------------------
@@ -845,7 +846,7 @@ async def test_unknown_call_limit_is_found_and_reported(
     err = capsys.readouterr().err
     assert "rate: settled at" in err
     assert "adaptive; call limit met" in err
-    assert f"{refused} calls refused for the limit" in err
+    assert f"{refused} call{'' if refused == 1 else 's'} refused for the limit" in err
 
 
 async def test_fixed_rps_stays_under_the_quota(
