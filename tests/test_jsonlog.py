@@ -30,9 +30,14 @@ def logged() -> Iterator[tuple[logging.Logger, io.StringIO]]:
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
+    # Another test's library may have left its record factory installed
+    # (OCRmyPDF's adds pageno): each test here starts from the standard one.
+    factory = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(logging.LogRecord)
     try:
         yield logger, stream
     finally:
+        logging.setLogRecordFactory(factory)
         logger.removeHandler(handler)
 
 
@@ -137,3 +142,26 @@ def test_exceptions_and_stacks_are_fields(logged: tuple[logging.Logger, io.Strin
     assert failure["exception"].startswith("Traceback (most recent call last):")
     assert failure["exception"].endswith("RuntimeError: boom")
     assert stacked["stack"].startswith("Stack (most recent call last):")
+
+
+def test_what_a_record_factory_adds_to_every_record_is_not_an_extra(
+    logged: tuple[logging.Logger, io.StringIO],
+) -> None:
+    # OCRmyPDF installs a factory that gives every record a pageno.
+    logger, stream = logged
+    original = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = original(*args, **kwargs)
+        record.pageno = 3
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        logger.info("with a factory", extra={"source": "a.png"})
+    finally:
+        logging.setLogRecordFactory(original)
+    logger.info("without", extra={"pageno": 4})
+    first, second = lines(stream)
+    assert list(first) == ["time", "level", "logger", "message", "source"]
+    assert second["pageno"] == 4  # given by the call: an extra again

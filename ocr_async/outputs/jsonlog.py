@@ -19,23 +19,37 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
 __all__ = ["JsonFormatter"]
 
-# Every attribute a LogRecord has of its own (taskName included where the
-# Python has it), plus what formatters add: the rest came from extra=.
-_RECORD_ATTRIBUTES: Final = frozenset(
-    vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None))
-) | {"message", "asctime"}
+# What formatters add to a record; not fields of the call.
+_FORMATTER_ATTRIBUTES: Final = frozenset({"message", "asctime"})
+
+
+def _own_attributes(factory: Callable[..., logging.LogRecord]) -> frozenset[str]:
+    # Every attribute a record gets without extra=: LogRecord's own (taskName
+    # included where the Python has it) and what an installed record factory
+    # adds to every record (OCRmyPDF adds pageno). The rest came from extra=.
+    record = factory("", logging.INFO, "", 0, "", None, None)
+    return frozenset(vars(record)) | _FORMATTER_ATTRIBUTES
 
 
 class JsonFormatter(logging.Formatter):
     """Formats a log record as one line of strict JSON (see the module's docstring)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._factory: Callable[..., logging.LogRecord] | None = None
+        self._own: frozenset[str] = frozenset()
+
     def format(self, record: logging.LogRecord) -> str:
         """The record as one JSON line, without the newline."""
+        factory = logging.getLogRecordFactory()
+        if factory is not self._factory:  # first use, or another factory installed since
+            self._factory, self._own = factory, _own_attributes(factory)
         document: dict[str, Any] = {
             "time": _utc(record.created),
             "level": record.levelname,
@@ -43,7 +57,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _RECORD_ATTRIBUTES:
+            if key not in self._own:
                 document[f"extra_{key}" if key in document else key] = value
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
