@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import signal
+import stat
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -797,8 +798,15 @@ def _records_unreadable(path: str) -> str | None:
     Looks at the first bytes only: a record line is a JSON object, so any
     other first character (a PNG, a README, /dev/zero) is not JSON Lines.
     """
-    if os.path.isdir(path):
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISDIR(mode):
         return "it is a folder; give the .jsonl file that ocr-async run wrote"
+    if not stat.S_ISREG(mode):
+        # Never opened: a FIFO with no writer would block open() itself.
+        return "not a regular file (a device, pipe or socket); save the records to a file first"
     try:
         with open(path, "rb") as handle:
             head = handle.read(_SNIFF_BYTES)

@@ -424,7 +424,7 @@ async def test_one_record_and_no_calls_sent_are_said_plainly(
         pytest.param("scan.png", "it is not JSON Lines", id="png"),
         pytest.param("README.md", "it is not JSON Lines", id="readme"),
         pytest.param("runs", "it is a folder", id="folder"),
-        pytest.param("/dev/zero", "it is not JSON Lines", id="endless-zeros"),
+        pytest.param("/dev/zero", "not a regular file", id="endless-zeros"),
     ],
 )
 def test_report_on_what_is_not_records_says_it_cannot_read_it(
