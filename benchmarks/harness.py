@@ -230,6 +230,14 @@ http {{
 """
 
 
+def _installed(name: str) -> str:
+    """The path of a Debian server binary, or a clear error saying how to install it."""
+    binary = shutil.which(name) or f"/usr/sbin/{name}"
+    if not os.path.exists(binary):
+        raise RuntimeError(f"{name} is not installed (Debian: apt-get install {name})")
+    return binary
+
+
 @dataclass(frozen=True)
 class Nginx:
     """nginx with ``limit_req`` in front of the emulator, in a child process."""
@@ -252,9 +260,7 @@ def nginx_process(upstream: str, rate: float, burst: int) -> Iterator[Nginx]:
     when the block ends: read :meth:`Nginx.calls` inside it (the log is
     unbuffered, so it is complete as soon as the client has finished).
     """
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not os.path.exists(binary):
-        raise RuntimeError("nginx is not installed (Debian: apt-get install nginx)")
+    binary = _installed("nginx")
     with tempfile.TemporaryDirectory(prefix="ocr-async-nginx-") as prefix:
         port = find_free_port(*PORTS, host=HOST)
         conf = Path(prefix, "nginx.conf")
@@ -274,6 +280,62 @@ def nginx_process(upstream: str, rate: float, burst: int) -> Iterator[Nginx]:
         base_url = f"http://{HOST}:{port}"
         with _server(argv, f"{base_url}/healthz", "nginx"):
             yield Nginx(base_url, Path(prefix, "calls.log"))
+
+
+# --- HAProxy in front of the emulator ---------------------------------------------------
+
+_HAPROXY_CONF = """\
+global
+    maxconn 4096
+    nbthread 1
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+    option http-keep-alive
+frontend ocr
+    bind {host}:{port}
+    # A health check must not count against the quota: answer it first.
+    http-request return status 200 content-type text/plain string ok if {{ path /healthz }}
+    # HAProxy's documented rate limit: every call of a client counts in a
+    # sliding one-second rate, refused ones too, read before the answer.
+    stick-table type ip size 1k expire 10s store http_req_rate(1s)
+    http-request track-sc0 src
+    {refuse}
+    default_backend emulator
+backend emulator
+    http-reuse always
+    server emulator {upstream} maxconn 1024
+"""
+
+
+@contextlib.contextmanager
+def haproxy_process(upstream: str, rate: int) -> Iterator[str]:
+    """HAProxy refusing OCR calls over ``rate`` a second (``http_req_rate(1s)``); yields its URL.
+
+    Over-limit calls get the 4000006 envelope in an HTTP 200, as the API
+    answers them. Its config lives in a temporary directory, gone when the
+    block ends.
+    """
+    binary = _installed("haproxy")
+    with tempfile.TemporaryDirectory(prefix="ocr-async-haproxy-") as prefix:
+        port = find_free_port(*PORTS, host=HOST)
+        conf = Path(prefix, "haproxy.cfg")
+        conf.write_text(
+            _HAPROXY_CONF.format(
+                host=HOST,
+                port=port,
+                upstream=upstream.removeprefix("http://"),
+                refuse=(
+                    "http-request return status 200 content-type application/json "
+                    f"string '{RATE_LIMITED_ENVELOPE}' if {{ sc_http_req_rate(0) gt {rate} }}"
+                ),
+            )
+        )
+        base_url = f"http://{HOST}:{port}"
+        with _server([binary, "-db", "-f", str(conf)], f"{base_url}/healthz", "haproxy"):
+            yield base_url
 
 
 # --- child runs -------------------------------------------------------------------------

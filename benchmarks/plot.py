@@ -32,14 +32,28 @@ def _rates(samples: Sequence[Sample]) -> tuple[list[float], list[float], list[fl
     return times, accepted, refused
 
 
-def plot_rates(runs: Mapping[str, Sequence[Sample]], quota: float, path: Path, title: str) -> None:
-    """Two panels over time, one line per client: calls let through, and calls refused."""
+def plot_rates(
+    runs: Mapping[str, Sequence[Sample]],
+    quota: float | Sequence[tuple[float, float]],
+    path: Path,
+    title: str,
+) -> None:
+    """Two panels over time, one line per client: calls let through, and calls refused.
+
+    ``quota`` is one rate, or a schedule of (seconds, rate) steps.
+    """
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     for label, samples in runs.items():
         times, accepted, refused = _rates(samples)
         top.plot(times, accepted, label=label, linewidth=1.4)
         bottom.plot(times, refused, label=label, linewidth=1.4)
-    top.axhline(quota, color="black", linestyle="--", linewidth=1, label=f"quota {quota:g}/s")
+    if isinstance(quota, int | float):
+        top.axhline(quota, color="black", linestyle="--", linewidth=1, label=f"quota {quota:g}/s")
+    else:
+        end = max((s.t for samples in runs.values() for s in samples), default=quota[-1][0])
+        xs = [at for at, _ in quota] + [max(end, quota[-1][0])]
+        ys = [rate for _, rate in quota] + [quota[-1][1]]
+        top.step(xs, ys, where="post", color="black", linestyle="--", linewidth=1, label="quota")
     top.set_ylabel("calls let through per s")
     top.set_ylim(bottom=0)
     top.legend(loc="lower right", fontsize="small")

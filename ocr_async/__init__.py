@@ -21,6 +21,7 @@ from ocr_async.errors import (
     ServerFailureError,
     SourceError,
     TemporarilyUnavailableError,
+    TooManyRequestsError,
     TransportError,
     UnknownApiError,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "StopRequest",
     "TemporarilyUnavailableError",
     "TokenProvider",
+    "TooManyRequestsError",
     "TransportError",
     "UnknownApiError",
     "UserAccessKeyTokens",

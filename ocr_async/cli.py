@@ -287,6 +287,8 @@ def _add_run_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     run.add_argument("-v", "--verbose", action="store_true", help="log retries and skips")
 
 
+#: ``--quota-kind`` choices (ocr_async.emulator.limiters.LIMITER_KINDS).
+QUOTA_KINDS = ("bucket", "window", "sliding")
 #: ``--engine`` choices (ocr_async.emulator.engines.ENGINE_NAMES, kept here so
 #: that ``ocr-async run`` does not import the emulator).
 ENGINE_CHOICES = ("auto", "rapidocr", "tesseract", "embedded")
@@ -312,6 +314,25 @@ def _add_serve_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     serve.add_argument(
         "--quota-rps", type=_positive_float, help="calls per second before answering 4000006"
+    )
+    serve.add_argument(
+        "--quota-kind",
+        choices=QUOTA_KINDS,
+        default="bucket",
+        help="how calls count against the quota: bucket (a token bucket, default), window "
+        "(a fixed one-second window), sliding (HAProxy's http_req_rate(1s): refused calls "
+        "count too)",
+    )
+    serve.add_argument(
+        "--quota-burst",
+        type=_positive_int,
+        help="calls a bucket saves up (default: one second's worth)",
+    )
+    serve.add_argument(
+        "--quota-schedule",
+        metavar="T:R,...",
+        help="change the quota over time: seconds since the first call, then calls/s, "
+        'e.g. "0:40,10:20,20:60"',
     )
     serve.add_argument(
         "--max-bytes",

@@ -13,7 +13,7 @@ import os
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -34,7 +34,7 @@ from ocr_async.errors import (
     TransportError,
 )
 from ocr_async.httpio import read_capped
-from ocr_async.limits import THROTTLE_ERRORS, RateController
+from ocr_async.limits import MAX_RETRY_AFTER, THROTTLE_ERRORS, RateController
 from ocr_async.models import (
     Endpoint,
     ImageBytes,
@@ -146,9 +146,10 @@ class OcrClient:
 
     One client is safe to share between concurrent tasks. Every request goes
     through one :class:`~ocr_async.limits.RateController`: with ``rps`` it
-    never sends faster; by default it runs unpaced until the API first
-    answers 4000006 and then holds the rate just under the quota it found.
-    ``adapt_rate=False`` turns that off (each refusal then backs off alone).
+    sends at that rate; by default it finds the call limit (4000006, or a
+    gateway's 429) and holds the rate just under it, following it when it
+    moves. ``adapt_rate=False`` turns that off (each refusal then backs off
+    alone, honouring any ``Retry-After``).
     """
 
     def __init__(
@@ -205,7 +206,7 @@ class OcrClient:
         self._request_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10))
         if rps is not None or adapt_rate:
             self._rate: RateController | None = RateController(
-                fixed_rps=rps, initial_rate=None, clock=clock, sleep=sleep
+                fixed_rps=rps, clock=clock, sleep=sleep
             )
         else:
             self._rate = None
@@ -292,7 +293,11 @@ class OcrClient:
             if isinstance(failure, THROTTLE_ERRORS) and self._rate is not None:
                 return 0.0  # the controller paces the retry and pauses everyone
             backed_off += 1
-            return self._retry.backoff(backed_off)
+            wait = self._retry.backoff(backed_off)
+            if isinstance(failure, OcrError) and failure.retry_after is not None:
+                # A server's Retry-After is a floor, not a hint.
+                wait = max(wait, min(failure.retry_after, MAX_RETRY_AFTER))
+            return wait
 
         def log_retry(state: RetryCallState) -> None:
             wait_s = state.next_action.sleep if state.next_action else 0.0
@@ -402,8 +407,8 @@ class OcrClient:
         ticket = await self._rate.acquire()
         try:
             result = await self._send(request, token)
-        except THROTTLE_ERRORS:
-            if self._rate.on_throttled(ticket):
+        except THROTTLE_ERRORS as exc:
+            if self._rate.on_throttled(ticket, retry_after=exc.retry_after):
                 log.info(
                     "call limit reached: pacing at %.1f calls/s for now", self._rate.current_rate
                 )
@@ -438,13 +443,18 @@ class OcrClient:
                 if 300 <= status < 400:
                     location = response.headers.get("Location")
                     raise protocol.redirect_error(status, location, request.url)
+                retry_after = _retry_after(response.headers) if status in (429, 503) else None
                 body = await read_capped(response, self._max_answer_bytes)
         except (TimeoutError, aiohttp.ClientError) as exc:
             failure = _transport_error(exc, redactor)
         else:
             if len(body) <= PARSE_INLINE_LIMIT:
-                return protocol.parse_response(status, body, redact=redactor)
-            return await asyncio.to_thread(protocol.parse_response, status, body, redact=redactor)
+                return protocol.parse_response(
+                    status, body, redact=redactor, retry_after=retry_after
+                )
+            return await asyncio.to_thread(
+                protocol.parse_response, status, body, redact=redactor, retry_after=retry_after
+            )
         # Raised out here, not in the except clause: the library's exception
         # may quote the server, and so the token, and must not ride along as
         # the context of ours.
@@ -469,6 +479,14 @@ def _transport_error(exc: TimeoutError | aiohttp.ClientError, redactor: Redactor
     if isinstance(exc, aiohttp.ClientConnectionError):
         return ConnectionFailedError("connection", detail)
     return TransportError("transport", detail)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    # An HTTP-date is read against the answer's own Date header, so a
+    # gateway whose clock is off still gets the wait it meant.
+    return protocol.parse_retry_after(
+        headers.get("Retry-After"), date=headers.get("Date"), now=time.time()
+    )
 
 
 def _failure(state: RetryCallState) -> BaseException | None:

@@ -60,6 +60,7 @@ from ocr_async.emulator import (
 )
 from ocr_async.emulator.engine import FallbackEngine, TextEngine, engine_name
 from ocr_async.emulator.engines import engine_from_name
+from ocr_async.emulator.limiters import parse_schedule
 from ocr_async.errors import ConfigurationError
 from ocr_async.models import ImageFile, ImageUrl, Record
 from ocr_async.sink import JsonlSink, OutputExistsError
@@ -372,6 +373,16 @@ def _listen_error(exc: OSError, host: str, port: int) -> str:
     return f"cannot listen on {where}: {detail}; check --host (default 127.0.0.1) and --port"
 
 
+def _quota_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--quota-*`` flags as :class:`EmulatorConfig` keyword arguments."""
+    return {
+        "quota_rps": args.quota_rps,
+        "quota_kind": args.quota_kind,
+        "quota_burst": args.quota_burst,
+        "quota_schedule": parse_schedule(args.quota_schedule) if args.quota_schedule else (),
+    }
+
+
 async def serve_command(args: argparse.Namespace) -> int:
     """Serve the emulator until Ctrl-C; 3 when it cannot listen on the address."""
     faults = None
@@ -388,7 +399,7 @@ async def serve_command(args: argparse.Namespace) -> int:
     try:
         config = EmulatorConfig(
             latency=args.latency,
-            quota_rps=args.quota_rps,
+            **_quota_settings(args),
             max_bytes=args.max_bytes,
             tokens=frozenset(args.token) if args.token else None,
             appkey=args.appkey,
@@ -398,14 +409,22 @@ async def serve_command(args: argparse.Namespace) -> int:
             **_engine_settings(args),
         )
     except ValueError as exc:  # the config checks its values: one line, exit 2
-        raise ConfigurationError(f"bad settings: {exc}") from None
+        raise ConfigurationError(f"bad emulator settings: {exc}") from None
+
+    quota = "none"
+    if config.quota_schedule:
+        steps = ",".join(f"{at:g}:{rate:g}" for at, rate in config.quota_schedule)
+        quota = f"{config.quota_kind} on schedule {steps}"
+    elif config.quota_rps is not None:
+        quota = f"{config.quota_kind} {config.quota_rps:g}/s"
 
     def ready(emulator: RunningEmulator) -> None:
         # One line: scripts (and the docs tests) wait for it.
         print(
             f"ocr-async emulator: General OCR v1.1 at {emulator.base_url} "
             f"({_serve_token_text(args, emulator.base_url)}; "
-            f"app key: {args.appkey or 'any'}; {_serve_engine_text(config.engine, args.engine)}); "
+            f"app key: {args.appkey or 'any'}; {_serve_engine_text(config.engine, args.engine)}; "
+            f"quota: {quota}); "
             "Ctrl-C stops",
             file=sys.stderr,
             flush=True,

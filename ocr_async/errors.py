@@ -21,6 +21,7 @@ raise these without import cycles.
         ├── ConnectionFailedError    refused, reset, dropped
         ├── RequestTimeoutError      no answer in time
         ├── HttpStatusError          a gateway answered non-200 (or redirected)
+        │   └── TooManyRequestsError     429: too fast (back off, Retry-After)
         ├── MalformedResponseError   200, but not the JSON envelope (HTML, torn)
         └── AnswerTooLargeError      an answer over the size cap (not retried)
 
@@ -52,6 +53,7 @@ __all__ = [
     "ServerFailureError",
     "SourceError",
     "TemporarilyUnavailableError",
+    "TooManyRequestsError",
     "TransportError",
     "UnknownApiError",
 ]
@@ -71,6 +73,9 @@ class OcrError(Exception):
     retryable: bool = False
     #: Whether this was decided on this machine (nothing or nothing more sent).
     local: bool = False
+    #: Seconds the server asked to wait before trying again (``Retry-After``
+    #: of a 429 or 503), where it said; the rate controller honours it.
+    retry_after: float | None = None
 
     def __init__(self, code: int | str, message: str) -> None:
         super().__init__(code, message)
@@ -184,6 +189,19 @@ class HttpStatusError(TransportError):
     def __reduce__(self) -> tuple[type[HttpStatusError], tuple[int, str], dict[str, object]]:
         # Rebuild from (status, message), not from the base class's args.
         return type(self), (self.status, self.message), self.__dict__
+
+
+class TooManyRequestsError(HttpStatusError):
+    """A gateway in front of the API answered 429 Too Many Requests.
+
+    The same signal as 4000006, from something that does not speak the
+    API's envelope: it goes through the rate controller like a refusal, and
+    its ``retry_after`` (seconds) pauses every worker.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)
+        self.retryable = True
 
 
 class MalformedResponseError(TransportError):

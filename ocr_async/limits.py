@@ -1,12 +1,14 @@
-"""Rate control: a fair token bucket and one shared, self-tuning controller.
+"""Rate control: a fair token bucket and one shared controller that measures the quota.
 
 NHN publishes no numeric call limit for General OCR; result codes 4000006
 (:class:`~ocr_async.errors.RateLimitedError`) and 5000503
-(:class:`~ocr_async.errors.TemporarilyUnavailableError`) are the only signals
-(``spec/API-FACTS.md``, "Limits"). So the quota has to be found by probing,
-and every probe past it costs a refused call. One :class:`RateController` is
-shared by all workers, so they probe together and back off together instead
-of each retrying on a timer of its own, which wastes calls and oscillates.
+(:class:`~ocr_async.errors.TemporarilyUnavailableError`), and a gateway's
+HTTP 429 (:class:`~ocr_async.errors.TooManyRequestsError`), are the only
+signals (``spec/API-FACTS.md``, "Limits"), and nobody says what kind of
+limiter sends them. So the quota has to be found by probing, and every probe
+past it costs a refused call. One :class:`RateController` is shared by all
+workers, so they probe together and back off together instead of each
+retrying on a timer of its own, which wastes calls and oscillates.
 
 The client's loop for one request is::
 
@@ -14,8 +16,8 @@ The client's loop for one request is::
         ticket = await controller.acquire()   # paced; waits out any pause
         try:
             result = await send(request)
-        except THROTTLE_ERRORS:
-            controller.on_throttled(ticket)   # and round again, no sleep
+        except THROTTLE_ERRORS as exc:        # and round again, no sleep
+            controller.on_throttled(ticket, retry_after=exc.retry_after)
             continue
         except ApiError:
             controller.on_success(ticket)     # answered: not refused for rate
@@ -25,7 +27,102 @@ The client's loop for one request is::
 
 A call refused for the limit goes back through :meth:`RateController.acquire`
 and waits its turn with everyone else: the shared pacer already knows how
-fast it is safe to go, and an independent backoff would only fight it.
+fast it is safe to go, and an independent backoff would only fight it. A
+``Retry-After`` pauses every worker.
+
+**The design: measure, hold, probe.** A limiter that refuses is saturated,
+and a saturated limiter lets through exactly its quota, so what got
+through while refusals happen measures the quota directly, as BBR measures
+a bottleneck from the delivery rate rather than from loss. The controller
+never guesses a new rate from the old one (no multiplicative decrease);
+each refusal that opens an event measures the quota again:
+
+* *Start-up.* From :data:`INITIAL_RATE`, double every
+  :data:`DOUBLING_TIME` while workers wait for their turn (when nobody
+  waits, the workers set the pace and the climb stands still, so a run
+  bounded by its concurrency never builds a rate nobody uses). At the first
+  refusal the limit was met a call or two before: the estimate is the rate
+  two calls back.
+* *Hold.* The rate holds :data:`MARGIN` under the estimate, for at least
+  :data:`MIN_HOLD` seconds and :data:`PROBE_CALLS` calls, or longer if the
+  last probe was costly: its refusals divided by :data:`PROBE_COST` calls,
+  at most :data:`MAX_HOLD` seconds' worth. A probe costs about one refusal
+  on a bucket but several on a fixed window, which stays shut to the end
+  of its second; this keeps probes at about 2 % of calls on either.
+* *Probe.* Then the rate climbs along ``1 + (t / PROBE_TIME) ** 3``: flat
+  at first, twice the hold after :data:`PROBE_TIME`, three times after
+  1.26 s, until a refusal. It is measured where it lands:
+
+  - if no more got through since the last cut than the old estimate
+    allows, the quota has not moved, and what ran the probe past it was
+    the limiter's slack: a bucket's savings from the hold (the probe met the
+    quota that many calls before the refusal), or a window's or sliding
+    count's second as a whole (what got through in the last second). The
+    estimate becomes the smaller of those, and never falls below the old one;
+  - if more got through than the old quota allows (by 0.1 s of it and two
+    calls), the quota was raised and the probe found it: the estimate is the
+    rate the probe had passed the savings earlier.
+* *Refused at the hold* (the quota fell, another process probed, or
+  jitter): the limiter has been full since the last cut, so the share of
+  calls it let through since then, times the rate they left at, is the
+  quota; four calls' worth of prior keeps one unlucky refusal from
+  counting as a halving. No cut goes below :data:`MAX_CUT` of the rate.
+* *Bursts and tails are one event.* Refusals of calls sent before the last
+  cut (the in-flight burst) add one call's time (1 / estimate) each to the
+  pause everyone waits out: on HAProxy's sliding count every refused call
+  counts against the quota, so a burst of refusals must be waited out, not
+  hammered. Refusals of calls sent after the cut but before anything got
+  through since (a fixed window still shut, a sliding count still high)
+  double the pause each instead of cutting again, up to 1 s in all.
+
+**The figures behind the constants.** ``python -m benchmarks.limiters
+--sweep`` prints them: the discrete-event simulation
+(:mod:`ocr_async.emulator.simulation`, seeded, on virtual time; 64 workers,
+24-36 ms answers, up to 1 ms of jitter in front of the limiter), changing
+one constant at a time from the chosen set. Goodput is over the whole run,
+start-up included, against the quota times the run's time plus its burst;
+"doubled" is the median (and worst) time to 95 % of a quota doubled at 8
+moments of the cycle.
+
+=====================  ============================================  ==============================
+constant (chosen)      with it                                       instead
+=====================  ============================================  ==============================
+DOUBLING_TIME 0.15 s   bucket 200/s, 10 s: goodput 0.931; no-burst   0.25 s: 0.922; 0.732
+                       40/s, 60 s: 0.832
+INITIAL_RATE 10/s      the same: 0.931; 0.832                        5/s: 0.918; 0.729
+MARGIN 0.05            window 40/s, 60 s: 3.7 % refused; quota 40    0.03: 5.4 %; 3.8 s and 0.28;
+                       -> 20 -> 60 up in 0.9 s, two processes'       but goodput 1-2 % higher
+                       smaller share 0.43 (seeded test cases)
+PROBE_TIME 1 s         doubled bucket 40/s: 1.4 s (2.4 s)            1.5 s: 1.8 s (2.7 s)
+PROBE_COST 2 %         window 40/s, 60 s: 3.7 % refused              no cost rule: 4.5 % (but a
+                                                                     doubled window at 20/s is
+                                                                     found in 1.1 s, not 3.8 s)
+MAX_HOLD 4 s           doubled window 20/s: 3.8 s (5.1 s)            no cap: 5.6 s (9.5 s)
+_SHARE_PRIOR 4 calls   window 40/s: 3.7 % refused; sliding count     1 call: 5.0 % and 0.813 (but
+                       200/s, 10 s: 0.883                            5/s, 10 s: 13.8 %, not 18 %)
+_RAISE_SECONDS 0.1 s   doubled bucket 40/s: 1.4 s (2.4 s)            0.5 s: 4.8 s (5.8 s)
+_CLIMB_BACK 2 calls    no-burst 40/s: 0.832; sliding count 200/s:    0 calls: 0.755; 3.1 %
+                       1.7 % refused
+CATCH_UP 0.5 token     ``--rps 50`` delivers 49.9/s (benchmark)      1 token: 47.6/s (the old
+                                                                     pacer, docs/benchmarks.md)
+=====================  ============================================  ==============================
+
+What bounds it, in the same simulation: at 5 calls/s a 10 s run has 50
+calls and the start-up climb, overshooting a bucket's saved burst, costs
+about 8 of them (18 % refused; the goodput is still 0.97). A limiter with no
+burst refuses any call closer than 1/quota to the one before, so a
+millisecond of jitter (4 % of the gap at 40/s, 20 % at 200/s) caps it near
+83 % and 80 %. A fixed window costs a few refusals per probe (3.7 % at
+40/s). Two processes that start together share a quota evenly, but nothing
+pulls unequal shares together: one started a second later can be held to
+10 % (issue 11, one quota shared through one controller, is the fix).
+``python -m benchmarks.limiters`` measures the same against the emulator,
+nginx and HAProxy (``docs/benchmarks.md``).
+
+**Fixed rate** (``--rps``): the same pacer at the given rate, scheduled
+against the clock: :data:`CATCH_UP` lets a worker woken late leave the next
+one less to wait, so the rate asked for is the rate sent, and no two calls
+leave at once.
 
 Nothing here does I/O. Time comes from an injected ``clock`` and waiting from
 an injected ``sleep``, so tests run on a virtual clock without waiting.
@@ -41,18 +138,29 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from ocr_async.errors import ConfigurationError, RateLimitedError, TemporarilyUnavailableError
+from ocr_async.errors import (
+    ConfigurationError,
+    RateLimitedError,
+    TemporarilyUnavailableError,
+    TooManyRequestsError,
+)
 
 __all__ = [
-    "BETA",
+    "CATCH_UP",
     "DOUBLING_TIME",
     "HISTORY_SIZE",
     "INITIAL_RATE",
     "MARGIN",
+    "MAX_CUT",
+    "MAX_HOLD",
+    "MAX_RETRY_AFTER",
+    "MIN_HOLD",
     "MIN_RATE",
-    "PAUSE",
-    "RECOVERY_TIME",
+    "PROBE_CALLS",
+    "PROBE_COST",
+    "PROBE_TIME",
     "THROTTLE_ERRORS",
+    "WINDOW",
     "RateController",
     "RateEvent",
     "RateSample",
@@ -65,40 +173,64 @@ Clock = Callable[[], float]
 #: Waits the given seconds: ``asyncio.sleep`` or a test's fake.
 Sleep = Callable[[float], Awaitable[None]]
 
-#: The answers that mean "too fast": 4000006 (call limit) and 5000503 (the
-#: upstream's own 429). Any other answer was not refused for rate.
-THROTTLE_ERRORS: Final = (RateLimitedError, TemporarilyUnavailableError)
+#: The answers that mean "too fast": 4000006 (call limit), 5000503 (the
+#: upstream's own 429) and a gateway's HTTP 429. Any other answer was not
+#: refused for rate.
+THROTTLE_ERRORS: Final = (RateLimitedError, TemporarilyUnavailableError, TooManyRequestsError)
 
-# The constants of the adaptive mode, in one place. RateController's
-# docstring gives the reasoning; the figures quoted there come from the
-# discrete-event simulation in tests/test_limits.py.
-#: Multiplicative decrease: after a throttle, the rate drops to BETA x the
-#: quota estimate. Botocore (and TCP CUBIC, RFC 8312) use 0.7.
-BETA: Final = 0.9
-#: Seconds CUBIC takes to climb from the cut back to the quota estimate (its
-#: K), the same for every quota.
-RECOVERY_TIME: Final = 6.0
-#: The quota estimate sits this fraction below the rate of the refused call.
-MARGIN: Final = 0.02
-#: Seconds every worker holds back after a throttle.
-PAUSE: Final = 0.05
-#: Where a controller with no quota known starts, in calls/s.
+# The constants, in one place; the module docstring gives the figures that
+# chose them.
+#: Where the start-up climb begins, in calls/s.
 INITIAL_RATE: Final = 10.0
-#: Seconds in which slow start doubles the rate, until the first throttle.
-DOUBLING_TIME: Final = 1.0
+#: Seconds in which the start-up climb doubles the rate.
+DOUBLING_TIME: Final = 0.15
+#: The rate holds this fraction under the quota estimate.
+MARGIN: Final = 0.05
+#: Seconds after which a probe has doubled the rate it left the hold at
+#: (the time constant of its cubic, ``1 + (t / PROBE_TIME) ** 3``).
+PROBE_TIME: Final = 1.0
+#: Calls sent at the hold, at least, before probing above it.
+PROBE_CALLS: Final = 50.0
+#: Seconds of calls at the hold at most, however costly the last probe was
+#: (but never fewer than PROBE_CALLS).
+MAX_HOLD: Final = 4.0
+#: The share of calls probes may cost: the hold lasts the last probe's
+#: refusals divided by this, in calls.
+PROBE_COST: Final = 0.02
+#: The shortest hold, in seconds.
+MIN_HOLD: Final = 1.0
+#: No cut goes below this fraction of the rate the refused call left at.
+MAX_CUT: Final = 0.5
+#: Seconds over which calls sent are counted to measure a limiter that
+#: judges each second as a whole.
+WINDOW: Final = 1.0
+#: Tokens of lateness the pacer makes up: a worker woken late by the timer
+#: leaves the next one less to wait, so the rate asked for is the rate sent.
+CATCH_UP: Final = 0.5
 #: The floor, in calls/s (botocore's TokenBucket._MIN_RATE).
 MIN_RATE: Final = 0.5
+#: The longest ``Retry-After`` honoured, in seconds.
+MAX_RETRY_AFTER: Final = 300.0
 #: Samples kept in :attr:`RateController.history`.
 HISTORY_SIZE: Final = 1024
 
-# Growth is capped at twice what workers really send (botocore's
-# ClientRateLimiter._MAX_RATE_ADJUST_SCALE): a rate nobody uses is untested,
-# and unbounded it would become a burst the moment work arrives.
-_MAX_GROWTH_OVER_SENT: Final = 2.0
-# The send rate behind that cap is measured over this many seconds.
-_SENT_WINDOW: Final = 2.0
-# settled_rate averages this many seconds of successes: long enough to read
-# steadily through CUBIC's sawtooth, short enough to follow a changed quota.
+# The start-up climb met the limit this many calls before the refused one.
+_CLIMB_BACK: Final = 2
+# A probe that let through this many calls, and this many seconds of the
+# old quota, more than the old quota allows since the last cut found a
+# raised quota rather than a bucket's savings or a window's slack.
+_RAISE_CALLS: Final = 2.0
+_RAISE_SECONDS: Final = 0.1
+# Pseudo-calls let through at a hold refusal, so that a few calls do not
+# decide the share alone.
+_SHARE_PRIOR: Final = 4.0
+# The longest pause a burst of refusals can build up, in seconds.
+_MAX_PAUSE: Final = 1.0
+# A tail of refusals doubles the pause at most this many times.
+_MAX_DOUBLINGS: Final = 6
+# Calls whose rate is remembered for looking back from a refusal.
+_RECENT_RATES: Final = 1024
+# settled_rate averages this many seconds of successes.
 _SETTLED_WINDOW: Final = 10.0
 # Growth samples are thinned to one per this many seconds so that the bounded
 # history covers minutes rather than the last few hundred calls.
@@ -126,7 +258,8 @@ class TokenBucket:
     to callers who are already waiting, and a reserved slot could not be taken
     back. The head re-reads the rate and the pause every time it wakes.
 
-    The bucket starts full. ``rate`` and ``burst`` may change at any time.
+    The bucket starts full, or with ``tokens``. ``rate`` and ``burst`` may
+    change at any time.
     Not thread-safe: use it from one event loop.
     """
 
@@ -135,6 +268,7 @@ class TokenBucket:
         rate: float,
         burst: float = 1.0,
         *,
+        tokens: float | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -144,7 +278,7 @@ class TokenBucket:
         self._burst = burst
         self._clock = clock
         self._sleep = sleep
-        self._tokens = burst
+        self._tokens = burst if tokens is None else min(max(tokens, 0.0), burst)
         # When tokens were last counted. During a pause it lies in the future:
         # no token accrues before then, which is what holds every worker back.
         self._stamp = clock()
@@ -308,13 +442,15 @@ class _RateMeter:
         self._trim(now)
         return len(self._times)
 
+    def span(self, now: float) -> float:
+        """The window, or the time since the origin until a whole window has passed."""
+        return max(min(self._window, now - self._origin), _EPSILON)
+
     def rate(self, now: float) -> float:
         self._trim(now)
-        # Until a whole window has passed, divide by the time that has.
-        span = min(self._window, now - self._origin)
-        if span <= 0:
+        if now - self._origin <= 0:
             return math.inf if self._times else 0.0
-        return len(self._times) / span
+        return len(self._times) / self.span(now)
 
     def _trim(self, now: float) -> None:
         edge = now - self._window
@@ -325,59 +461,19 @@ class _RateMeter:
 class RateController:
     """The one rate controller shared by every worker of a client.
 
-    **Fixed** (``fixed_rps=R``): a plain :class:`TokenBucket` at ``R`` with a
-    burst of one, so no second ever sees more than ``R + 1`` calls leave. A
-    throttle still pauses all workers for :data:`PAUSE`; the rate never moves.
+    **Fixed** (``fixed_rps=R``): calls leave at ``R`` a second, scheduled
+    against the clock (a worker woken late leaves the next less to wait, so
+    ``R`` is what is sent), never two at once. A refusal still pauses every
+    worker for one call's time; the rate never moves.
 
-    **Adaptive** (``fixed_rps=None``) finds the quota itself:
+    **Adaptive** (``fixed_rps=None``): the start-up climb, then holds just
+    under the measured quota and probes above it; the module docstring
+    gives the design and the figures behind its constants.
 
-    * *Unpaced start* (``initial_rate=None``, what :class:`~ocr_async.OcrClient`
-      uses): as botocore does, the bucket stays off until the first throttle,
-      so a service with no limit in reach is driven by the concurrency
-      bound alone, at full speed. The first throttle starts slow start from
-      the answers of the last second (calls that got through: a fair first
-      guess at the quota, at worst an underestimate that doubling corrects).
-    * *Slow start.* Nothing is known, so start at ``initial_rate`` and double
-      every :data:`DOUBLING_TIME` seconds, as TCP slow start does, until the
-      first throttle: a quota of 2000 calls/s is found in about 8 s, one of 5
-      at once.
-    * *Congestion avoidance: CUBIC*, as botocore's adaptive retry mode applies
-      it to client-side rate limiting (botocore/retries/adaptive.py,
-      throttling.py ``CubicCalculator``). On a throttle the quota estimate
-      ``w_max`` is set and the rate drops to ``BETA * w_max``; from then on,
-      with ``t`` the seconds since the cut and ``K`` = :data:`RECOVERY_TIME`,
-      ``rate = w_max * (1 - (1 - BETA) * (1 - t / K) ** 3)``: concave back to
-      ``w_max`` in ``K`` seconds, a long flat stretch just under the quota,
-      then convex growth that probes past it and finds a raised quota (twice
-      the old one in about 20 s) without knowing it was raised.
-
-    Where this departs from botocore, and why (all figures from the
-    simulation in tests/test_limits.py: 64 workers, a token bucket or a
-    one-second window on the server's side):
-
-    * ``BETA`` 0.9, not 0.7. A quota is a limiter, not a queue: there is no
-      backlog to drain after a throttle, only a rate to step under. The cubic
-      loses about ``(1 - BETA) / 4`` of the quota per cycle in its concave
-      part, so 0.7 costs up to 7.5%; 0.9 costs 2.5% (simulated against a
-      limiter with no burst: 92-93% of the quota at 0.7, 96% at 0.9). The
-      price is slower convergence to a fair share when other clients use the
-      same app key.
-    * A recovery time ``K`` of 6 s for every quota, where botocore's constant
-      ``C = 0.4`` calls/s**3 gives ``K = cbrt(w_max * (1 - BETA) / C)``: 1.5 s
-      at 5 calls/s, 11 s at 2000. Each congestion event costs about one
-      refused call and a pause whatever the quota, so at 5 calls/s botocore's
-      1.5 s cycles put 16% of calls into refusals (2.3% here); with K fixed,
-      every quota gets the same few cycles a minute.
-    * ``w_max`` is the rate the refused call was paced at, less
-      :data:`MARGIN`, not the measured send rate: that call proves the quota
-      lies below its rate, and a plateau placed exactly there would make every
-      cycle end in a refusal as soon as it is reached.
-
-    Both modes: several throttles for calls sent before a cut are one
-    congestion event. :meth:`acquire` stamps each ticket with the current
-    epoch; :meth:`on_throttled` cuts (and pauses) only for a ticket of the
-    current epoch and then opens a new one, so a burst of 4000006 answers for
-    calls already in flight causes one cut, not a collapse.
+    Both modes: several refusals for calls sent before a cut, or refused
+    before anything got through after it, are one congestion event: they
+    lengthen the pause instead of cutting again. :meth:`acquire` stamps each
+    ticket with the current epoch for that.
 
     Use it from one event loop. ``clock`` and ``sleep`` are injectable.
     """
@@ -386,58 +482,61 @@ class RateController:
         self,
         fixed_rps: float | None = None,
         *,
-        initial_rate: float | None = INITIAL_RATE,
+        initial_rate: float = INITIAL_RATE,
         min_rate: float = MIN_RATE,
         max_rate: float = math.inf,
-        beta: float = BETA,
-        recovery_time: float = RECOVERY_TIME,
         margin: float = MARGIN,
-        pause: float = PAUSE,
         history_size: int = HISTORY_SIZE,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         if fixed_rps is not None:
             _check_rate(fixed_rps, "fixed_rps")
-        if initial_rate is not None:
-            _check_rate(initial_rate, "initial_rate")
+        _check_rate(initial_rate, "initial_rate")
         _check_rate(min_rate, "min_rate")
         if not max_rate >= min_rate:
             raise ConfigurationError("max_rate must not be below min_rate")
-        if not 0 < beta < 1:
-            raise ConfigurationError("beta must be between 0 and 1")
-        if not (recovery_time > 0 and math.isfinite(recovery_time)):
-            raise ConfigurationError("recovery_time must be a positive number of seconds")
         if not 0 <= margin < 1:
             raise ConfigurationError("margin must be at least 0 and below 1")
-        if not (pause >= 0 and math.isfinite(pause)):
-            raise ConfigurationError("pause must be a number of seconds, 0 or more")
         if history_size < 1:
             raise ConfigurationError("history_size must be at least 1")
         self._fixed = fixed_rps
         self._min_rate = min_rate
         self._max_rate = max_rate
-        self._beta = beta
-        self._recovery = recovery_time
         self._margin = margin
-        self._pause = pause
         self._clock = clock
         now = clock()
-        self._unpaced = fixed_rps is None and initial_rate is None
-        first = INITIAL_RATE if initial_rate is None else initial_rate
-        start = fixed_rps if fixed_rps is not None else min(max(first, min_rate), max_rate)
-        # Burst 1: calls leave evenly spaced. Saved-up tokens would only let
-        # workers arrive together, which is what a server's limiter punishes.
-        self._bucket = TokenBucket(start, 1.0, clock=clock, sleep=sleep)
-        self._epoch = 0
+        start = fixed_rps if fixed_rps is not None else self._clamp(initial_rate)
+        # One token to start with: a full bucket would let the first callers
+        # leave back to back, which a strict limiter refuses.
+        self._bucket = TokenBucket(start, 1.0 + CATCH_UP, tokens=1.0, clock=clock, sleep=sleep)
         self._slow_start = fixed_rps is None
-        self._w_max: float | None = None
-        self._last_cut = now
-        self._last_grow = now
-        self._sent_meter = _RateMeter(_SENT_WINDOW, now)
+        self._estimate: float | None = None
+        # The rate climbs from _ramp_base since _ramp_since: doubling in the
+        # start-up climb, along the probe's cubic after a hold.
+        self._ramp_base = start
+        self._ramp_since = now
+        # After a cut the rate holds at _hold_rate until _hold_until and
+        # until _hold_calls have been sent, then probes upward.
+        self._hold_rate = start
+        self._hold_until = now
+        self._hold_calls = PROBE_CALLS
+        self._epoch = 0
+        self._cut_at = now
+        # Since the last cut: calls sent, refused, and refusals of a tail
+        # (refused before anything got through).
+        self._epoch_sent = 0
+        self._epoch_refused = 0
+        self._tail = 0
+        # Refusals since the last event, all kinds: what the last probe cost.
+        self._cycle_refused = 0
+        # How long a refusal takes to come back (a decaying maximum).
+        self._refusal_latency = 0.0
+        self._recent_sends: deque[float] = deque()
+        self._recent_rates: deque[tuple[float, float]] = deque(maxlen=_RECENT_RATES)
+        self._sent_meter = _RateMeter(WINDOW, now)
+        self._refused_meter = _RateMeter(WINDOW, now)
         self._settled_meter = _RateMeter(_SETTLED_WINDOW, now)
-        self._answered_meter = _RateMeter(1.0, now)
-        self._sent_recent = _RateMeter(1.0, now)
         self._sent = 0
         self._successes = 0
         self._throttled = 0
@@ -458,64 +557,69 @@ class RateController:
         Waits behind every earlier caller (first come, first served), at the
         current rate, and through any pause. Call it again before a retry.
         """
-        if self._unpaced:
-            sent_at = self._clock()
-        else:
-            sent_at = await self._bucket.acquire()
+        self._update(self._clock())
+        sent_at = await self._bucket.acquire()
+        rate = self._bucket.rate
         self._sent += 1
+        self._epoch_sent += 1
+        self._recent_sends.append(sent_at)
+        self._recent_rates.append((sent_at, rate))
         self._sent_meter.add(sent_at)
-        self._sent_recent.add(sent_at)
-        return Ticket(epoch=self._epoch, sent_at=sent_at, rate=self.current_rate)
+        return Ticket(epoch=self._epoch, sent_at=sent_at, rate=rate)
 
     def on_success(self, ticket: Ticket) -> None:
         """Report that the API answered the call of ``ticket``.
 
-        Any answer but a throttle counts, failures such as 4000501 included:
-        the call got through the limiter. Report nothing for a call that got
-        no answer (a timeout, a reset): it says nothing about the quota.
+        Any answer but a refusal for the rate counts, failures such as
+        4000501 included: the call got through the limiter. Report nothing
+        for a call that got no answer (a timeout, a reset): it says nothing
+        about the quota.
         """
         now = self._clock()
         self._successes += 1
         self._settled_meter.add(now)
-        self._answered_meter.add(now)
-        if self._fixed is not None or self._unpaced:
-            return
-        rate = self._bucket.rate
-        if self._slow_start:
-            target = rate * 2.0 ** ((now - self._last_grow) / DOUBLING_TIME)
-        else:
-            assert self._w_max is not None
-            x = 1.0 - (now - self._last_cut) / self._recovery
-            target = self._w_max * (1.0 - (1.0 - self._beta) * x**3)
-        self._last_grow = now
-        # A success never lowers the rate (the cubic starts where the cut left
-        # it and only rises), and growth stops at twice what is really sent.
-        ceiling = max(rate, _MAX_GROWTH_OVER_SENT * self._sent_meter.rate(now))
-        new = min(target, ceiling, self._max_rate)
-        if new > rate:
-            self._bucket.rate = new
-            if now - self._last_sample >= _SAMPLE_INTERVAL:
-                self._record(now, "grow")
+        self._update(now)
 
-    def on_throttled(self, ticket: Ticket) -> bool:
-        """Report 4000006 or 5000503 for the call of ``ticket``.
+    def on_throttled(self, ticket: Ticket, retry_after: float | None = None) -> bool:
+        """Report a refusal for the rate (4000006, 5000503, HTTP 429) of ``ticket``.
 
-        Returns True when this opened a congestion event (adaptive: the rate
-        was cut; both modes: every worker paused), False when the ticket
-        predates the last event, which already accounted for it. Either way,
-        acquire a new ticket and send again.
+        ``retry_after`` is the server's ``Retry-After`` in seconds: nobody
+        sends before it has passed (at most :data:`MAX_RETRY_AFTER`).
+        Returns True when this opened a congestion event (adaptive: the
+        quota was measured again and the rate cut; both modes: every worker
+        paused), False when it belonged to the last one, which only made the
+        pause longer. Either way, acquire a new ticket and send again.
         """
         now = self._clock()
         self._throttled += 1
+        self._cycle_refused += 1
+        self._refusal_latency = max(now - ticket.sent_at, self._refusal_latency * 0.9)
+        self._refused_meter.add(ticket.sent_at)
+        if retry_after is not None and retry_after > 0:
+            self._bucket.pause(min(retry_after, MAX_RETRY_AFTER))
         if ticket.epoch != self._epoch:
+            # Sent before the last cut, which already answered it. On a
+            # limiter that counts refused calls it is one more call to wait
+            # out; elsewhere the next call could not pass sooner anyway.
+            self._extend_pause(now, self._pause_step())
             return False
+        self._epoch_refused += 1
+        if self._epoch > 0 and self._let_through(now) <= 0:
+            # Nothing has got through since the last cut: a fixed window
+            # shut until its second ends, or a count of refused calls still
+            # high. Cutting again would only measure that; wait it out
+            # instead, doubling the wait with each refusal of the tail.
+            self._tail += 1
+            self._extend_pause(now, self._pause_step() * 2.0 ** min(self._tail, _MAX_DOUBLINGS))
+            return False
+        if self._fixed is None:
+            self._cut(now, ticket)
         self._epoch += 1
         self._events += 1
-        if self._unpaced:
-            self._start_pacing(now)
-        elif self._fixed is None:
-            self._cut(now, ticket.rate)
-        self._bucket.pause(self._pause)
+        self._cut_at = now
+        self._epoch_sent = self._epoch_refused = self._tail = self._cycle_refused = 0
+        self._recent_sends.clear()
+        self._bucket.pause(self._pause_step())
         self._record(now, "pause" if self._fixed is not None else "cut")
         return True
 
@@ -528,30 +632,30 @@ class RateController:
 
     @property
     def current_rate(self) -> float:
-        """The rate calls are paced at now, in calls/s (infinite while unpaced)."""
-        return math.inf if self._unpaced else self._bucket.rate
+        """The rate calls are paced at now, in calls/s."""
+        self._update(self._clock())
+        return self._bucket.rate
 
     @property
     def settled_rate(self) -> float:
         """Calls answered per second over the last 10 s: the goodput.
 
-        It reads steadily through CUBIC's sawtooth; it is the figure to print
-        as the rate a run settled at.
+        It is the figure to print as the rate a run settled at.
         """
         rate = self._settled_meter.rate(self._clock())
         return 0.0 if math.isinf(rate) else rate
 
     @property
     def quota_estimate(self) -> float | None:
-        """CUBIC's ``w_max``: the plateau, just under the last refused rate.
+        """The quota as last measured, in calls/s: the rate holds just under it.
 
-        None until the first throttle, and always None with a fixed rate.
+        None until the first refusal, and always None with a fixed rate.
         """
-        return self._w_max
+        return self._estimate
 
     @property
     def slow_start(self) -> bool:
-        """Whether the adaptive controller is still looking for its first limit."""
+        """Whether the adaptive controller is still climbing to its first limit."""
         return self._slow_start
 
     @property
@@ -576,12 +680,12 @@ class RateController:
 
     @property
     def throttled(self) -> int:
-        """Throttles reported, those folded into an earlier event included."""
+        """Refusals reported, those folded into an earlier event included."""
         return self._throttled
 
     @property
     def congestion_events(self) -> int:
-        """Throttles that opened an event: cuts (adaptive) or pauses (fixed)."""
+        """Refusals that opened an event: cuts (adaptive) or pauses (fixed)."""
         return self._events
 
     @property
@@ -600,34 +704,121 @@ class RateController:
 
     # -- internals ------------------------------------------------------------
 
-    def _start_pacing(self, now: float) -> None:
-        # The first limit met while unpaced. The calls sent in the last
-        # second, less this refused one, bound the quota from above (they
-        # were too many); the answers of the last second are a fair guess
-        # too, and the larger one is taken as if a call had been refused at
-        # that rate: CUBIC cuts below it and probes from there. Only with no
-        # figure at all does slow start begin from the initial rate.
-        self._unpaced = False
-        estimate = max(
-            float(self._answered_meter.count(now)), float(self._sent_recent.count(now) - 1)
-        )
-        if estimate > 0:
-            self._cut(now, estimate)
-            return
-        self._slow_start = True
-        self._last_grow = now
-        self._bucket.rate = min(max(INITIAL_RATE, self._min_rate), self._max_rate)
+    def _clamp(self, rate: float) -> float:
+        return min(max(rate, self._min_rate), self._max_rate)
 
-    def _cut(self, now: float, refused_rate: float) -> None:
-        w_max = max(refused_rate * (1.0 - self._margin), self._min_rate)
-        self._w_max = w_max
-        self._last_cut = now
-        self._last_grow = now
+    def _pause_step(self) -> float:
+        # One call's time at the quota: on a bucket or a window that just
+        # refused, the next call could not pass sooner anyway.
+        return 1.0 / (self._estimate or self._bucket.rate)
+
+    def _extend_pause(self, now: float, seconds: float) -> None:
+        self._bucket.pause(min(self._bucket.paused_until - now + seconds, _MAX_PAUSE))
+
+    def _update(self, now: float) -> None:
+        """Move the rate along its schedule: start-up doubling, or hold then probe."""
+        if self._fixed is not None:
+            return
+        rate = self._bucket.rate
+        if not self._slow_start and (now < self._hold_until or self._epoch_sent < self._hold_calls):
+            # Holding, until both its time and its calls are done: a pause
+            # sends nothing, so it does not count as holding.
+            self._ramp_since = now
+            return
+        if self._bucket.waiting == 0:
+            # Nobody is waiting for a token: the workers, not the rate, set
+            # the pace, and a rate nobody uses is untested. The climb stands
+            # still until they wait again.
+            self._ramp_base, self._ramp_since = rate, now
+            return
+        x = now - self._ramp_since
+        if self._slow_start:
+            target = self._ramp_base * 2.0 ** (x / DOUBLING_TIME)
+        else:
+            target = self._ramp_base * (1.0 + (x / PROBE_TIME) ** 3)
+        new = self._clamp(target)
+        if new > rate:
+            self._bucket.rate = new
+            if now - self._last_sample >= _SAMPLE_INTERVAL:
+                self._record(now, "grow")
+
+    def _rate_before(self, ticket: Ticket, calls: int) -> float:
+        """The rate of the call sent ``calls`` before ``ticket``'s."""
+        rates = self._recent_rates
+        index = len(rates) - 1
+        while index > 0 and rates[index][0] > ticket.sent_at:
+            index -= 1
+        return rates[max(index - calls, 0)][1] if rates else ticket.rate
+
+    def _let_through(self, now: float) -> int:
+        """Calls sent since the last cut that were not refused, as far as known.
+
+        A refusal comes back within milliseconds, an answer only after the
+        engine ran: a call sent longer ago than refusals take to come back,
+        and not refused, got through.
+        """
+        edge = now - 2.0 * self._refusal_latency
+        recent = self._recent_sends
+        while recent and recent[0] <= edge:
+            recent.popleft()
+        return self._epoch_sent - len(recent) - self._epoch_refused
+
+    def _cut(self, now: float, ticket: Ticket) -> None:
+        """Measure the quota again from this refusal, and hold just under it."""
+        refused_rate = ticket.rate
+        previous = self._estimate
+        let_through = max(self._let_through(now), 0)
+        elapsed = now - self._cut_at
+        if self._slow_start or previous is None:
+            # The climb met the limit a call or two before this one.
+            estimate = self._rate_before(ticket, _CLIMB_BACK)
+        elif refused_rate > self._hold_rate * (1.0 + _EPSILON):
+            # Refused while probing above the hold. On a bucket the probe
+            # first spent what the hold left unused (its savings), so it met
+            # the quota that many calls before this one; a window or a
+            # sliding count judges the last second as a whole, so the calls
+            # sent in it are the figure there.
+            saved = (previous - self._hold_rate) * max(self._hold_until - self._cut_at, 0.0)
+            before = self._rate_before(ticket, math.ceil(saved) + 1)
+            if let_through <= previous * (elapsed + _RAISE_SECONDS) + _RAISE_CALLS:
+                span = self._sent_meter.span(now)
+                passed = self._sent_meter.count(now) - self._refused_meter.count(now)
+                estimate = max(previous, min(before, passed / span))
+            else:
+                # More got through since the last cut than the old quota
+                # allows, by over half a second's worth: it was raised, and
+                # the probe found the new one.
+                estimate = before
+        else:
+            # Refused at the rate held as safe: the quota is lower, and the
+            # limiter has been full since the last cut, so the share of
+            # calls it let through since then, times the rate they left at,
+            # is its rate. A few calls' worth of prior keeps one unlucky
+            # refusal from halving the rate.
+            prior = _SHARE_PRIOR
+            estimate = (
+                refused_rate * (let_through + prior) / (let_through + self._epoch_refused + prior)
+            )
+        estimate = max(estimate, refused_rate * MAX_CUT, self._min_rate)
+        self._hold_calls = PROBE_CALLS
+        if not self._slow_start:
+            # A probe costs the refusals it takes to find the limit again:
+            # about one on a bucket, a few on a fixed window that stays shut
+            # to the end of its second. Holding for that many calls per
+            # PROBE_COST keeps the share of calls probes cost the same on
+            # every kind of limiter.
+            cost = self._cycle_refused / PROBE_COST
+            longest = max(PROBE_CALLS, estimate * MAX_HOLD)
+            self._hold_calls = min(max(PROBE_CALLS, cost), longest)
+        self._estimate = estimate
         self._slow_start = False
-        self._bucket.rate = min(max(w_max * self._beta, self._min_rate), self._max_rate)
+        self._hold_rate = self._clamp(estimate * (1.0 - self._margin))
+        self._hold_until = now + MIN_HOLD
+        self._ramp_base, self._ramp_since = self._hold_rate, self._hold_until
+        self._bucket.rate = self._hold_rate
 
     def _record(self, now: float, event: RateEvent) -> None:
-        self._history.append(RateSample(now, self.current_rate, event))
+        self._history.append(RateSample(now, self._bucket.rate, event))
         if event == "grow":
             self._last_sample = now
 

@@ -10,6 +10,8 @@ References: the API guide (``shared/spec/000_*.txt``) and ``API-FACTS.md``.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
 import math
 import secrets
@@ -30,6 +32,7 @@ from ocr_async.errors import (
     RateLimitedError,
     ServerFailureError,
     TemporarilyUnavailableError,
+    TooManyRequestsError,
     UnknownApiError,
 )
 from ocr_async.models import BoundingBox, Endpoint, Line, OcrResult, Word
@@ -53,6 +56,7 @@ __all__ = [
     "error_for_code",
     "parse_response",
     "parse_result",
+    "parse_retry_after",
     "redirect_error",
     "sniff_image_type",
 ]
@@ -465,14 +469,56 @@ def redirect_error(status: int, location: str | None, request_url: str) -> HttpS
     )
 
 
+def parse_retry_after(
+    value: str | None, *, date: str | None = None, now: float | None = None
+) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header, or None if there is none.
+
+    RFC 9110 10.2.3: either a whole number of seconds or an HTTP-date. A
+    date is measured against the answer's own ``Date`` header when it has
+    one (so the two clocks need not agree), else against ``now`` (Unix
+    seconds, the caller's clock); a date already past is 0 s. Anything
+    unreadable is None: no wait asked for.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return float(int(text))
+    when = _http_date(text)
+    if when is None:
+        return None
+    reference = _http_date(date) if date is not None else None
+    if reference is None:
+        if now is None:
+            return None
+        reference = now
+    return max(when - reference, 0.0)
+
+
+def _http_date(text: str) -> float | None:
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # RFC 9110: HTTP-dates are in GMT
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
 def parse_response(
-    status: int, body: bytes, *, redact: Redactor | Collection[str] = ()
+    status: int,
+    body: bytes,
+    *,
+    redact: Redactor | Collection[str] = (),
+    retry_after: float | None = None,
 ) -> OcrResult:
     """Read one answer: an :class:`OcrResult`, or a typed error raised.
 
     The API answers HTTP 200 with a JSON envelope, failures included. A
     failure envelope is honoured whatever the status (a gateway may send
-    4000006 with a 429); a non-200 without one is an :class:`HttpStatusError`;
+    4000006 with a 429); a 429 without one is a
+    :class:`TooManyRequestsError`, another non-200 an :class:`HttpStatusError`;
     a 200 whose body is not the envelope (HTML, truncated JSON) is a
     :class:`MalformedResponseError`. Error messages quote the start of such a
     body.
@@ -482,6 +528,8 @@ def parse_response(
     the result itself, words included. What strict JSON cannot hold is
     replaced too: ``NaN`` and ``Infinity`` by None, a lone surrogate escape
     by U+FFFD, so no record, text file or message carries half a character.
+    ``retry_after`` (seconds, from :func:`parse_retry_after`) is attached to
+    the error raised, as its ``retry_after``.
     """
     redactor = Redactor.of(redact)
     text = body.decode("utf-8", "replace")
@@ -499,6 +547,14 @@ def parse_response(
 
     if header is None or code is None:
         snippet = server_text(text, redactor, limit=_SNIPPET_LIMIT)
+        if status == 429:
+            # RFC 6585: too many requests. A gateway's refusal for the rate,
+            # the same signal as 4000006.
+            too_many = TooManyRequestsError(
+                status, f"HTTP 429 without an API envelope: {snippet!r}"
+            )
+            too_many.retry_after = retry_after
+            raise too_many
         if status != 200:
             raise HttpStatusError(status, f"HTTP {status} without an API envelope: {snippet!r}")
         what = "JSON without a valid header" if is_json else "not JSON (truncated or HTML?)"
@@ -519,4 +575,6 @@ def parse_response(
     if code == 0:
         flag = server_text(repr(header.get("isSuccessful")), redactor, limit=40)
         raise UnknownApiError(0, f"resultCode 0 with isSuccessful={flag}")
-    raise error_for_code(code, message)
+    error = error_for_code(code, message)
+    error.retry_after = retry_after
+    raise error

@@ -1177,6 +1177,9 @@ async def test_concurrency_is_enforced_on_a_callers_session() -> None:
             base_url=str(server.make_url("")).rstrip("/"),
             session=session,
             concurrency=3,
+            # The semaphore is under test, not the rate controller's start-up
+            # climb, which would keep fewer calls in flight at first.
+            adapt_rate=False,
         )
         async with client:
             await asyncio.gather(*(client.recognize(PNG) for _ in range(12)))
@@ -1247,16 +1250,20 @@ async def test_refusals_go_back_through_the_controller_without_backoff(
     async with controlled_client(clock) as client:
         controller = client.rate_controller
         assert controller is not None
-        assert controller.current_rate == float("inf")  # unpaced until the first refusal
+        assert controller.slow_start  # climbing until the first refusal
         recognition = await client.recognize(PNG)
     assert recognition.attempts == 3
     assert controller.throttled == 2
-    assert controller.congestion_events == 2  # each refusal came from a newer epoch
+    # The second refusal came before anything got through after the cut:
+    # the same burst, so a longer pause rather than a second cut.
+    assert controller.congestion_events == 1
     assert controller.successes == 1
-    assert controller.current_rate < float("inf")  # pacing since the first refusal
-    # No exponential backoff: only the controller's short pause and pacing,
-    # well under the 0.5 s + 1.0 s that backoff would have waited.
-    assert clock.now - 1000.0 < 1.0
+    assert not controller.slow_start  # holding under the limit it found
+    # No exponential backoff: only the controller's pauses (one call's time
+    # at the 5 calls/s it started at, then twice that for the second
+    # refusal of the burst) and pacing, under the 0.5 s + 1.0 s (plus
+    # jitter) that backoff would have waited.
+    assert clock.now - 1000.0 < 1.5
 
 
 async def test_fixed_rps_paces_every_request(mock: aioresponses) -> None:
@@ -1267,6 +1274,48 @@ async def test_fixed_rps_paces_every_request(mock: aioresponses) -> None:
             await client.recognize(PNG)
     # 9 calls at 4 calls/s with a burst of one: the last leaves 2 s after the first.
     assert clock.now - 1000.0 == pytest.approx(2.0)
+
+
+async def test_a_gateways_429_retry_after_pauses_every_worker(mock: aioresponses) -> None:
+    clock = FakeClock()
+    mock.post(GENERAL_URL, status=429, body="slow down", headers={"Retry-After": "3"})
+    mock.post(GENERAL_URL, payload=envelope())
+    async with controlled_client(clock) as client:
+        controller = client.rate_controller
+        assert controller is not None
+        recognition = await client.recognize(PNG)
+        # Every worker is held until the gateway's time has passed.
+        assert controller.paused_until >= 1003.0
+    assert recognition.attempts == 2
+    assert (controller.throttled, controller.congestion_events) == (1, 1)
+    assert clock.now >= 1003.0  # the retry left after the Retry-After, not before
+
+
+async def test_retry_after_as_a_date_is_read_against_the_answers_date(mock: aioresponses) -> None:
+    clock = FakeClock()
+    headers = {
+        "Retry-After": "Sun, 06 Nov 1994 08:49:42 GMT",
+        "Date": "Sun, 06 Nov 1994 08:49:37 GMT",  # the gateway's clock: 5 s before
+    }
+    mock.post(GENERAL_URL, status=429, headers=headers)
+    mock.post(GENERAL_URL, payload=envelope())
+    async with controlled_client(clock) as client:
+        await client.recognize(PNG)
+    assert clock.now >= 1005.0
+
+
+async def test_without_the_controller_retry_after_is_a_floor_under_backoff(
+    mock: aioresponses,
+) -> None:
+    sleeps = Sleeps()
+    mock.post(GENERAL_URL, status=429, headers={"Retry-After": "7"})
+    mock.post(GENERAL_URL, payload=failure(4000006), headers={"Retry-After": "0"})
+    mock.post(GENERAL_URL, payload=envelope())
+    async with make_client(sleeps) as client:
+        recognition = await client.recognize(PNG)
+    assert recognition.attempts == 3
+    assert sleeps.waits[0] == 7.0  # not the 0.5 s + jitter of the first backoff
+    assert sleeps.waits[1] < 2.0  # a 200's Retry-After: 0 is no floor at all
 
 
 async def test_transport_failures_tell_the_controller_nothing(mock: aioresponses) -> None:

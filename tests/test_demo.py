@@ -29,9 +29,10 @@ from ocr_async.demo import (
     words_of,
     words_right,
 )
-from ocr_async.emulator import SAMPLES
+from ocr_async.emulator import SAMPLES, EmulatorConfig
 from ocr_async.emulator.engine import EmbeddedFirst, FallbackEngine, TextEngine
 from ocr_async.emulator.engines import engine_from_name
+from ocr_async.emulator.limiters import FixedWindowLimiter, ScheduledLimiter
 from ocr_async.errors import ConfigurationError
 
 TOTAL_WORDS = 2 * sum(len(words_of(text)) for text in SAMPLES.values())
@@ -325,3 +326,42 @@ def test_serve_engine_settings_follow_the_flags(monkeypatch: pytest.MonkeyPatch)
     assert Fake.warmed
     bare = demo._engine_settings(argparse.Namespace(engine="tesseract", ignore_embedded_text=True))
     assert isinstance(bare["engine"], Fake)
+
+
+# --- serve's quota settings -------------------------------------------------------
+
+
+def test_serve_quota_flags_make_each_kind_of_limiter() -> None:
+    window = EmulatorConfig(
+        **demo._quota_settings(serve_args("--quota-rps", "40", "--quota-kind", "window"))
+    )
+    assert isinstance(window.make_limiter(), FixedWindowLimiter)
+    bucket = EmulatorConfig(
+        **demo._quota_settings(serve_args("--quota-rps", "40", "--quota-burst", "5"))
+    )
+    assert bucket.burst == 5
+    scheduled = EmulatorConfig(
+        **demo._quota_settings(
+            serve_args("--quota-kind", "sliding", "--quota-schedule", "0:40,10:20,20:60")
+        )
+    )
+    assert scheduled.quota_rps == 40.0  # the first step, when no --quota-rps is given
+    assert scheduled.quota_schedule == ((0.0, 40.0), (10.0, 20.0), (20.0, 60.0))
+    assert isinstance(scheduled.make_limiter(), ScheduledLimiter)
+    assert EmulatorConfig(**demo._quota_settings(serve_args())).make_limiter() is None
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        pytest.param(
+            ("--quota-rps", "40", "--quota-kind", "window", "--quota-burst", "5"),
+            id="burst-of-a-window",
+        ),
+        pytest.param(("--quota-schedule", "0:40,x"), id="bad-step"),
+        pytest.param(("--quota-schedule", "5:40"), id="not-from-0"),
+    ],
+)
+def test_serve_refuses_bad_quota_settings_before_serving(flags: tuple[str, ...]) -> None:
+    with pytest.raises(ConfigurationError, match="bad emulator settings"):
+        asyncio.run(demo.serve_command(serve_args(*flags)))

@@ -741,6 +741,56 @@ async def test_quota_burst_and_auth_order() -> None:
         assert code_of(await post_form(session, ocr_url(emu), image)) == 0
 
 
+@pytest.mark.parametrize(
+    ("kind", "first", "after_a_second"),
+    [
+        # A window refuses the rest of its second, then starts afresh.
+        pytest.param("window", [0, 0, 4000006, 4000006], [0, 0, 4000006], id="window"),
+        # A sliding count remembers the last second, refused calls included:
+        # 4 calls weigh 4 a second later, so nothing gets through yet.
+        pytest.param("sliding", [0, 0, 4000006, 4000006], [4000006], id="sliding"),
+    ],
+)
+async def test_quota_kinds_over_http(
+    kind: str, first: list[int], after_a_second: list[int]
+) -> None:
+    clock = FakeClock()
+    config = EmulatorConfig(quota_rps=2.0, quota_kind=kind, clock=clock)  # type: ignore[arg-type]
+    assert config.burst is None  # only a bucket has one
+    async with emulator_in_range(config) as emu, aiohttp.ClientSession() as session:
+        image = make_png("x")
+
+        async def codes(n: int) -> list[int]:
+            return [code_of(await send(session, file_request(emu, image))) for _ in range(n)]
+
+        assert await codes(len(first)) == first
+        clock.now += 1.0
+        assert await codes(len(after_a_second)) == after_a_second
+        assert emu.stats.rate_limited == first.count(4000006) + after_a_second.count(4000006)
+
+
+async def test_quota_schedule_from_the_first_call_restarts_on_reset() -> None:
+    clock = FakeClock()
+    config = EmulatorConfig(
+        quota_kind="window", quota_schedule=((0.0, 1.0), (10.0, 3.0)), clock=clock
+    )
+    assert config.quota_rps == 1.0
+    async with emulator_in_range(config) as emu, aiohttp.ClientSession() as session:
+        image = make_png("x")
+
+        async def codes(n: int) -> list[int]:
+            return [code_of(await send(session, file_request(emu, image))) for _ in range(n)]
+
+        clock.now = 100.0  # the first call starts the schedule, not the start of the server
+        assert await codes(2) == [0, 4000006]
+        clock.now = 110.0
+        assert await codes(4) == [0, 0, 0, 4000006]
+        async with session.post(emu.url("/_emulator/reset")):
+            pass
+        clock.now = 200.0
+        assert await codes(2) == [0, 4000006]  # back to the first step
+
+
 async def test_latency_applies_to_answers_but_not_to_rate_limited_calls() -> None:
     clock = FakeClock()
     config = EmulatorConfig(latency=0.2, quota_rps=1.0, clock=clock)
@@ -814,6 +864,9 @@ async def test_unexpected_exception_answers_minus_one() -> None:
         ({"download_timeout": 0.0}, "download_timeout"),
         ({"quota_rps": 0.0}, "quota_rps"),
         ({"quota_rps": 1.0, "quota_burst": 0}, "quota_burst"),
+        ({"quota_rps": 1.0, "quota_kind": "leaky"}, "quota_kind"),
+        ({"quota_rps": 1.0, "quota_kind": "window", "quota_burst": 2}, "quota_burst"),
+        ({"quota_schedule": ((5.0, 1.0),)}, "starts at 0"),
     ],
 )
 def test_config_refuses_nonsense(kwargs: dict[str, Any], match: str) -> None:

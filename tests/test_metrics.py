@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -18,7 +17,7 @@ from ocr_async.errors import (
     RateLimitedError,
     SourceError,
 )
-from ocr_async.limits import RateController
+from ocr_async.limits import INITIAL_RATE, RateController
 from ocr_async.models import (
     Endpoint,
     ErrorInfo,
@@ -134,10 +133,10 @@ def test_the_controller_is_read_at_scrape_time() -> None:
     assert samples[("ocr_async_throttled_total", ())] == 9
 
 
-def test_an_unpaced_controller_reads_as_infinity() -> None:
+def test_a_new_controller_reads_as_its_starting_rate() -> None:
     metrics = OcrMetrics()
-    metrics.watch(RateController(initial_rate=None))
-    assert scrape(metrics.registry)[("ocr_async_rate_calls_per_second", ())] == math.inf
+    metrics.watch(RateController())
+    assert scrape(metrics.registry)[("ocr_async_rate_calls_per_second", ())] == INITIAL_RATE
 
 
 def test_a_backend_registers_the_metrics_in_its_own_registry() -> None:

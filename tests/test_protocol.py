@@ -38,6 +38,7 @@ from ocr_async.errors import (
     RateLimitedError,
     ServerFailureError,
     TemporarilyUnavailableError,
+    TooManyRequestsError,
     UnknownApiError,
 )
 from ocr_async.models import BoundingBox, Endpoint, Line, OcrResult, Word
@@ -58,6 +59,7 @@ from ocr_async.protocol import (
     error_for_code,
     parse_response,
     parse_result,
+    parse_retry_after,
     sniff_image_type,
 )
 
@@ -1316,6 +1318,58 @@ def test_non_200_without_envelope_is_http_status_error(
     assert err.retryable is retryable
     assert err.local is False
     assert err.message.startswith(f"HTTP {status} without an API envelope: ")
+
+
+# --- 429 and Retry-After ----------------------------------------------------------------
+
+
+def test_a_gateways_429_is_a_refusal_for_the_rate() -> None:
+    with pytest.raises(TooManyRequestsError) as info:
+        parse_response(429, b"<html>Too Many Requests</html>", retry_after=3.0)
+    err = info.value
+    assert isinstance(err, HttpStatusError)  # still a gateway's non-200
+    assert (err.status, err.code, err.retryable, err.retry_after) == (429, "http_429", True, 3.0)
+    assert err.message.startswith("HTTP 429 without an API envelope: ")
+
+
+def test_retry_after_rides_on_the_envelope_error_too() -> None:
+    with pytest.raises(RateLimitedError) as info:
+        parse_response(429, envelope(4000006, "slow down"), retry_after=1.5)
+    assert info.value.retry_after == 1.5
+    with pytest.raises(RateLimitedError) as bare:
+        parse_response(200, envelope(4000006, "slow down"))
+    assert bare.value.retry_after is None
+
+
+# RFC 9110's own example date, and the same instant a minute and a half on.
+DATE = "Sun, 06 Nov 1994 08:49:37 GMT"
+LATER = "Sun, 06 Nov 1994 08:51:07 GMT"
+DATE_EPOCH = 784111777.0
+
+
+@pytest.mark.parametrize(
+    ("value", "date", "now", "seconds"),
+    [
+        pytest.param("120", None, None, 120.0, id="seconds"),
+        pytest.param(" 0 ", None, None, 0.0, id="zero-with-spaces"),
+        pytest.param(LATER, DATE, None, 90.0, id="date-against-the-answers-date"),
+        pytest.param(LATER, DATE, 0.0, 90.0, id="the-answers-date-beats-our-clock"),
+        pytest.param(LATER, None, DATE_EPOCH, 90.0, id="date-against-our-clock"),
+        pytest.param(DATE, LATER, None, 0.0, id="date-already-past"),
+        pytest.param("Sunday, 06-Nov-94 08:51:07 GMT", DATE, None, 90.0, id="rfc-850-date"),
+        pytest.param(LATER, "garbage", DATE_EPOCH, 90.0, id="bad-date-header-falls-back"),
+        pytest.param(None, None, None, None, id="absent"),
+        pytest.param("-5", None, None, None, id="negative"),
+        pytest.param("1.5", None, None, None, id="fraction"),
+        pytest.param("soon", None, 0.0, None, id="garbage"),
+        pytest.param(LATER, None, None, None, id="date-with-no-clock"),
+        pytest.param("\u0661\u0662", None, None, None, id="non-ascii-digits"),
+    ],
+)
+def test_parse_retry_after(
+    value: str | None, date: str | None, now: float | None, seconds: float | None
+) -> None:
+    assert parse_retry_after(value, date=date, now=now) == seconds
 
 
 def test_http_status_error_message_shows_a_short_clean_snippet() -> None:

@@ -12,7 +12,9 @@ A request goes through these steps; the first refusal answers:
    (the body is not read);
 2. no ``X-NHN-Authorization`` -> 4000005; not ``Bearer <token>`` or a token
    not in ``tokens`` -> 4010006; app key other than ``appkey`` -> 4010001;
-3. quota (token bucket over all OCR calls) empty -> 4000006, at once;
+3. quota (a limiter over all OCR calls, :mod:`.limiters`: a token bucket,
+   a fixed one-second window or HAProxy's sliding count, optionally on a
+   schedule of rates) refuses -> 4000006, at once;
 4. the call gets its number ``n`` (1-based, reset by ``/_emulator/reset``):
    ``fault(n)`` returns a code -> that code; ``faults.decide(n)`` (a seeded
    :class:`~ocr_async.emulator.faults.FaultPlan`) picks an envelope fault
@@ -68,6 +70,14 @@ from yarl import URL
 from ocr_async.emulator.engine import EngineLines, FallbackEngine, TextEngine, place, runs_inline
 from ocr_async.emulator.faults import ENVELOPE_FAULTS, FaultKind, FaultPlan
 from ocr_async.emulator.images import image_size
+from ocr_async.emulator.limiters import (
+    LIMITER_KINDS,
+    FixedWindowLimiter,
+    Limiter,
+    LimiterKind,
+    ScheduledLimiter,
+    make_limiter,
+)
 from ocr_async.emulator.oauth import IssuedTokens, OAuthEndpoint, TokenState
 from ocr_async.emulator.samples import SAMPLES, sample_path
 from ocr_async.errors import LocalCheckError
@@ -151,8 +161,12 @@ class EmulatorConfig:
     the OAuth endpoint, whose live tokens are accepted too, and with
     ``tokens`` None they are the only ones (so a test can prove a client
     really uses OAuth). Without ``uak`` the OAuth routes answer 404.
-    ``quota_rps`` None means no call limit; ``quota_burst`` defaults to
-    ``max(1, round(quota_rps))``. ``clock`` drives the quota and token
+    ``quota_rps`` None means no call limit; ``quota_kind`` says how calls are
+    counted against it (:data:`~.limiters.LIMITER_KINDS`); ``quota_burst``
+    (bucket only) defaults to ``max(1, round(quota_rps))``;
+    ``quota_schedule`` (seconds from the first call, rate) pairs change the
+    rate over time, the first at 0 (``quota_rps`` may then be left out).
+    ``clock`` drives the quota and token
     expiry, so tests can step time instead of sleeping. ``fault`` receives
     the 1-based number of each call that passed auth and quota and may
     return a result code to answer instead (e.g. ``lambda n: 5000503 if n %
@@ -168,6 +182,8 @@ class EmulatorConfig:
     latency: float = 0.0
     quota_rps: float | None = None
     quota_burst: int | None = None
+    quota_kind: LimiterKind = "bucket"
+    quota_schedule: tuple[tuple[float, float], ...] = ()
     #: Off by default: only loopback image URLs are fetched, so a test can
     #: never make the emulator reach out to the network.
     allow_remote_urls: bool = False
@@ -200,6 +216,17 @@ class EmulatorConfig:
             raise ValueError(f"quota_rps must be positive, not {self.quota_rps}")
         if self.quota_burst is not None and self.quota_burst < 1:
             raise ValueError(f"quota_burst must be at least 1, not {self.quota_burst}")
+        if self.quota_kind not in LIMITER_KINDS:
+            raise ValueError(f"quota_kind must be one of {', '.join(LIMITER_KINDS)}")
+        if self.quota_burst is not None and self.quota_kind != "bucket":
+            raise ValueError("quota_burst applies to the bucket quota_kind only")
+        if self.quota_schedule:
+            # Checked here, with the limiter's own rules, rather than at the
+            # first call.
+            object.__setattr__(self, "quota_schedule", tuple(self.quota_schedule))
+            ScheduledLimiter(FixedWindowLimiter(1.0), self.quota_schedule, clock=self.clock)
+            if self.quota_rps is None:
+                object.__setattr__(self, "quota_rps", self.quota_schedule[0][1])
         if not (math.isfinite(self.token_lifetime) and self.token_lifetime > 0):
             raise ValueError(f"token_lifetime must be positive, not {self.token_lifetime}")
         if self.uak is not None:
@@ -212,10 +239,22 @@ class EmulatorConfig:
 
     @property
     def burst(self) -> int | None:
-        """The bucket size in effect, or None when there is no quota."""
-        if self.quota_rps is None:
+        """The bucket size in effect, or None when there is no quota or no bucket."""
+        if self.quota_rps is None or self.quota_kind != "bucket":
             return None
         return self.quota_burst if self.quota_burst is not None else max(1, round(self.quota_rps))
+
+    def make_limiter(self) -> Limiter | None:
+        """A new limiter for the quota, or None when there is none."""
+        if self.quota_rps is None:
+            return None
+        return make_limiter(
+            self.quota_kind,
+            self.quota_rps,
+            burst=self.burst,
+            schedule=self.quota_schedule,
+            clock=self.clock,
+        )
 
 
 @dataclass(slots=True)
@@ -329,30 +368,6 @@ def _envelope(code: int, result: Mapping[str, Any] | None = None) -> bytes:
 _FAILURES: Final[Mapping[int, bytes]] = {
     code: _envelope(code) for code in RESULT_MESSAGES if code != 0
 }
-
-
-class _TokenBucket:
-    """``rate`` tokens per second, at most ``burst`` saved; one per call."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
-        self._rate = rate
-        self._burst = burst
-        self._clock = clock
-        self._tokens = float(burst)
-        self._last = clock()
-
-    def refill(self) -> None:
-        self._tokens = float(self._burst)
-        self._last = self._clock()
-
-    def take(self) -> bool:
-        now = self._clock()
-        self._tokens = min(float(self._burst), self._tokens + (now - self._last) * self._rate)
-        self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
 
 
 # --- pure helpers ---------------------------------------------------------------
@@ -548,17 +563,12 @@ async def _damaged(request: web.Request, fault: FaultKind, body: bytes) -> web.S
 
 
 class _Emulator:
-    """Handlers and per-app state (quota bucket, download session, samples)."""
+    """Handlers and per-app state (quota limiter, download session, samples)."""
 
     def __init__(self, config: EmulatorConfig, stats: EmulatorStats) -> None:
         self.config = config
         self.stats = stats
-        burst = config.burst
-        self.bucket = (
-            None
-            if config.quota_rps is None or burst is None
-            else _TokenBucket(config.quota_rps, burst, config.clock)
-        )
+        self.limiter = config.make_limiter()
         self.calls = 0
         self.issued = IssuedTokens(config.clock) if config.uak is not None else None
         self.session: aiohttp.ClientSession | None = None
@@ -683,7 +693,7 @@ class _Emulator:
         if length is not None and length > config.max_bytes:
             raise _RefusedError(4131000)
         self._authorize(request)
-        if self.bucket is not None and not self.bucket.take():
+        if self.limiter is not None and not self.limiter.admit():
             raise _RefusedError(4000006)
         self.calls += 1
         number = self.calls
@@ -799,14 +809,15 @@ class _Emulator:
         return web.json_response(self.stats.to_json())
 
     async def reset_handler(self, request: web.Request) -> web.Response:
-        """``POST /_emulator/reset``: zero the counters and call numbers, refill the quota.
+        """``POST /_emulator/reset``: zero the counters and call numbers, reset the quota.
 
-        Issued OAuth tokens are kept: they are state, not counters.
+        The bucket refills, windows empty, a schedule restarts at the next
+        call. Issued OAuth tokens are kept: they are state, not counters.
         """
         self.stats.reset()
         self.calls = 0
-        if self.bucket is not None:
-            self.bucket.refill()
+        if self.limiter is not None:
+            self.limiter.reset()
         return web.json_response(self.stats.to_json())
 
     async def sample_handler(self, request: web.Request) -> web.Response:
