@@ -25,9 +25,8 @@ pytest.importorskip("ocrmypdf", reason="the plugin needs the 'ocrmypdf' extra")
 import pypdfium2 as pdfium
 from PIL import Image, ImageDraw, ImageFont
 
-from ocr_async.emulator.app import EmulatorConfig
+from ocr_async.emulator import EmulatorConfig, RunningEmulator, running_emulator
 from ocr_async.emulator.engines import TesseractEngine
-from ocr_async.emulator.server import RunningEmulator, running_emulator
 
 NANUM = Path("/usr/share/fonts/truetype/nanum/NanumGothic.ttf")
 pytestmark = [
