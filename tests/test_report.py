@@ -35,11 +35,18 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from ocr_async import report as report_module
 from ocr_async.cli import ExitCode, main
 from ocr_async.emulator import EmulatorConfig, make_png, running_emulator
+from ocr_async.outputs.report import (
+    DEFAULT_LOW_CONFIDENCE,
+    ReportSummary,
+    record_html,
+    write_report,
+)
+from ocr_async.outputs.report import writer as writer_module
+from ocr_async.outputs.report.images import Image
+from ocr_async.protocol import parse_result
 from ocr_async.reading import display_path
-from ocr_async.report import ReportSummary, write_report
 
 DATA = Path(__file__).parent / "data" / "protocol"
 TOKEN = "report-test-token"
@@ -535,7 +542,7 @@ def test_memory_stays_flat_however_many_images(tmp_path: Path) -> None:
         """
         import sys, tracemalloc
         from pathlib import Path
-        from ocr_async.report import write_report
+        from ocr_async.outputs.report import write_report
         tracemalloc.start()
         summary = write_report(Path(sys.argv[1]), Path(sys.argv[2]))
         _, peak = tracemalloc.get_traced_memory()
@@ -552,6 +559,23 @@ def test_memory_stays_flat_however_many_images(tmp_path: Path) -> None:
     assert embedded == 400
     assert html_bytes > 400 * 64 * 1024 * 4 // 3
     assert peak < 3 * 1024 * 1024, peak
+
+
+def test_a_parsed_result_renders_as_its_record_does(tmp_path: Path) -> None:
+    # The seam for callers that hold the parsed result already: no second parse.
+    result = words_result([[("hello", 0.95), ("world", 0.5)]])
+    record = ok_record("https://cdn.example/a.png", result)
+    write_report(write_jsonl(tmp_path / "out.jsonl", [record]), tmp_path / "review.html")
+    article = record_html(
+        1,
+        record,
+        True,
+        parse_result(result),
+        Image(url="https://cdn.example/a.png"),
+        DEFAULT_LOW_CONFIDENCE,
+    )
+    assert 'class="w low" data-w="0-1"' in article
+    assert article in (tmp_path / "review.html").read_text(encoding="utf-8")
 
 
 def test_describe_summarises_for_the_terminal() -> None:
@@ -1038,16 +1062,15 @@ def test_a_record_over_64_mib_is_shown_not_skipped(tmp_path: Path) -> None:
         assert b"the-last-word</pre>" in page.read()
 
 
-def test_a_line_over_the_record_limit_is_counted_as_too_long_not_torn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(report_module, "MAX_RECORD_BYTES", 2 * 1024 * 1024)
+def test_a_line_over_the_record_limit_is_counted_as_too_long_not_torn(tmp_path: Path) -> None:
     huge = json.dumps(ok_record("huge.png", text="w " * 2 * 1024 * 1024))
     no_json = "x" * (5 * 1024 * 1024)  # passed over chunk by chunk
     jsonl = write_jsonl(
         tmp_path / "out.jsonl", [huge, ok_record("a.png"), no_json, ok_record("b.png")]
     )
-    summary = write_report(jsonl, tmp_path / "review.html", embed_images=False)
+    summary = write_report(
+        jsonl, tmp_path / "review.html", embed_images=False, max_record_bytes=2 * 1024 * 1024
+    )
     assert (summary.ok, summary.oversized_lines, summary.skipped_lines) == (2, 1, 1)
     assert summary.oversized_line_numbers == [1]
     assert summary.skipped_line_numbers == [3]
@@ -1094,7 +1117,7 @@ def test_a_failure_midway_leaves_the_old_page_and_nothing_else(
             raise OSError(28, "No space left on device")
         return "<article></article>"
 
-    monkeypatch.setattr(report_module, "_render_record", fail_on_the_second)
+    monkeypatch.setattr(writer_module, "_render_record", fail_on_the_second)
     with pytest.raises(OSError, match="No space"):
         write_report(jsonl, html_path)
     assert html_path.read_text() == "the old page"
@@ -1108,14 +1131,14 @@ def test_a_report_killed_midway_leaves_no_temporary_file(tmp_path: Path) -> None
         f"""
         import os, signal
         from pathlib import Path
-        from ocr_async import report
-        real = report._render_record
+        from ocr_async.outputs.report import writer
+        real = writer._render_record
         def render(number, *args):
             if number == 3:
                 os.kill(os.getpid(), signal.SIGKILL)  # no cleanup of any kind
             return real(number, *args)
-        report._render_record = render
-        report.write_report(Path({str(jsonl)!r}), Path({str(tmp_path / "review.html")!r}))
+        writer._render_record = render
+        writer.write_report(Path({str(jsonl)!r}), Path({str(tmp_path / "review.html")!r}))
         """
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
