@@ -578,6 +578,12 @@ def test_a_parsed_result_renders_as_its_record_does(tmp_path: Path) -> None:
     assert article in (tmp_path / "review.html").read_text(encoding="utf-8")
 
 
+def test_describe_counts_one_record_in_the_singular() -> None:
+    assert ReportSummary(ok=1).describe().splitlines()[0] == (
+        "1 record: 1 ok, 0 failed; 0 images embedded; 0 bytes of HTML"
+    )
+
+
 def test_describe_summarises_for_the_terminal() -> None:
     summary = ReportSummary(ok=3, images_embedded=2, html_bytes=1000)
     summary.failed["4000003"] += 1

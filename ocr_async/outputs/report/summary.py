@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ocr_async.wording import outcome_lines
+
 __all__ = [
     "MAX_RECORD_BYTES",
     "NOT_EMBEDDED",
@@ -74,14 +76,12 @@ class ReportSummary:
 
     def describe(self) -> str:
         """A few human lines for stderr."""
-        failed = self.failed.total()
-        lines = [
-            f"{self.records} records: {self.ok} ok, {failed} failed; "
-            f"{self.images_embedded} images embedded; {self.html_bytes} bytes of HTML"
-        ]
-        if failed:
-            by_code = ", ".join(f"{code} x{n}" for code, n in sorted(self.failed.items()))
-            lines.append(f"failed by code: {by_code}")
+        lines = outcome_lines(
+            self.ok,
+            self.failed,
+            f"{self.images_embedded} images embedded",
+            f"{self.html_bytes} bytes of HTML",
+        )
         if self.images_not_embedded:
             lines.append(
                 "images not embedded: "
