@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from conftest import APPKEY, TOKEN
 
 from ocr_async.cli import ExitCode, main
 from ocr_async.emulator import (
@@ -32,9 +33,6 @@ from ocr_async.emulator import (
 )
 from ocr_async.reading import source_path
 
-TOKEN = "cli-test-token-5f2a9c"
-APPKEY = "cli-appkey"
-
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,10 +42,9 @@ def env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def emulator(env: None) -> AsyncIterator[RunningEmulator]:
-    config = EmulatorConfig(tokens=frozenset({TOKEN}), appkey=APPKEY)
-    async with running_emulator(config) as running:
-        yield running
+def emulator(emulator: RunningEmulator, env: None) -> RunningEmulator:
+    """The shared emulator (conftest.py), with its credentials in the environment."""
+    return emulator
 
 
 @pytest.fixture

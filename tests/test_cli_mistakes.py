@@ -12,11 +12,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import APPKEY, TOKEN
 
 from ocr_async.cli import (
     MAX_BODY_BYTES,
@@ -26,10 +26,7 @@ from ocr_async.cli import (
     main,
     tidy_path,
 )
-from ocr_async.emulator import EmulatorConfig, RunningEmulator, make_png, running_emulator
-
-TOKEN = "mistakes-token-81c3"
-APPKEY = "mistakes-appkey"
+from ocr_async.emulator import RunningEmulator, make_png
 
 
 @pytest.fixture
@@ -42,10 +39,9 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-async def emulator(env: None) -> AsyncIterator[RunningEmulator]:
-    config = EmulatorConfig(tokens=frozenset({TOKEN}), appkey=APPKEY)
-    async with running_emulator(config) as running:
-        yield running
+def emulator(emulator: RunningEmulator, env: None) -> RunningEmulator:
+    """The shared emulator (conftest.py), with its credentials in the environment."""
+    return emulator
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

@@ -34,9 +34,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from conftest import APPKEY, TOKEN, emulator_config
 
 from ocr_async.cli import ExitCode, main
-from ocr_async.emulator import EmulatorConfig, make_png, running_emulator
+from ocr_async.emulator import make_png, running_emulator
 from ocr_async.outputs.report import (
     DEFAULT_LOW_CONFIDENCE,
     ReportSummary,
@@ -49,8 +50,6 @@ from ocr_async.protocol import parse_result
 from ocr_async.reading import display_path
 
 DATA = Path(__file__).parent / "data" / "protocol"
-TOKEN = "report-test-token"
-APPKEY = "report-appkey"
 CHROMIUM = shutil.which("chromium")
 XSS_SOURCE = "<script>alert(1)</script>.png"
 XSS_FILE_NAME = "<img src=x onerror=alert(1)>.png"  # no "/": a real file can have it
@@ -599,8 +598,8 @@ def test_describe_summarises_for_the_terminal() -> None:
 
 
 async def run_cli_against_emulator(inputs: list[str], out: Path) -> int:
-    config = EmulatorConfig(tokens=frozenset({TOKEN}), appkey=APPKEY)
-    async with running_emulator(config) as emulator:
+    # Not the emulator fixture: the browser test's page is built outside any test's loop.
+    async with running_emulator(emulator_config()) as emulator:
         argv = ["run", *inputs, "-o", str(out), "--base-url", emulator.base_url, "--no-progress"]
         return await asyncio.to_thread(main, argv)
 
