@@ -46,7 +46,7 @@ class RedisServer:
             self.process.wait(timeout=10)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -67,7 +67,7 @@ def start_redis() -> RedisServer:
     if not os.path.exists(binary):
         pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
     for _ in range(5):  # the free port may be taken between the probe and the bind
-        port = _free_port()
+        port = free_port()
         argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"]  # fmt: skip
         process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
