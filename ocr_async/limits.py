@@ -441,18 +441,20 @@ class RateSample:
 class Cut:
     """A congestion event a controller opened, as its :class:`QuotaCoordinator` hears it.
 
-    Every figure is in this controller's own calls: ``estimate`` is the
-    quota it measured from what got through of its own calls (its part of a
-    shared quota), ``hold_rate`` the rate it now holds at, for
-    ``hold_seconds`` (at least :data:`MIN_HOLD`, longer after a costly
-    probe) before probing again. ``slow_start`` says the refusal ended the
-    start-up climb. ``t`` is the controller's clock time.
+    ``estimate`` is the quota it measured from what got through of its own
+    calls (its part of a shared quota), ``hold_rate`` the rate it now holds
+    at, in calls/s. The hold lasts ``hold_seconds`` (:data:`MIN_HOLD`) and
+    ``hold_calls`` calls (:data:`PROBE_CALLS`, more after a costly probe),
+    whichever ends later, before probing again: a coordinator counts those
+    calls over everyone's, not this controller's alone. ``slow_start`` says
+    the refusal ended the start-up climb. ``t`` is the controller's clock.
     """
 
     t: float
     estimate: float
     hold_rate: float
     hold_seconds: float
+    hold_calls: float
     slow_start: bool
 
 
@@ -701,9 +703,16 @@ class RateController:
         self._bucket.pause(self._pause_step())
         self._record(now, "pause" if self._fixed is not None else "cut")
         if self._coordinator is not None and self._estimate is not None:
-            hold_seconds = max(self._hold_until - now, self._hold_calls / self._hold_rate)
+            hold_seconds = self._hold_until - now
             self._coordinator.on_cut(
-                Cut(now, self._estimate, self._hold_rate, hold_seconds, ended_climb)
+                Cut(
+                    now,
+                    self._estimate,
+                    self._hold_rate,
+                    hold_seconds,
+                    self._hold_calls,
+                    ended_climb,
+                )
             )
         return True
 

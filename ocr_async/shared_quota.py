@@ -36,9 +36,11 @@ controller:
   ``G`` max-min fairly: members wanting less than an equal part get what
   they want, the rest share what is left equally. So a crashed member's
   share returns to the others once its lease lapses (within ``LEASE_TTL``
-  plus a heartbeat), a new member gets its part at its first heartbeat (the
-  others give theirs up at their next), and idle members hold nothing. When
-  no member wants more, the climb stands still, as one controller's does.
+  plus a heartbeat), a new member gets its part when it joins (the others
+  give theirs up at their next heartbeat), and idle members hold nothing
+  (they pace at the floor, :data:`~ocr_async.limits.MIN_RATE`, and beat
+  early, within a twentieth of a heartbeat, once work arrives). When no
+  member wants more, the climb stands still, as one controller's does.
 * **Times are Redis's.** Every lease and schedule time is Redis ``TIME``
   inside the scripts, so machines whose clocks disagree still agree; each
   member maps them onto its own monotonic clock by the offset measured at
@@ -158,6 +160,8 @@ COMMAND_TIMEOUT: Final = 1.0
 _QUEUED_SHARE: Final = 0.5
 # A member not held back by its pacer is given what it used times this.
 _HEADROOM: Final = 1.5
+# An idle member looks this many times a heartbeat for work arriving.
+_IDLE_CHECKS: Final = 20
 # The schedule never climbs past this, in calls/s (a guard, not a quota).
 _MAX_RATE: Final = 1e6
 
@@ -588,16 +592,34 @@ class SharedQuota:
             return
         # The measurement is of this member's calls, its fraction of the
         # whole when the limiter is saturated: scale it up to the group.
-        estimate = max(cut.estimate / self._state.fraction, MIN_RATE)
-        task = asyncio.create_task(self._report_cut(estimate, cut.hold_seconds))
+        fraction = self._state.fraction
+        estimate = max(cut.estimate / fraction, MIN_RATE)
+        # The hold's calls are the group's: at the group's hold rate
+        # (hold_rate / fraction) they take a fraction of the time they
+        # would take this member alone.
+        hold = max(cut.hold_seconds, cut.hold_calls * fraction / cut.hold_rate)
+        task = asyncio.create_task(self._report_cut(estimate, hold))
         self._cuts.add(task)
         task.add_done_callback(self._cuts.discard)
 
     # -- internals ----------------------------------------------------------------
 
+    async def _next_beat(self) -> None:
+        """Wait a heartbeat; less for a member holding no share whose workers now wait."""
+        if self.fraction > 0:
+            await self._sleep(self._heartbeat)
+            return
+        # An idle member paces at the floor: work arriving must not wait a
+        # whole heartbeat for its share.
+        step = self._heartbeat / _IDLE_CHECKS
+        for _ in range(_IDLE_CHECKS):
+            await self._sleep(step)
+            if self._controller is not None and self._controller.waiting > 0:
+                return
+
     async def _run(self) -> None:
         while True:
-            await self._sleep(self._heartbeat)
+            await self._next_beat()
             try:
                 state = await self._beat(join=False)
             except _STORE_ERRORS as exc:
