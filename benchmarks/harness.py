@@ -135,7 +135,10 @@ def emulator_process(*extra: str) -> Iterator[Emulator]:
     """``ocr-async serve`` in a child process on a free port in :data:`PORTS`."""
     port = find_free_port(*PORTS, host=HOST)
     base_url = f"http://{HOST}:{port}"
-    argv = [sys.executable, "-m", "ocr_async", "serve", "--port", str(port), *extra]
+    # The fallback engine unless asked otherwise: serve's default (auto) would
+    # load a real OCR engine, and the figures measure the client, not OCR.
+    engine = [] if "--engine" in extra else ["--engine", "embedded"]
+    argv = [sys.executable, "-m", "ocr_async", "serve", "--port", str(port), *engine, *extra]
     with _server(argv, f"{base_url}/healthz", "the emulator") as process:
         yield Emulator(base_url, process.pid)
 

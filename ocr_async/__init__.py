@@ -4,6 +4,7 @@ from ocr_async.auth import StaticToken, TokenProvider, UserAccessKeyTokens
 from ocr_async.batch import BatchSummary, StopRequest, run_batch
 from ocr_async.client import OcrClient, RetryPolicy
 from ocr_async.errors import (
+    AnswerTooLargeError,
     ApiError,
     AuthError,
     ConfigurationError,
@@ -45,6 +46,7 @@ from ocr_async.stream import RecordStream, recognize_many
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnswerTooLargeError",
     "ApiError",
     "AuthError",
     "BatchSummary",

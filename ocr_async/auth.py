@@ -19,7 +19,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Collection, Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol, Self, runtime_checkable
 from urllib.parse import urlsplit
@@ -34,6 +33,8 @@ from ocr_async.errors import (
     RequestTimeoutError,
     TransportError,
 )
+from ocr_async.httpio import read_capped
+from ocr_async.sanitize import Redactor, exception_text, server_text, url_origin
 
 __all__ = [
     "DEFAULT_OAUTH_URL",
@@ -42,6 +43,7 @@ __all__ = [
     "OAUTH_URL_ENV",
     "TOKEN_ENV",
     "TOKEN_FILE_ENV",
+    "TOKEN_FILE_LIMIT",
     "UAK_ID_ENV",
     "UAK_SECRET_ENV",
     "StaticToken",
@@ -59,6 +61,8 @@ log = logging.getLogger(__name__)
 TOKEN_ENV = "NHN_OCR_TOKEN"
 #: The environment variable naming a file that holds the token.
 TOKEN_FILE_ENV = "NHN_OCR_TOKEN_FILE"
+#: A token file larger than this many bytes is refused unread.
+TOKEN_FILE_LIMIT: Final = 16 * 1024
 #: The environment variables holding a User Access Key (ID and secret).
 UAK_ID_ENV = "NHN_UAK_ID"
 UAK_SECRET_ENV = "NHN_UAK_SECRET"
@@ -82,8 +86,8 @@ _DEFAULT_LIFETIME: Final = 86400.0
 _RENEW_RETRY: Final = 1.0
 #: Seconds for one OAuth request.
 _OAUTH_TIMEOUT: Final = 30.0
-# An error_description is the server's text: keep it short in our messages.
-_DESCRIPTION_LIMIT: Final = 200
+# A token answer is under 1 kB; an error page a few kB. More is no OAuth server.
+_OAUTH_ANSWER_LIMIT: Final = 1024 * 1024
 
 
 @runtime_checkable
@@ -136,29 +140,57 @@ def token_from_environment(
     The order is ``token_file``, then ``NHN_OCR_TOKEN_FILE``, then ``NHN_OCR_TOKEN``.
 
     A file is read as UTF-8; a byte-order mark that a Windows editor may
-    have put in front is dropped, not sent as part of the token. Raises
-    :class:`ConfigurationError` saying what to set when none is found.
+    have put in front is dropped, not sent as part of the token. A file
+    larger than :data:`TOKEN_FILE_LIMIT` is refused unread. Raises
+    :class:`ConfigurationError` saying what to set when none is found, and
+    naming where the token came from when it is unusable (empty, more than
+    one line, a control character); the token itself is never in a message.
     """
     env = os.environ if env is None else env
     file_name = token_file or env.get(TOKEN_FILE_ENV)
     if file_name:
-        try:
-            return StaticToken(Path(file_name).read_text(encoding="utf-8-sig"))
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot read the token file {os.fspath(file_name)!r}: {exc.strerror}"
-            ) from None
-        except UnicodeDecodeError:
-            raise ConfigurationError(
-                f"the token file {os.fspath(file_name)!r} is not UTF-8 text"
-            ) from None
+        shown = f"the token file {os.fspath(file_name)!r}"
+        return _checked_token(_read_token_file(file_name, shown), shown)
     value = env.get(TOKEN_ENV)
     if value:
-        return StaticToken(value)
+        return _checked_token(value, TOKEN_ENV)
     raise ConfigurationError(
         f"no token: set {TOKEN_ENV} (or {TOKEN_FILE_ENV}, or pass --token-file) "
         "to a User Access Key token"
     )
+
+
+def _read_token_file(name: str | os.PathLike[str], shown: str) -> str:
+    # Bounded: the wrong file (a log, an image, /dev/zero) must not be read
+    # whole into memory before it is found to be no token.
+    try:
+        with open(name, "rb") as handle:
+            data = handle.read(TOKEN_FILE_LIMIT + 1)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {shown}: {exc.strerror}") from None
+    if len(data) > TOKEN_FILE_LIMIT:
+        raise ConfigurationError(
+            f"{shown} is larger than {TOKEN_FILE_LIMIT // 1024} KiB; a token is a few "
+            "hundred bytes: is it the right file?"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{shown} is not UTF-8 text") from None
+
+
+def _checked_token(text: str, origin: str) -> StaticToken:
+    # A control character would fail every request when the header is built:
+    # refused here, at start, with where the token came from.
+    try:
+        token = StaticToken(text)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{exc} (in {origin})") from None
+    if _has_control(text.strip()):
+        raise ConfigurationError(
+            f"the token in {origin} contains a control character: copy it again, as issued"
+        )
+    return token
 
 
 # --- User Access Key tokens -------------------------------------------------------
@@ -195,9 +227,9 @@ class UserAccessKeyTokens:
         "_issued",
         "_owns_session",
         "_pending",
+        "_redactor",
         "_refresh_margin",
         "_renew_at",
-        "_secret",
         "_session",
         "_timeout",
         "_token",
@@ -233,8 +265,8 @@ class UserAccessKeyTokens:
         if not (math.isfinite(timeout) and timeout > 0):
             raise ConfigurationError("the OAuth timeout must be positive")
         self._uak_id = uak_id
-        self._secret = uak_secret
         self._authorization = aiohttp.encode_basic_auth(uak_id, uak_secret)
+        self._redactor = Redactor.for_basic_auth(uak_id, uak_secret, self._authorization)
         self._url = _oauth_base_url(oauth_url)
         self._session = session
         self._owns_session = session is None
@@ -254,6 +286,15 @@ class UserAccessKeyTokens:
     def uak_id(self) -> str:
         """The User Access Key ID (not a secret)."""
         return self._uak_id
+
+    @property
+    def redactor(self) -> Redactor:
+        """Blanks out this key's ID, secret and Basic header from a server's text.
+
+        An :class:`~ocr_async.OcrClient` using this provider applies it, with
+        the token, to every answer of the API as well.
+        """
+        return self._redactor
 
     @property
     def oauth_url(self) -> str:
@@ -328,9 +369,10 @@ class UserAccessKeyTokens:
             return
         self._token = None
         self._renew_at = self._expires_at = -math.inf
-        status, body = await self._post(OAUTH_REVOKE_PATH, {"token": token})
+        redactor = self._redactor.with_secrets(token)
+        status, body = await self._post(OAUTH_REVOKE_PATH, {"token": token}, redactor)
         if status != 200:
-            raise oauth_error(status, body, redact=(self._secret, token), what="revocation")
+            raise oauth_error(status, body, redact=redactor, what="revocation")
         log.debug("revoked the OAuth token for User Access Key %s", self._uak_id)
 
     async def _renewal(self) -> str:
@@ -351,8 +393,10 @@ class UserAccessKeyTokens:
 
     async def _issue(self) -> str:
         started = self._clock()
-        status, body = await self._post(OAUTH_CREATE_PATH, {"grant_type": "client_credentials"})
-        token, lifetime = parse_token_answer(status, body, redact=(self._secret,))
+        status, body = await self._post(
+            OAUTH_CREATE_PATH, {"grant_type": "client_credentials"}, self._redactor
+        )
+        token, lifetime = parse_token_answer(status, body, redact=self._redactor)
         margin = self._refresh_margin
         if margin is None:
             margin = min(_MAX_REFRESH_MARGIN, _REFRESH_SHARE * lifetime)
@@ -365,7 +409,9 @@ class UserAccessKeyTokens:
         )
         return token
 
-    async def _post(self, path: str, form: Mapping[str, str]) -> tuple[int, bytes]:
+    async def _post(
+        self, path: str, form: Mapping[str, str], redactor: Redactor
+    ) -> tuple[int, bytes]:
         session = self._session
         if session is None:
             session = self._session = aiohttp.ClientSession()
@@ -380,26 +426,33 @@ class UserAccessKeyTokens:
                 raise_for_status=False,
                 allow_redirects=False,
             ) as response:
-                return response.status, await response.read()
+                if 300 <= response.status < 400:
+                    location = response.headers.get("Location")
+                    raise _redirect_refused(response.status, location, self._url + path)
+                return response.status, await read_capped(response, _OAUTH_ANSWER_LIMIT)
         # Messages name the failure only: the request carries the secret.
+        # aiohttp's own messages may quote the server: redacted like its text.
         except TimeoutError:
             raise RequestTimeoutError(
                 "timeout", "the OAuth server did not answer in time"
             ) from None
         except aiohttp.ClientPayloadError as exc:
+            detail = exception_text(exc, redactor)
             raise ConnectionFailedError(
-                "connection", f"the OAuth server's answer was cut off: {_describe(exc)}"
+                "connection", f"the OAuth server's answer was cut off: {detail}"
             ) from None
         except aiohttp.ClientConnectionError as exc:
+            detail = exception_text(exc, redactor)
             raise ConnectionFailedError(
-                "connection", f"cannot reach the OAuth server: {_describe(exc)}"
+                "connection", f"cannot reach the OAuth server: {detail}"
             ) from None
         except aiohttp.ClientError as exc:
-            raise TransportError("transport", f"OAuth request failed: {_describe(exc)}") from None
+            detail = exception_text(exc, redactor)
+            raise TransportError("transport", f"OAuth request failed: {detail}") from None
 
 
 def parse_token_answer(
-    status: int, body: bytes, *, redact: Collection[str] = ()
+    status: int, body: bytes, *, redact: Redactor | Collection[str] = ()
 ) -> tuple[str, float]:
     """``(access_token, expires_in)`` from an answer of the token endpoint.
 
@@ -408,8 +461,10 @@ def parse_token_answer(
     :class:`ConfigurationError` for an RFC 6749 error answer (the request
     will be refused again), :class:`HttpStatusError` for other non-200
     statuses and :class:`MalformedResponseError` for a 200 that is not a
-    usable token. ``redact`` strings never appear in a message.
+    usable token. No secret of ``redact`` (a :class:`Redactor`, or the
+    secrets themselves) appears in a message.
     """
+    redact = Redactor.of(redact)
     if status != 200:
         raise oauth_error(status, body, redact=redact)
     document = _json_object(body)
@@ -424,14 +479,17 @@ def parse_token_answer(
         )
     token_type = document.get("token_type", "Bearer")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        raise MalformedResponseError(
-            "oauth", f"the OAuth server issued a token of type {_clean(str(token_type), redact)!r}"
-        )
+        shown = server_text(str(token_type), redact)
+        raise MalformedResponseError("oauth", f"the OAuth server issued a token of type {shown!r}")
     return token, _lifetime(document.get("expires_in", _DEFAULT_LIFETIME))
 
 
 def oauth_error(
-    status: int, body: bytes, *, redact: Collection[str] = (), what: str = "token request"
+    status: int,
+    body: bytes,
+    *,
+    redact: Redactor | Collection[str] = (),
+    what: str = "token request",
 ) -> Exception:
     """The exception for a non-200 answer of the OAuth server.
 
@@ -439,16 +497,18 @@ def oauth_error(
     the key or the request is wrong and will be refused again; so is a 404 or
     405, which means the OAuth URL is wrong. Anything else
     is an :class:`HttpStatusError`, retryable for 408, 425, 429 and 5xx.
+    The server's text in the message is redacted with ``redact``.
     """
+    redact = Redactor.of(redact)
     document = _json_object(body)
     error = document.get("error") if document is not None else None
     transient = status in (408, 425, 429) or status >= 500
     if isinstance(error, str) and error and not transient:
         description = document.get("error_description") if document is not None else None
         subject = "the User Access Key" if error == "invalid_client" else f"the {what}"
-        message = f"the OAuth server refused {subject} ({_clean(error, redact)})"
+        message = f"the OAuth server refused {subject} ({server_text(error, redact)})"
         if isinstance(description, str) and description.strip():
-            message += f": {_clean(description, redact)}"
+            message += f": {server_text(description, redact)}"
         return ConfigurationError(message)
     if status in (400, 401, 403):
         subject = "the User Access Key" if status == 401 else f"the {what}"
@@ -458,6 +518,16 @@ def oauth_error(
             f"the OAuth server answered HTTP {status}: is the OAuth URL ({OAUTH_URL_ENV}) right?"
         )
     return HttpStatusError(status, f"the OAuth server answered HTTP {status}")
+
+
+def _redirect_refused(status: int, location: str | None, url: str) -> ConfigurationError:
+    # NHN's OAuth server does not redirect: a wrong URL (http for https, an
+    # old host) does. Asking again would be redirected again.
+    target = url_origin(location, url) if location else "nowhere (no Location)"
+    return ConfigurationError(
+        f"the OAuth server answered HTTP {status}: a redirect to {target}, not followed "
+        f"(the User Access Key is sent nowhere else): is the OAuth URL ({OAUTH_URL_ENV}) right?"
+    )
 
 
 def uak_from_environment(
@@ -520,19 +590,3 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
 
 def _has_control(text: str) -> bool:
     return any(not ch.isprintable() for ch in text)
-
-
-def _clean(text: str, redact: Collection[str]) -> str:
-    # Server text goes into our messages: no secrets, no control characters.
-    for secret in redact:
-        if secret:
-            text = text.replace(secret, "<redacted>")
-    text = "".join(ch if ch.isprintable() else " " for ch in text).strip()
-    if len(text) > _DESCRIPTION_LIMIT:
-        text = text[: _DESCRIPTION_LIMIT - 3] + "..."
-    return text
-
-
-def _describe(exc: BaseException) -> str:
-    detail = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

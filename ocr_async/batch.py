@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ocr_async.errors import AuthError, ConfigurationError, OcrError
+from ocr_async.fdlimit import fit_concurrency
 from ocr_async.models import Endpoint, ErrorInfo, ImageInput, Recognition, Record
 from ocr_async.prepare import Preparation, PreparedImage
 from ocr_async.seen import SourceSet
@@ -85,24 +86,30 @@ class BatchSummary:
         """A few human lines for stderr."""
         failed = self.failed.total()
         lines = [
-            f"{self.records} records: {self.ok} ok, {failed} failed"
-            f"; {self.retries} retries; {self.images_per_s:.1f} images/s "
+            f"{counted(self.records, 'record')}: {self.ok} ok, {failed} failed"
+            f"; {counted(self.retries, 'retry', 'retries')}; {self.images_per_s:.1f} images/s "
             f"over {self.elapsed_s:.1f} s"
         ]
         if failed:
             by_code = ", ".join(f"{code} x{n}" for code, n in sorted(self.failed.items()))
             lines.append(f"failed by code: {by_code}")
         if self.skipped:
-            lines.append(f"skipped {self.skipped} non-image files found in folders")
+            lines.append(f"skipped {counted(self.skipped, 'non-image file')} found in folders")
         if self.duplicates:
-            lines.append(f"skipped {self.duplicates} duplicate inputs (sent once)")
+            lines.append(f"skipped {counted(self.duplicates, 'duplicate input')} (sent once)")
         if self.already_done:
-            lines.append(f"skipped {self.already_done} inputs already done by an earlier run")
+            done = counted(self.already_done, "input")
+            lines.append(f"skipped {done} already done by an earlier run")
         if self.interrupted:
             lines.append("interrupted: inputs not yet taken are left for --resume")
         if self.aborted:
             lines.append(f"stopped early: {self.aborted}")
         return "\n".join(lines)
+
+
+def counted(count: int, word: str, plural: str | None = None) -> str:
+    """``1 record``, ``2 records``: ``count`` and ``word`` in the right number."""
+    return f"{count} {word if count == 1 else plural or word + 's'}"
 
 
 def _failure_record(
@@ -207,11 +214,17 @@ async def run_batch(
     earlier in this run are skipped and counted, and ``on_skip`` hears of
     each duplicate. ``stop`` ends the run early (see :class:`StopRequest`).
 
+    ``concurrency`` is lowered, with a warning, when the open-file limit
+    has no room for that many connections (see :mod:`ocr_async.fdlimit`).
+
     Returns the summary. Raises what ``items`` raises (an unreadable URL
     list, say) after the records of everything already taken are written.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
+    concurrency, lowered = fit_concurrency(concurrency)
+    if lowered is not None:
+        log.warning("%s", lowered)
     preparation = preparation or Preparation(endpoint=endpoint)
     summary = BatchSummary()
     queue: asyncio.Queue[SourceItem | None] = asyncio.Queue(maxsize=concurrency)

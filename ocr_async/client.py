@@ -23,7 +23,7 @@ import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from ocr_async import protocol
-from ocr_async.auth import StaticToken, TokenProvider
+from ocr_async.auth import StaticToken, TokenProvider, UserAccessKeyTokens
 from ocr_async.errors import (
     ApiError,
     ConfigurationError,
@@ -33,6 +33,7 @@ from ocr_async.errors import (
     RequestTimeoutError,
     TransportError,
 )
+from ocr_async.httpio import read_capped
 from ocr_async.limits import MAX_RETRY_AFTER, THROTTLE_ERRORS, RateController
 from ocr_async.models import (
     Endpoint,
@@ -44,6 +45,7 @@ from ocr_async.models import (
     Recognition,
 )
 from ocr_async.reading import read_image_file
+from ocr_async.sanitize import Redactor, exception_text
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,9 @@ __all__ = [
     "APPKEY_ENV",
     "BASE_URL_ENV",
     "DEFAULT_CONCURRENCY",
+    "DEFAULT_MAX_ANSWER_BYTES",
     "DEFAULT_TIMEOUT",
+    "PARSE_INLINE_LIMIT",
     "OcrClient",
     "RetryPolicy",
     "as_image_input",
@@ -67,6 +71,17 @@ APPKEY_ENV = "NHN_OCR_APPKEY"
 DEFAULT_CONCURRENCY = 16
 #: Seconds for one request, upload and answer included.
 DEFAULT_TIMEOUT = 60.0
+#: The most of one answer that is read, counted after decompression. A dense
+#: page is about 1,000 words, some 200 kB of JSON; even a 20 MB image packed
+#: with 10-pixel text (about 40,000 words) answers under 10 MB. 64 MiB leaves
+#: ample room and still bounds memory against a gzip bomb or a server that
+#: is not the API: with 16 requests in flight, at most 1 GiB of answers.
+DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024
+#: Answers up to this size are parsed on the event loop; larger ones in a
+#: worker thread. Parsing runs at about 15 MB/s, so an inline parse holds the
+#: loop 4 ms at most, less than a thread hop would save; a 64 MB answer
+#: parsed inline would stall every other request in flight for seconds.
+PARSE_INLINE_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +162,7 @@ class OcrClient:
         concurrency: int = DEFAULT_CONCURRENCY,
         timeout: float = DEFAULT_TIMEOUT,
         max_bytes: int = protocol.DEFAULT_MAX_BYTES,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         retry: RetryPolicy | None = None,
         rps: float | None = None,
         adapt_rate: bool = True,
@@ -161,8 +177,16 @@ class OcrClient:
             raise ConfigurationError("timeout must be positive")
         if max_bytes < 1:
             raise ConfigurationError("max_bytes must be positive")
+        if max_answer_bytes < 1:
+            raise ConfigurationError("max_answer_bytes must be positive")
         self._appkey = appkey
         self._tokens: TokenProvider = StaticToken(token) if isinstance(token, str) else token
+        # Secrets blanked out of every answer: the token sent, and a User
+        # Access Key's own (a server in between may echo anything it saw).
+        self._key_redactor = (
+            self._tokens.redactor if isinstance(self._tokens, UserAccessKeyTokens) else Redactor()
+        )
+        self._redactor_for: tuple[str, Redactor] | None = None
         self._base_url = base_url
         self._session = session
         self._owns_session = session is None
@@ -171,6 +195,7 @@ class OcrClient:
         # may be larger: a web backend sharing one client across handlers.
         self._in_flight = asyncio.Semaphore(concurrency)
         self._max_bytes = max_bytes
+        self._max_answer_bytes = max_answer_bytes
         # One multipart boundary per client, not one per request: servers
         # cache the parsed Content-Type (aiohttp keeps the last 56), and a new
         # boundary on every call costs the server a full header parse each time.
@@ -397,6 +422,7 @@ class OcrClient:
 
     async def _send(self, request: protocol.PreparedRequest, token: str) -> OcrResult:
         assert self._session is not None
+        redactor = self._redactor(token)
         try:
             # Timeout and status handling are set per request, so a caller's
             # session with other defaults (raise_for_status, 5-minute timeout)
@@ -409,21 +435,50 @@ class OcrClient:
                     headers=request.headers,
                     timeout=self._request_timeout,
                     raise_for_status=False,
+                    # Never: a redirect would carry the token elsewhere.
+                    allow_redirects=False,
                 ) as response,
             ):
-                body = await response.read()
                 status = response.status
+                if 300 <= status < 400:
+                    location = response.headers.get("Location")
+                    raise protocol.redirect_error(status, location, request.url)
                 retry_after = _retry_after(response.headers) if status in (429, 503) else None
-        # Messages name the failure, never the request: its headers hold the token.
-        except TimeoutError:
-            raise RequestTimeoutError("timeout", "no complete answer in time") from None
-        except aiohttp.ClientPayloadError as exc:
-            raise ConnectionFailedError("connection", f"answer cut off: {_describe(exc)}") from None
-        except aiohttp.ClientConnectionError as exc:
-            raise ConnectionFailedError("connection", _describe(exc)) from None
-        except aiohttp.ClientError as exc:
-            raise TransportError("transport", _describe(exc)) from None
-        return protocol.parse_response(status, body, redact=(token,), retry_after=retry_after)
+                body = await read_capped(response, self._max_answer_bytes)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            failure = _transport_error(exc, redactor)
+        else:
+            if len(body) <= PARSE_INLINE_LIMIT:
+                return protocol.parse_response(
+                    status, body, redact=redactor, retry_after=retry_after
+                )
+            return await asyncio.to_thread(
+                protocol.parse_response, status, body, redact=redactor, retry_after=retry_after
+            )
+        # Raised out here, not in the except clause: the library's exception
+        # may quote the server, and so the token, and must not ride along as
+        # the context of ours.
+        raise failure
+
+    def _redactor(self, token: str) -> Redactor:
+        # Built once per token: the token changes rarely, answers come often.
+        if self._redactor_for is None or self._redactor_for[0] != token:
+            self._redactor_for = (token, self._key_redactor.with_secrets(token))
+        return self._redactor_for[1]
+
+
+def _transport_error(exc: TimeoutError | aiohttp.ClientError, redactor: Redactor) -> TransportError:
+    # Messages name the failure, never the request: its headers hold the
+    # token. aiohttp's own messages may quote what the server sent (a
+    # malformed header or status line), so they are server text too.
+    if isinstance(exc, TimeoutError):
+        return RequestTimeoutError("timeout", "no complete answer in time")
+    detail = exception_text(exc, redactor)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return ConnectionFailedError("connection", f"answer cut off: {detail}")
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return ConnectionFailedError("connection", detail)
+    return TransportError("transport", detail)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -448,8 +503,3 @@ def _loggable(image: ImageFile | ImageBytes | ImageUrl) -> str:
         query = "?..." if parts.query else ""
         return f"{parts.scheme}://{host}{port}{parts.path}{query}"
     return str(image)
-
-
-def _describe(exc: BaseException) -> str:
-    detail = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import os
 import sys
 import tempfile
 import unicodedata
@@ -42,6 +44,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any, Final
 
+from ocr_async.auth import OAUTH_URL_ENV
 from ocr_async.batch import BatchSummary, run_batch
 from ocr_async.client import OcrClient, RetryPolicy
 from ocr_async.emulator import (
@@ -194,6 +197,17 @@ def _report(record: Record, score: WordScore, exact: bool, out: list[str]) -> bo
     return good
 
 
+def _legend(exact: bool) -> str:
+    """What the columns of :func:`_report`'s lines mean."""
+    if exact:
+        marks = "ok = the text is exactly the sample's, BAD = it is not, or the request failed"
+        extra = ""
+    else:
+        marks = "ok = every known word read, ~ = some missed, BAD = the request failed"
+        extra = "; [conf] = mean word confidence"
+    return f"  ({marks}; file/url = how it was sent; N/M = known words read{extra})"
+
+
 def _choose_engine(name: str) -> tuple[TextEngine, list[str]]:
     unavailable: list[str] = []
     return engine_from_name(name, embedded_first=False, unavailable=unavailable), unavailable
@@ -266,6 +280,7 @@ async def demo_command(args: argparse.Namespace) -> int:
             _report(record, score, exact, lines)
             for record in sorted(records, key=lambda r: r.source)
         )
+        print(_legend(exact))
         print("\n".join(lines))
         print(summary.describe())
         passed = _verdict(engine, score, exact, good == len(SAMPLES) * 2)
@@ -308,12 +323,13 @@ def _key_pair(text: str) -> tuple[str, str]:
 def _engine_settings(args: argparse.Namespace) -> dict[str, Any]:
     """``engine`` and ``engine_workers`` for ``serve``'s EmulatorConfig.
 
-    ``--engine`` (default ``embedded``) names the engine; real engines read
-    an image's pixels only when it carries no embedded text, unless
-    ``--ignore-embedded-text`` is given (see :mod:`ocr_async.emulator.engines`).
-    ``--engine-workers`` bounds the recognitions running at once.
+    ``--engine`` (default ``auto``, the best engine installed, as the demo
+    picks) names the engine; real engines read an image's pixels only when
+    it carries no embedded text, unless ``--ignore-embedded-text`` is given
+    (see :mod:`ocr_async.emulator.engines`). ``--engine-workers`` bounds the
+    recognitions running at once.
     """
-    name = getattr(args, "engine", None) or "embedded"
+    name = getattr(args, "engine", None) or "auto"
     embedded_first = not getattr(args, "ignore_embedded_text", False)
     settings: dict[str, Any] = {"engine": engine_from_name(name, embedded_first=embedded_first)}
     workers = getattr(args, "engine_workers", None)
@@ -323,6 +339,38 @@ def _engine_settings(args: argparse.Namespace) -> dict[str, Any]:
     if callable(warm_up):
         warm_up()  # a bad install fails now, not on the first request
     return settings
+
+
+def _serve_engine_text(engine: TextEngine, asked: str) -> str:
+    if not isinstance(engine, FallbackEngine):
+        return f"engine: {engine_name(engine)}"
+    text = "engine: embedded (the text embedded in test images, else a sha256 fingerprint"
+    if asked == "auto":
+        text += "; no OCR engine installed: pip install 'ocr-async[ocr]'"
+    return text + ")"
+
+
+def _serve_token_text(args: argparse.Namespace, base_url: str) -> str:
+    # With --uak, only the tokens issued for those keys (and any --token)
+    # are accepted: saying "any" there would invite a token it refuses.
+    if args.uak:
+        also = " and those given with --token" if args.token else ""
+        return f"tokens: those issued for --uak{also}, with {OAUTH_URL_ENV}={base_url}"
+    return "tokens: as given with --token" if args.token else "tokens: any"
+
+
+def _listen_error(exc: OSError, host: str, port: int) -> str:
+    where = f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {where}: the port is in use; "
+            "pick another --port (0 picks a free one)"
+        )
+    if exc.errno == errno.EACCES:
+        return f"cannot listen on {where}: permission denied; pick a --port from 1024 up"
+    # asyncio's message repeats the address; the plain reason reads better.
+    detail = os.strerror(exc.errno) if exc.errno else str(exc)
+    return f"cannot listen on {where}: {detail}; check --host (default 127.0.0.1) and --port"
 
 
 def _quota_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -336,7 +384,7 @@ def _quota_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def serve_command(args: argparse.Namespace) -> int:
-    """Serve the emulator until Ctrl-C."""
+    """Serve the emulator until Ctrl-C; 3 when it cannot listen on the address."""
     faults = None
     if args.fault_rate:
         try:
@@ -360,7 +408,7 @@ async def serve_command(args: argparse.Namespace) -> int:
             token_lifetime=args.token_lifetime,
             **_engine_settings(args),
         )
-    except ValueError as exc:
+    except ValueError as exc:  # the config checks its values: one line, exit 2
         raise ConfigurationError(f"bad emulator settings: {exc}") from None
 
     quota = "none"
@@ -371,10 +419,11 @@ async def serve_command(args: argparse.Namespace) -> int:
         quota = f"{config.quota_kind} {config.quota_rps:g}/s"
 
     def ready(emulator: RunningEmulator) -> None:
+        # One line: scripts (and the docs tests) wait for it.
         print(
             f"ocr-async emulator: General OCR v1.1 at {emulator.base_url} "
-            f"(token: {'as given' if args.token else 'any'}, "
-            f"app key: {args.appkey or 'any'}, engine: {engine_name(config.engine)}, "
+            f"({_serve_token_text(args, emulator.base_url)}; "
+            f"app key: {args.appkey or 'any'}; {_serve_engine_text(config.engine, args.engine)}; "
             f"quota: {quota}); "
             "Ctrl-C stops",
             file=sys.stderr,
@@ -382,5 +431,9 @@ async def serve_command(args: argparse.Namespace) -> int:
         )
 
     # Ctrl-C ends this through KeyboardInterrupt, which the CLI maps to 130.
-    await serve_forever(config, host=args.host, port=args.port, on_ready=ready)
+    try:
+        await serve_forever(config, host=args.host, port=args.port, on_ready=ready)
+    except OSError as exc:  # the socket could not be bound
+        print(f"ocr-async serve: {_listen_error(exc, args.host, args.port)}", file=sys.stderr)
+        return 3
     return 0

@@ -20,9 +20,10 @@ raise these without import cycles.
     └── TransportError         no usable answer at all
         ├── ConnectionFailedError    refused, reset, dropped
         ├── RequestTimeoutError      no answer in time
-        ├── HttpStatusError          a gateway answered non-200
+        ├── HttpStatusError          a gateway answered non-200 (or redirected)
         │   └── TooManyRequestsError     429: too fast (back off, Retry-After)
-        └── MalformedResponseError   200, but not the JSON envelope (HTML, torn)
+        ├── MalformedResponseError   200, but not the JSON envelope (HTML, torn)
+        └── AnswerTooLargeError      an answer over the size cap (not retried)
 
 Plus :class:`ConfigurationError` for a client that cannot start at all (no
 token, no app key); it is not an :class:`OcrError` because it is never about
@@ -35,6 +36,7 @@ and exception class names only.
 from __future__ import annotations
 
 __all__ = [
+    "AnswerTooLargeError",
     "ApiError",
     "AuthError",
     "ConfigurationError",
@@ -204,6 +206,15 @@ class TooManyRequestsError(HttpStatusError):
 
 class MalformedResponseError(TransportError):
     """A 200 whose body is not the JSON envelope: HTML, truncated, garbage."""
+
+
+class AnswerTooLargeError(TransportError):
+    """An answer larger than the client reads (after decompression): a bomb, or no API.
+
+    Not retried: the same server would send the same thing again.
+    """
+
+    retryable = False
 
 
 class ConfigurationError(Exception):

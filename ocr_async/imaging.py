@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONVERTED_FORMATS",
     "CROPPING_RATIO",
+    "JPEG_MAX_SIDE",
     "MAX_PAGES",
     "MAX_READABLE_RATIO",
     "PILLOW_HINT",
@@ -102,6 +103,9 @@ SHRINK_SCALE_QUALITY: Final = 80
 #: "1280x720 or more is recommended"), but never above the original.
 SHRINK_MIN_FRACTION: Final = 0.5
 SHRINK_MIN_LONG_SIDE: Final = 1280
+#: The longest side a JPEG can have in libjpeg, which Pillow uses (its
+#: JPEG_MAX_DIMENSION); a wider image is downscaled to it before encoding.
+JPEG_MAX_SIDE: Final = 65500
 # Each downscale aims at sqrt(limit / last size) (JPEG bytes grow with the
 # pixel count) times a margin, and shrinks the sides by at least 10%.
 _SCALE_MARGIN: Final = 0.95
@@ -495,35 +499,57 @@ def shrink_to_fit(data: bytes, max_body_bytes: int) -> ShrinkResult:
         exif = _orientation_exif(im)
 
     def attempt(image: Image.Image, quality: int) -> bytes:
-        return _jpeg_bytes(image, quality, exif)
+        # An encoder failure (out of memory, say) fails this image, not the run.
+        with _decoding(4131000, f"{too_big}; it cannot be shrunk: encoding it as JPEG failed"):
+            return _jpeg_bytes(image, quality, exif)
 
     def done(encoded: bytes, quality: int) -> ShrinkResult:
         size = image_size(encoded) or source.size
         return _shrink_result(data, encoded, quality, source.size, size, mode_note)
 
-    # 1. Quality alone, full size.
-    by_quality: dict[int, bytes] = {}
-    for quality in SHRINK_QUALITIES:
-        by_quality[quality] = attempt(source, quality)
-        if len(by_quality[quality]) <= budget:
-            return done(by_quality[quality], quality)
-
-    # 2. Downscale at one quality, each step sized from the last attempt.
-    last = by_quality.get(SHRINK_SCALE_QUALITY) or attempt(source, SHRINK_SCALE_QUALITY)
     width, height = source.size
     long_side = max(width, height)
     floor_long = max(math.ceil(long_side * SHRINK_MIN_FRACTION), SHRINK_MIN_LONG_SIDE)
     floor_scale = min(1.0, floor_long / long_side)
-    scale = 1.0
-    smallest = source.size
-    while scale > floor_scale:
-        step = min(_MAX_SCALE_STEP, math.sqrt(budget / len(last)) * _SCALE_MARGIN)
-        scale = max(floor_scale, scale * step)
-        smallest = (max(1, round(width * scale)), max(1, round(height * scale)))
+    # JPEG cannot hold the image at full size beyond JPEG_MAX_SIDE: start
+    # from the largest size it can hold, if the floor allows going there.
+    scale = min(1.0, JPEG_MAX_SIDE / long_side)
+    if scale < floor_scale:
+        raise LocalCheckError(
+            4131000,
+            f"{too_big}, and it cannot be shrunk to fit: a JPEG holds at most "
+            f"{JPEG_MAX_SIDE} px a side, and {width}x{height} may not be downscaled below "
+            f"half its length (not sent)",
+        )
+
+    # 1. Quality alone, full size (when JPEG can hold it).
+    by_quality: dict[int, bytes] = {}
+    smallest = _scaled(source.size, scale)
+    if scale == 1.0:
+        for quality in SHRINK_QUALITIES:
+            by_quality[quality] = attempt(source, quality)
+            if len(by_quality[quality]) <= budget:
+                return done(by_quality[quality], quality)
+        last = by_quality.get(SHRINK_SCALE_QUALITY) or attempt(source, SHRINK_SCALE_QUALITY)
+    else:
         last = attempt(source.resize(smallest, Image.Resampling.LANCZOS), SHRINK_SCALE_QUALITY)
         if len(last) <= budget:
             return done(last, SHRINK_SCALE_QUALITY)
 
+    # 2. Downscale at one quality, each step sized from the last attempt.
+    while scale > floor_scale:
+        step = min(_MAX_SCALE_STEP, math.sqrt(budget / len(last)) * _SCALE_MARGIN)
+        scale = max(floor_scale, scale * step)
+        smallest = _scaled(source.size, scale)
+        last = attempt(source.resize(smallest, Image.Resampling.LANCZOS), SHRINK_SCALE_QUALITY)
+        if len(last) <= budget:
+            return done(last, SHRINK_SCALE_QUALITY)
+
+    full_size = (
+        f"JPEG down to q{min(SHRINK_QUALITIES)} at full size and "
+        if by_quality
+        else f"JPEG (at most {JPEG_MAX_SIDE} px a side) at "
+    )
     smallest_body = min(len(image) for image in (*by_quality.values(), last))
     smallest_body += multipart_overhead("jpg")
     if floor_scale >= 1.0:
@@ -538,9 +564,16 @@ def shrink_to_fit(data: bytes, max_body_bytes: int) -> ShrinkResult:
         )
     raise LocalCheckError(
         4131000,
-        f"{too_big}, and it cannot be shrunk to fit: JPEG down to q{min(SHRINK_QUALITIES)} "
-        f"at full size and q{SHRINK_SCALE_QUALITY} {why} still need {smallest_body} bytes "
-        "(not sent)",
+        f"{too_big}, and it cannot be shrunk to fit: {full_size}q{SHRINK_SCALE_QUALITY} {why} "
+        f"still need {smallest_body} bytes (not sent)",
+    )
+
+
+def _scaled(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """``size`` times ``scale``, rounded, at least 1 and at most :data:`JPEG_MAX_SIDE`."""
+    return (
+        min(JPEG_MAX_SIDE, max(1, round(size[0] * scale))),
+        min(JPEG_MAX_SIDE, max(1, round(size[1] * scale))),
     )
 
 

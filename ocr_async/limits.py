@@ -124,6 +124,19 @@ against the clock: :data:`CATCH_UP` lets a worker woken late leave the next
 one less to wait, so the rate asked for is the rate sent, and no two calls
 leave at once.
 
+**Shared by many processes** (:mod:`ocr_async.shared_quota`): one quota
+called from several processes or machines needs one controller, not N that
+probe it N times over. The seam is small, and pacing stays local: a
+:class:`QuotaCoordinator` set as :attr:`RateController.coordinator` hears of
+every congestion event this controller opens (:meth:`QuotaCoordinator.on_cut`,
+with the quota it measured on its own calls, a :class:`Cut`), and sets this
+controller's part of the one shared schedule with :meth:`RateController.follow`
+(a :class:`Share`: the rate at a moment and the curve it climbs from there,
+start-up doubling or the probe's cubic). Between two shares the controller
+runs that curve itself, so a probe climbs smoothly rather than in steps of a
+heartbeat, and with the coordinator gone (``coordinator = None``) it simply
+carries on from where the last share left it: plain local control.
+
 Nothing here does I/O. Time comes from an injected ``clock`` and waiting from
 an injected ``sleep``, so tests run on a virtual clock without waiting.
 """
@@ -136,7 +149,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from ocr_async.errors import (
     ConfigurationError,
@@ -161,9 +174,12 @@ __all__ = [
     "PROBE_TIME",
     "THROTTLE_ERRORS",
     "WINDOW",
+    "Cut",
+    "QuotaCoordinator",
     "RateController",
     "RateEvent",
     "RateSample",
+    "Share",
     "Ticket",
     "TokenBucket",
 ]
@@ -421,6 +437,68 @@ class RateSample:
     event: RateEvent
 
 
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """A congestion event a controller opened, as its :class:`QuotaCoordinator` hears it.
+
+    ``estimate`` is the quota it measured from what got through of its own
+    calls (its part of a shared quota), ``hold_rate`` the rate it now holds
+    at, in calls/s. The hold lasts ``hold_seconds`` (:data:`MIN_HOLD`) and
+    ``hold_calls`` calls (:data:`PROBE_CALLS`, more after a costly probe),
+    whichever ends later, before probing again: a coordinator counts those
+    calls over everyone's, not this controller's alone. ``slow_start`` says
+    the refusal ended the start-up climb. ``t`` is the controller's clock.
+    """
+
+    t: float
+    estimate: float
+    hold_rate: float
+    hold_seconds: float
+    hold_calls: float
+    slow_start: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """A controller's part of a shared schedule, set by :meth:`RateController.follow`.
+
+    Before ``since`` (the controller's clock) the rate holds at ``base``
+    calls/s; from then on it climbs from ``base``: doubling every
+    :data:`DOUBLING_TIME` while ``slow_start``, else along the probe's cubic
+    ``1 + (t / PROBE_TIME) ** 3``. ``estimate`` is this controller's part
+    of the quota as last measured (None before the first refusal anywhere).
+    """
+
+    base: float
+    since: float
+    slow_start: bool
+    estimate: float | None
+
+    def rate_at(self, t: float) -> float:
+        """The rate this schedule reaches at clock time ``t``."""
+        x = t - self.since
+        if x <= 0:
+            return self.base
+        if self.slow_start:
+            return float(self.base * 2.0 ** (x / DOUBLING_TIME))
+        return self.base * (1.0 + (x / PROBE_TIME) ** 3)
+
+
+class QuotaCoordinator(Protocol):
+    """What a :class:`RateController` tells whoever shares its quota with others.
+
+    The controller paces on its own; the coordinator only hears of the
+    congestion events it opens, and answers (later, from its own task) with
+    :meth:`RateController.follow`. ``on_cut`` is called synchronously from
+    :meth:`RateController.on_throttled`: it must not block, and must not
+    raise.
+    """
+
+    def on_cut(self, cut: Cut) -> None:
+        """A refusal opened a congestion event here, and this is what it measured."""
+        ...
+
+
 class _RateMeter:
     """Events per second over the last ``window`` seconds, exactly.
 
@@ -538,9 +616,11 @@ class RateController:
         self._refused_meter = _RateMeter(WINDOW, now)
         self._settled_meter = _RateMeter(_SETTLED_WINDOW, now)
         self._sent = 0
+        self._queued = 0
         self._successes = 0
         self._throttled = 0
         self._events = 0
+        self._coordinator: QuotaCoordinator | None = None
         self._history: deque[RateSample] = deque(maxlen=history_size)
         self._last_sample = -math.inf
         self._record(now, "start")
@@ -557,10 +637,13 @@ class RateController:
         Waits behind every earlier caller (first come, first served), at the
         current rate, and through any pause. Call it again before a retry.
         """
-        self._update(self._clock())
+        asked_at = self._clock()
+        self._update(asked_at)
         sent_at = await self._bucket.acquire()
         rate = self._bucket.rate
         self._sent += 1
+        if sent_at > asked_at + _EPSILON:
+            self._queued += 1
         self._epoch_sent += 1
         self._recent_sends.append(sent_at)
         self._recent_rates.append((sent_at, rate))
@@ -612,16 +695,68 @@ class RateController:
             self._tail += 1
             self._extend_pause(now, self._pause_step() * 2.0 ** min(self._tail, _MAX_DOUBLINGS))
             return False
+        ended_climb = self._slow_start
         if self._fixed is None:
             self._cut(now, ticket)
-        self._epoch += 1
+        self._new_epoch(now)
         self._events += 1
-        self._cut_at = now
-        self._epoch_sent = self._epoch_refused = self._tail = self._cycle_refused = 0
-        self._recent_sends.clear()
         self._bucket.pause(self._pause_step())
         self._record(now, "pause" if self._fixed is not None else "cut")
+        if self._coordinator is not None and self._estimate is not None:
+            hold_seconds = self._hold_until - now
+            self._coordinator.on_cut(
+                Cut(
+                    now,
+                    self._estimate,
+                    self._hold_rate,
+                    hold_seconds,
+                    self._hold_calls,
+                    ended_climb,
+                )
+            )
         return True
+
+    # -- sharing a quota with other processes ---------------------------------
+
+    @property
+    def coordinator(self) -> QuotaCoordinator | None:
+        """Who shares this quota with other processes, or None (local control).
+
+        Set by the coordinator when it joins (:mod:`ocr_async.shared_quota`),
+        and back to None when it leaves or loses its store: the controller then
+        carries on alone from its last :class:`Share`. Adaptive mode only.
+        """
+        return self._coordinator
+
+    @coordinator.setter
+    def coordinator(self, value: QuotaCoordinator | None) -> None:
+        if value is not None and self._fixed is not None:
+            raise ConfigurationError("a shared quota needs the adaptive rate controller, not --rps")
+        self._coordinator = value
+
+    def follow(self, share: Share, *, event: bool = False) -> None:
+        """Pace from now on along ``share``: this controller's part of a shared schedule.
+
+        ``event`` says the share answers a congestion event another process
+        opened: refusals of calls sent before it then count as that event
+        (as after a cut of this controller's own) instead of opening one
+        more. The hold is by time alone: the coordinator counted the calls.
+        """
+        if self._fixed is not None:
+            raise ConfigurationError("a fixed rate follows no shared schedule")
+        now = self._clock()
+        if event:
+            self._new_epoch(now)
+        self._slow_start = share.slow_start
+        self._estimate = share.estimate
+        self._hold_rate = self._ramp_base = self._clamp(share.base)
+        self._hold_until = self._ramp_since = share.since
+        self._hold_calls = 0.0
+        self._bucket.rate = self._clamp(share.rate_at(now))
+        if share.slow_start:
+            self._ramp_base, self._ramp_since = self._bucket.rate, now
+        if event:
+            self._record(now, "cut")
 
     # -- what the controller reports ------------------------------------------
 
@@ -674,6 +809,15 @@ class RateController:
         return self._sent
 
     @property
+    def queued(self) -> int:
+        """Tickets that waited for the pacer: callers who wanted to send sooner.
+
+        A coordinator reads it as demand: a process whose workers queue here
+        could use more of a shared quota; one whose workers do not, cannot.
+        """
+        return self._queued
+
+    @property
     def successes(self) -> int:
         """Answers reported through :meth:`on_success`."""
         return self._successes
@@ -703,6 +847,13 @@ class RateController:
         return tuple(self._history)
 
     # -- internals ------------------------------------------------------------
+
+    def _new_epoch(self, now: float) -> None:
+        """Open an epoch: refusals of calls sent before now belong to the last event."""
+        self._epoch += 1
+        self._cut_at = now
+        self._epoch_sent = self._epoch_refused = self._tail = self._cycle_refused = 0
+        self._recent_sends.clear()
 
     def _clamp(self, rate: float) -> float:
         return min(max(rate, self._min_rate), self._max_rate)

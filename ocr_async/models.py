@@ -199,10 +199,21 @@ class Record:
     #: What was done to the image before sending (--convert, --shrink,
     #: --endpoint auto); anything with a ``to_json()``. None: sent as it was.
     transform: _JsonWritable | None = None
+    #: The caller's identity for the input (a manifest row's ``id``); None
+    #: when the input has none, and then ``source`` is its identity.
+    id: str | None = None
+    #: The caller's context for the input (a manifest row's other fields),
+    #: written back untouched; must be JSON-serialisable. None: there was none.
+    metadata: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON object written as one line, keys in a stable order."""
-        return {
+        """The JSON object written as one line, keys in a stable order.
+
+        ``id`` (after ``source``) and ``metadata`` (last) are written only
+        when set, so records of inputs without them keep their exact shape.
+        ``source`` stays first: resume recognises a torn line by it.
+        """
+        document = {
             "source": self.source,
             "ok": self.ok,
             "endpoint": self.endpoint.value,
@@ -213,3 +224,9 @@ class Record:
             "error": None if self.error is None else self.error.to_json(),
             "transform": None if self.transform is None else self.transform.to_json(),
         }
+        if self.id is not None:
+            # "source" keeps its first place; "id" goes right after it.
+            document = {"source": self.source, "id": self.id, **document}
+        if self.metadata is not None:
+            document["metadata"] = self.metadata
+        return document

@@ -36,6 +36,7 @@ from ocr_async.errors import (
     UnknownApiError,
 )
 from ocr_async.models import BoundingBox, Endpoint, Line, OcrResult, Word
+from ocr_async.sanitize import Redactor, server_text, strict_json, url_origin
 
 __all__ = [
     "AUTH_HEADER",
@@ -56,6 +57,7 @@ __all__ = [
     "parse_response",
     "parse_result",
     "parse_retry_after",
+    "redirect_error",
     "sniff_image_type",
 ]
 
@@ -81,6 +83,8 @@ _PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC: Final = b"\xff\xd8\xff"
 _PNG_END: Final = b"IEND\xaeB`\x82"  # the IEND chunk type and its fixed CRC
 _CONTENT_TYPES: Final[Mapping[ImageType, str]] = {"jpg": "image/jpeg", "png": "image/png"}
+# Characters of a body without an envelope quoted in the error message.
+_SNIPPET_LIMIT: Final = 120
 
 
 #: Every documented result code: (resultKey, error class). The keys are NHN's
@@ -329,20 +333,33 @@ def decode_json(body: bytes) -> Any:
     with a mis-encoded message still yields its result code. Raises
     ``ValueError`` on anything that is not JSON, nesting too deep included.
     """
+    return _decode_json_text(body.decode("utf-8", "replace"))
+
+
+def _decode_json_text(text: str, *, strict: bool = False) -> Any:
     try:
-        return json.loads(body.decode("utf-8", "replace"), object_pairs_hook=_merge_duplicate_keys)
+        document = json.loads(
+            text,
+            object_pairs_hook=_merge_duplicate_keys,
+            # NaN and Infinity are not JSON (RFC 8259): they say "no number".
+            parse_constant=_no_number if strict else None,
+        )
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+    # A lone surrogate escape decodes to half a character, which no strict
+    # JSON writer, text file or terminal takes: the values are walked only
+    # when the text has a surrogate escape at all. A plain substring search,
+    # not a regular expression: this may run in a worker thread over 64 MB,
+    # and the regex engine would hold the GIL, and so the event loop, for
+    # over a second. (A number too large for a float reads as inf; the sink
+    # writes it as null, and no coordinate or confidence takes it.)
+    if strict and ("\\ud" in text or "\\uD" in text):
+        return strict_json(document)
+    return document
 
 
-def _snippet(body: bytes, secrets: Collection[str], limit: int = 120) -> str:
-    text = body.decode("utf-8", "replace")
-    # A gateway may echo the request, headers included: never repeat a secret.
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<redacted>")
-    text = " ".join(text[: limit * 4].split())
-    return text[:limit] + ("..." if len(text) > limit else "")
+def _no_number(constant: str) -> None:
+    return None
 
 
 def _number(value: Any) -> float:
@@ -434,6 +451,24 @@ def _result_code(header: Mapping[str, Any]) -> int | None:
     return None
 
 
+def redirect_error(status: int, location: str | None, request_url: str) -> HttpStatusError:
+    """The error for a 3xx answer: an API call never follows a redirect.
+
+    Followed, it would carry the token to whatever host ``Location`` names,
+    and a 301, 302 or 303 would turn the POST into a GET whose answer is no
+    recognition at all. The API itself never redirects (it answers 200), so
+    a redirect means a wrong base URL or something in between: not retried.
+    The message names the target's origin only; its path and query may hold
+    anything.
+    """
+    target = url_origin(location, request_url) if location else "nowhere (no Location)"
+    return HttpStatusError(
+        status,
+        f"HTTP {status}: a redirect to {target}, not followed "
+        "(API calls never follow redirects: is the base URL right?)",
+    )
+
+
 def parse_retry_after(
     value: str | None, *, date: str | None = None, now: float | None = None
 ) -> float | None:
@@ -475,7 +510,7 @@ def parse_response(
     status: int,
     body: bytes,
     *,
-    redact: Collection[str] = (),
+    redact: Redactor | Collection[str] = (),
     retry_after: float | None = None,
 ) -> OcrResult:
     """Read one answer: an :class:`OcrResult`, or a typed error raised.
@@ -486,39 +521,48 @@ def parse_response(
     :class:`TooManyRequestsError`, another non-200 an :class:`HttpStatusError`;
     a 200 whose body is not the envelope (HTML, truncated JSON) is a
     :class:`MalformedResponseError`. Error messages quote the start of such a
-    body, with every string in ``redact`` (the token) blanked out.
+    body.
+
+    Every secret in ``redact`` (the token, as a :class:`Redactor` or a list)
+    is blanked out of everything taken from the answer: the messages, and
+    the result itself, words included. What strict JSON cannot hold is
+    replaced too: ``NaN`` and ``Infinity`` by None, a lone surrogate escape
+    by U+FFFD, so no record, text file or message carries half a character.
     ``retry_after`` (seconds, from :func:`parse_retry_after`) is attached to
     the error raised, as its ``retry_after``.
     """
+    redactor = Redactor.of(redact)
+    text = body.decode("utf-8", "replace")
     try:
-        document = decode_json(body)
+        document = _decode_json_text(text, strict=True)
         is_json = True
     except ValueError:
         document, is_json = None, False
+    # Searched once in the whole text; the decoded values are walked only
+    # when a secret is there to be blanked out.
+    if is_json and redactor.found_in(text):
+        document = redactor.redact_value(document)
     header = document.get("header") if isinstance(document, Mapping) else None
     code = _result_code(header) if isinstance(header, Mapping) else None
 
     if header is None or code is None:
+        snippet = server_text(text, redactor, limit=_SNIPPET_LIMIT)
         if status == 429:
             # RFC 6585: too many requests. A gateway's refusal for the rate,
             # the same signal as 4000006.
             too_many = TooManyRequestsError(
-                status, f"HTTP 429 without an API envelope: {_snippet(body, redact)!r}"
+                status, f"HTTP 429 without an API envelope: {snippet!r}"
             )
             too_many.retry_after = retry_after
             raise too_many
         if status != 200:
-            raise HttpStatusError(
-                status, f"HTTP {status} without an API envelope: {_snippet(body, redact)!r}"
-            )
+            raise HttpStatusError(status, f"HTTP {status} without an API envelope: {snippet!r}")
         what = "JSON without a valid header" if is_json else "not JSON (truncated or HTML?)"
-        raise MalformedResponseError(
-            "bad_response", f"response body is {what}: {_snippet(body, redact)!r}"
-        )
+        raise MalformedResponseError("bad_response", f"response body is {what}: {snippet!r}")
 
     assert isinstance(document, Mapping)  # header came from it
     message = header.get("resultMessage")
-    message = message if isinstance(message, str) else ""
+    message = server_text(message, redactor) if isinstance(message, str) else ""
     raw_result = document.get("result")
     result: Mapping[str, Any] = raw_result if isinstance(raw_result, Mapping) else {}
 
@@ -529,7 +573,8 @@ def parse_response(
     if code == NO_TEXT_CODE:
         return parse_result(result, no_text=True)
     if code == 0:
-        raise UnknownApiError(0, f"resultCode 0 with isSuccessful={header.get('isSuccessful')!r}")
+        flag = server_text(repr(header.get("isSuccessful")), redactor, limit=40)
+        raise UnknownApiError(0, f"resultCode 0 with isSuccessful={flag}")
     error = error_for_code(code, message)
     error.retry_after = retry_after
     raise error

@@ -9,22 +9,49 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import re
 import stat
 
 from ocr_async.errors import LocalCheckError, SourceError
 
-__all__ = ["display_path", "read_image_file"]
+__all__ = ["display_path", "read_image_file", "source_path"]
+
+# The escapes display_path writes: a doubled backslash, or a byte.
+_ESCAPE = re.compile(r"(\\\\|\\x[0-9a-f]{2})")
+
+_FD_LIMIT = {errno.EMFILE: "process's", errno.ENFILE: "system's"}
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
-    r"""A path as text that is always valid UTF-8.
+    r"""A path as text that is always valid UTF-8, and different for every path.
 
     Names that are not valid UTF-8 (undecodable bytes arrive from the OS as
     lone surrogates) are shown with ``\xNN`` escapes, so the record and the
-    terminal stay readable and the same file always gets the same name.
+    terminal stay readable and the same file always gets the same name. A
+    backslash in a name is doubled, ``\\``, so that a name with the byte
+    0xFF (``\xff``) and one that holds the four characters ``\xff``
+    (``\\xff``) stay two inputs. :func:`source_path` reverses it.
     """
     raw = os.fsencode(path)
-    return raw.decode("utf-8", "backslashreplace")
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+
+
+def source_path(source: str) -> str:
+    r"""The path that :func:`display_path` showed as ``source``, ready to open.
+
+    ``\\`` becomes one backslash and ``\xNN`` that byte (as the OS's
+    surrogate escape when it is not valid UTF-8); a backslash that starts
+    neither stays as it is.
+    """
+    if "\\" not in source:
+        return source
+    raw = bytearray()
+    for number, part in enumerate(_ESCAPE.split(source)):
+        if number % 2 == 0:
+            raw += part.encode("utf-8", "surrogateescape")
+        else:
+            raw += b"\\" if part == "\\\\" else bytes([int(part[2:], 16)])
+    return os.fsdecode(bytes(raw))
 
 
 def _source_error(path: str | os.PathLike[str], exc: OSError) -> SourceError:
@@ -38,6 +65,16 @@ def _source_error(path: str | os.PathLike[str], exc: OSError) -> SourceError:
         return SourceError("permission_denied", f"{name}: permission denied")
     if exc.errno == errno.ELOOP:
         return SourceError("symlink_loop", f"{name}: too many levels of symbolic links")
+    if exc.errno in (errno.EMFILE, errno.ENFILE):
+        # Says nothing about the file: once descriptors are free again it
+        # reads fine, so --resume --retry-failed takes it.
+        error = SourceError(
+            "too_many_open_files",
+            f"{name}: too many open files (the {_FD_LIMIT[exc.errno]} limit); "
+            "retryable, with --resume --retry-failed",
+        )
+        error.retryable = True
+        return error
     return SourceError("unreadable", f"{name}: {exc.strerror or type(exc).__name__}")
 
 

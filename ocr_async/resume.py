@@ -15,24 +15,48 @@ What an earlier record means for the resumed run:
   ...): skipped too, unless ``retry_failed`` is set; then its record is
   removed and the source is sent again, so it still ends as one record.
 
-A line that is not a complete JSON record (a run killed mid-write) is
-removed. When that line is the last one, which is what ``kill -9`` leaves,
-the file is truncated in place; otherwise it is rewritten through a
-temporary file and an atomic rename, so a crash during the repair loses
-nothing either.
+What counts as this tool's output: every line is a record, that is a JSON
+object with a string ``source``, a boolean ``ok`` and an ``error`` that is
+null or an object (the keys of docs/record.schema.json that resume reads).
+The one exception is the last line when it has no newline and begins the
+way the writer begins every line (``{"source"``), or is a shorter piece of
+that beginning: what ``kill -9`` or a full disk leaves mid-write. That torn
+line alone is repaired, by truncating the file in place.
+
+Anything else (a README, an image, another program's JSONL, a blank line or
+garbage between records) raises :class:`NotAnOutputError` before a byte is
+changed: resume never guesses which parts of a foreign file to keep.
+
+With ``retry_failed`` the records to send again are removed by rewriting
+the file through a temporary file and an atomic rename, so a crash during
+the rewrite loses nothing either. The new file keeps the old one's mode,
+and a symlinked output stays a link: the file it points to is replaced.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Final
 
+from ocr_async.atomicfile import AtomicFile
 from ocr_async.seen import SourceSet
 
-__all__ = ["ResumeIndex", "load_resume_index"]
+__all__ = ["NotAnOutputError", "ResumeIndex", "load_resume_index"]
+
+#: How the writer begins every line (encode_record: compact, ``source`` first).
+_RECORD_START: Final = b'{"source"'
+# A line is judged on its first chunk: a file that is not ours (an image, a
+# log with no newline) is refused without reading it whole into memory.
+_CHUNK: Final = 64 * 1024
+
+
+class NotAnOutputError(ValueError):
+    """The file to resume is not a JSONL output of this tool; it was left untouched."""
 
 
 @dataclass(slots=True)
@@ -45,22 +69,38 @@ class ResumeIndex:
     kept: int = 0
     #: Of those, failures (final ones, or retryable ones not sent again).
     failed_kept: int = 0
-    #: Broken lines removed (a torn last line, garbage).
+    #: Broken lines removed: at most one, a torn last line.
     removed_broken: int = 0
     #: Failed records removed because their sources will be sent again.
     removed_for_retry: int = 0
 
 
-def _parse(line: bytes) -> dict[str, Any] | None:
-    if not line.endswith(b"\n"):
-        return None  # torn: the writer always ends a record with a newline
+def _record(line: bytes) -> dict[str, Any] | str:
+    """A complete line as a record of ours, or why it is not one."""
+    if not line.strip():
+        return "is blank"
+    if not line.lstrip().startswith(b"{"):
+        return "is not a JSON object"
     try:
         record = json.loads(line)
     except ValueError:
-        return None
-    if not isinstance(record, dict) or not isinstance(record.get("source"), str):
-        return None
+        return "is not JSON"
+    if not isinstance(record, dict):
+        return "is not a JSON object"
+    error = record.get("error", False)
+    if not (
+        isinstance(record.get("source"), str)
+        and isinstance(record.get("ok"), bool)
+        and (error is None or isinstance(error, dict))
+    ):
+        return "is a JSON object without the record keys source, ok and error"
     return record
+
+
+def _is_torn_record(tail: bytes) -> bool:
+    # A power cut may leave zeros where the last bytes were never written.
+    tail = tail.rstrip(b"\0")
+    return tail.startswith(_RECORD_START) or _RECORD_START.startswith(tail)
 
 
 def _should_retry(record: dict[str, Any]) -> bool:
@@ -71,8 +111,11 @@ def _should_retry(record: dict[str, Any]) -> bool:
 
 
 def _lines(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) for each line; a line that is not a JSON object is cut at one chunk."""
     offset = 0
-    for line in handle:
+    while line := handle.readline(_CHUNK):
+        if not line.endswith(b"\n") and line.lstrip().startswith(b"{"):
+            line += handle.readline()  # a record longer than a chunk: read it whole
         yield offset, line
         offset += len(line)
 
@@ -80,48 +123,63 @@ def _lines(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
 def load_resume_index(path: str, *, retry_failed: bool = False) -> ResumeIndex:
     """Read and mend the output at ``path``; a missing file is an empty index.
 
-    Blocking file I/O: call it in a thread from async code. Raises ``OSError``
-    when the file exists but cannot be read or mended.
+    Blocking file I/O: call it in a thread from async code. Raises
+    :class:`NotAnOutputError` (the file unchanged) when the file is not this
+    tool's output, and ``OSError`` when it cannot be read or mended.
     """
     index = ResumeIndex()
-    keep_until: int | None = None  # offset of the first line to drop
-    needs_rewrite = False
+    torn_at: int | None = None  # offset of a torn last line
     try:
         handle = open(path, "rb")  # noqa: SIM115 (closed below, in every case)
     except FileNotFoundError:
         return index
     with handle:
-        for offset, line in _lines(handle):
-            record = _parse(line)
-            if record is None:
+        for number, (offset, line) in enumerate(_lines(handle), start=1):
+            if not line.endswith(b"\n"):
+                if handle.read(1):  # cut at one chunk: it began as no JSON object does
+                    raise _refusal(path, number, "is not a JSON object")
+                if not _is_torn_record(line):
+                    raise _refusal(path, number, "is not a record, and it has no line end")
+                torn_at = offset  # the last line: what a crash mid-write leaves
                 index.removed_broken += 1
-            elif retry_failed and _should_retry(record):
+                break
+            record = _record(line)
+            if isinstance(record, str):
+                raise _refusal(path, number, record)
+            if retry_failed and _should_retry(record):
                 index.removed_for_retry += 1
-            else:
-                index.done.add(record["source"])
-                index.kept += 1
-                index.failed_kept += record.get("ok") is not True
-                if keep_until is not None:
-                    needs_rewrite = True  # a dropped line is followed by a kept one
                 continue
-            if keep_until is None:
-                keep_until = offset
-    if keep_until is None:
-        return index
-    if needs_rewrite:
-        _rewrite_without_dropped(path, retry_failed)
-    else:
-        os.truncate(path, keep_until)  # only the tail goes: cheap and atomic enough
+            index.done.add(record["source"])
+            index.kept += 1
+            index.failed_kept += record["ok"] is not True
+    if index.removed_for_retry:
+        _rewrite_without_retried(path)
+    elif torn_at is not None:
+        os.truncate(path, torn_at)  # only the tail goes: cheap and atomic enough
     return index
 
 
-def _rewrite_without_dropped(path: str, retry_failed: bool) -> None:
-    temporary = f"{path}.resume-tmp"
-    with open(path, "rb") as source, open(temporary, "wb") as target:
+def _refusal(path: str, number: int, why: str) -> NotAnOutputError:
+    return NotAnOutputError(
+        f"{path} is not an ocr-async output: line {number} {why}. Nothing was changed; "
+        "resume only a file that ocr-async wrote, or write to another output"
+    )
+
+
+def _rewrite_without_retried(path: str) -> None:
+    # Keeps every record except the failures to send again; drops a torn
+    # last line on the way (the scan above vouched for every other line).
+    # A symlinked output keeps its link: the file it names is replaced, in
+    # its own folder, and keeps its mode (and owner, where allowed).
+    target = os.path.realpath(path)
+    info = os.stat(target)
+    with AtomicFile(target) as kept, open(target, "rb") as source:
         for _, line in _lines(source):
-            record = _parse(line)
-            if record is not None and not (retry_failed and _should_retry(record)):
-                target.write(line)
-        target.flush()
-        os.fsync(target.fileno())
-    os.replace(temporary, path)
+            if line.endswith(b"\n") and not _should_retry(json.loads(line)):
+                kept.file.write(line)
+        kept.file.flush()
+        os.fchmod(kept.file.fileno(), stat.S_IMODE(info.st_mode))
+        with contextlib.suppress(PermissionError):
+            os.fchown(kept.file.fileno(), info.st_uid, info.st_gid)
+        os.fsync(kept.file.fileno())
+        kept.commit()

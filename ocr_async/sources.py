@@ -2,19 +2,24 @@ r"""Where inputs come from: files, folders walked recursively, URL lists, stdin.
 
 Everything is lazy. A folder is listed one directory at a time, in a worker
 thread so a slow disk never stalls the event loop; a URL list is read in
-64 KiB chunks. However many inputs there are, memory holds one directory
-listing or one chunk, never the whole list.
+64 KiB chunks, and a line of it may be at most 64 KiB. However many inputs
+there are, memory holds one directory listing or one chunk, never the whole
+list.
 
 Identity: a record's ``source`` is the input as given: a URL exactly as
 written, a file as the path given on the command line, or, for files found in
-a folder, that folder's path as given joined with the path inside it. Names
-that are not valid UTF-8 are shown with ``\xNN`` escapes.
+a folder, that folder's path as given joined with the path inside it. In a
+path, bytes that are not valid UTF-8 are shown as ``\xNN`` and a backslash
+as ``\\``, so two files never share a source
+(:func:`ocr_async.reading.display_path`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -27,8 +32,10 @@ from ocr_async.reading import display_path
 __all__ = [
     "CONVERTIBLE_EXTENSIONS",
     "IMAGE_EXTENSIONS",
+    "MAX_URL_LINE",
     "SkipReporter",
     "SourceItem",
+    "UrlListError",
     "is_url",
     "iter_inputs",
     "iter_url_lines",
@@ -43,6 +50,12 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png"})
 CONVERTIBLE_EXTENSIONS = frozenset({".tif", ".tiff", ".bmp", ".webp", ".gif"})
 
 _CHUNK = 64 * 1024
+#: The longest line of a URL list, in bytes. Far longer than any URL a
+#: server takes (commonly 8 KiB); a longer line stops the reading
+#: (:class:`UrlListError`) rather than growing without bound.
+MAX_URL_LINE = 64 * 1024
+# CRLF first, so that it is one line break, not two.
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 
 #: Called with (path, reason) for each folder entry that is not taken.
 SkipReporter = Callable[[str, str], None]
@@ -175,17 +188,67 @@ async def _read_chunks(name: str) -> AsyncIterator[bytes]:
             yield chunk
 
 
+class UrlListError(ValueError):
+    """A URL list that is not one URL a line (a line longer than :data:`MAX_URL_LINE`)."""
+
+
+def _split_lines(chunk: bytes, after_cr: bool) -> tuple[list[bytes], bool]:
+    """``chunk`` cut at each CRLF, LF or lone CR; the last piece is unfinished.
+
+    ``after_cr`` says the previous chunk ended with a CR, so a LF at the
+    start of this one ends nothing more. Returns the pieces and whether
+    this chunk ends with a CR.
+    """
+    if after_cr and chunk.startswith(b"\n"):
+        chunk = chunk[1:]
+    if b"\r" not in chunk:  # the common case, at the speed of bytes.split
+        return chunk.split(b"\n"), False
+    return _LINE_BREAK.split(chunk), chunk.endswith(b"\r")
+
+
 async def iter_url_list(name: str) -> AsyncIterator[SourceItem]:
     """URL items from a file with one URL per line, or from stdin for ``-``.
 
-    Read lazily in chunks: a list of millions of URLs costs one chunk of memory.
-    Raises ``OSError`` if the file cannot be opened.
+    Read lazily in chunks, in time linear in its size: a list of millions of
+    URLs costs one chunk of memory. Lines end with LF, CRLF or a lone CR; a
+    UTF-8 byte-order mark at the start is dropped. Raises ``OSError`` if the
+    file cannot be read, and :class:`UrlListError` at a line longer than
+    :data:`MAX_URL_LINE` bytes (``/dev/zero``, an image named by mistake),
+    after the URLs before it.
     """
-    pending = b""
+    shown = "the URL list on standard input" if name == "-" else f"the URL list {name!r}"
+    line = bytearray()  # the unfinished line, across chunks
+    number = 1  # of the unfinished line, for the error
+    after_cr = False
     async for chunk in _read_chunks(name):
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for item in iter_url_lines(line.decode("utf-8", "replace") for line in complete):
-            yield item
-    for item in iter_url_lines([pending.decode("utf-8", "replace")]):
+        pieces, after_cr = _split_lines(chunk, after_cr)
+        if len(pieces) > 1:
+            # The unfinished line ends here; the pieces between are whole lines.
+            line += pieces[0]
+            _check_line_length(line, number, shown)
+            complete = [_decode_line(line, number)]
+            line.clear()
+            for offset, piece in enumerate(pieces[1:-1], start=1):
+                _check_line_length(piece, number + offset, shown)
+                complete.append(piece.decode("utf-8", "replace"))
+            number += len(pieces) - 1
+            for item in iter_url_lines(complete):
+                yield item
+        line += pieces[-1]
+        _check_line_length(line, number, shown)
+    for item in iter_url_lines([_decode_line(line, number)]):
         yield item
+
+
+def _check_line_length(line: bytes | bytearray, number: int, shown: str) -> None:
+    if len(line) > MAX_URL_LINE:
+        raise UrlListError(
+            f"{shown}: line {number} is longer than {MAX_URL_LINE} bytes without a line "
+            "break; is it a list of URLs, one a line?"
+        )
+
+
+def _decode_line(line: bytearray, number: int) -> str:
+    if number == 1 and line.startswith(codecs.BOM_UTF8):
+        del line[: len(codecs.BOM_UTF8)]
+    return line.decode("utf-8", "replace")

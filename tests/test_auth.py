@@ -20,6 +20,7 @@ from ocr_async.auth import (
     OAUTH_URL_ENV,
     TOKEN_ENV,
     TOKEN_FILE_ENV,
+    TOKEN_FILE_LIMIT,
     UAK_ID_ENV,
     UAK_SECRET_ENV,
     StaticToken,
@@ -33,9 +34,11 @@ from ocr_async.auth import (
 from ocr_async.client import OcrClient
 from ocr_async.emulator import EmulatorConfig, RunningEmulator, make_png, running_emulator
 from ocr_async.errors import (
+    AnswerTooLargeError,
     ConfigurationError,
     ConnectionFailedError,
     HttpStatusError,
+    InvalidRequestError,
     MalformedResponseError,
     RequestTimeoutError,
 )
@@ -291,6 +294,8 @@ class ScriptedOAuth:
         self.gate = asyncio.Event()
         self.gate.set()
         self.received = asyncio.Event()
+        #: The Location sent with a 3xx answer.
+        self.redirect_to = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -300,6 +305,8 @@ class ScriptedOAuth:
         self.received.set()
         await self.gate.wait()
         status, document = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if 300 <= status < 400:
+            return web.Response(status=status, headers={"Location": self.redirect_to})
         if isinstance(document, bytes):
             return web.Response(status=status, body=document, content_type="text/html")
         return web.json_response(document, status=status)
@@ -575,7 +582,7 @@ async def test_a_cancelled_caller_does_not_cancel_the_issuance_for_the_others() 
         pytest.param((200, {"token_type": "Bearer"}), MalformedResponseError, "access_token"),
         pytest.param((200, b"<html>welcome</html>"), MalformedResponseError, "JSON object"),
         pytest.param((429, {"error": "slow_down"}), HttpStatusError, "HTTP 429"),
-        pytest.param((302, b""), HttpStatusError, "HTTP 302"),
+        pytest.param((200, b"x" * (2 << 20)), AnswerTooLargeError, "over the 1048576-byte limit"),
         pytest.param(
             (400, {"error": "invalid_scope"}), ConfigurationError, r"token request \(invalid_scope"
         ),
@@ -590,6 +597,34 @@ async def test_unusable_answers_raise_typed_errors(
     ):
         with pytest.raises(error, match=match) as raised:
             await tokens.get_token()
+    assert_exception_keeps_secrets(raised.value)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_an_oauth_redirect_is_refused_and_never_followed(status: int) -> None:
+    # Followed, a 307 or 308 would send the Basic header (the key and its
+    # secret) on to whatever host the Location names.
+    elsewhere: list[str] = []
+
+    async def other_host(request: web.Request) -> web.Response:
+        elsewhere.append(request.headers.get("Authorization", ""))
+        return web.json_response(token_answer()[1])
+
+    other_app = web.Application()
+    other_app.router.add_route("*", "/{tail:.*}", other_host)
+    async with TestServer(other_app, host="127.0.0.1") as other:
+        other_origin = str(other.make_url("")).rstrip("/")
+        async with scripted((status, b"")) as (oauth, url):
+            oauth.redirect_to = f"{other_origin}/oauth2/token/create?client_secret=x"
+            async with UserAccessKeyTokens(UAK_ID, UAK_SECRET, oauth_url=url) as tokens:
+                with pytest.raises(ConfigurationError) as raised:
+                    await tokens.get_token()
+    message = str(raised.value)
+    assert elsewhere == []
+    assert len(oauth.requests) == 1
+    assert f"HTTP {status}: a redirect to {other_origin}, not followed" in message
+    assert OAUTH_URL_ENV in message
+    assert "client_secret" not in message
     assert_exception_keeps_secrets(raised.value)
 
 
@@ -944,3 +979,118 @@ def test_token_file_with_a_byte_order_mark(tmp_path: Path) -> None:
     path.write_bytes(b"\xef\xbb\xbfbom-token\r\n")
     provider = token_from_environment({}, token_file=path)
     assert asyncio.run(provider.get_token()) == "bom-token"
+
+
+# --- secrets echoed by the OAuth server ---------------------------------------------------
+
+
+def echo_of(request: web.Request, uak_id: str, secret: str) -> str:
+    header = request.headers["Authorization"]
+    encoded = header.partition(" ")[2]
+    return (
+        f"bad credentials: header={header} b64={encoded} id={uak_id} secret={secret} "
+        f"pair={uak_id}:{secret}"
+    )
+
+
+async def test_an_oauth_error_echoing_the_basic_header_shows_no_part_of_it() -> None:
+    async def echo(request: web.Request) -> web.Response:
+        description = echo_of(request, UAK_ID, UAK_SECRET)
+        document = {"error": "invalid_client", "error_description": description}
+        return web.json_response(document, status=401)
+
+    app = web.Application()
+    app.router.add_post("/oauth2/token/create", echo)
+    async with TestServer(app, host="127.0.0.1") as server:
+        url = str(server.make_url("")).rstrip("/")
+        async with UserAccessKeyTokens(UAK_ID, UAK_SECRET, oauth_url=url) as tokens:
+            with pytest.raises(ConfigurationError) as raised:
+                await tokens.get_token()
+    message = str(raised.value)
+    encoded = base64.b64encode(f"{UAK_ID}:{UAK_SECRET}".encode()).decode()
+    for secret in (encoded, encoded.rstrip("="), UAK_ID, UAK_SECRET):
+        assert secret not in message
+    assert message.startswith("the OAuth server refused the User Access Key (invalid_client): ")
+    assert "header=Basic <redacted> b64=<redacted> id=<redacted>" in message
+    assert_exception_keeps_secrets(raised.value)
+
+
+async def test_a_short_secret_leaves_the_servers_words_alone() -> None:
+    # A secret that is also a word: blanking it out would garble the message
+    # ("unknown User Access Key or <redacted> secret").
+    async with (
+        oauth_emulator() as emu,
+        UserAccessKeyTokens(UAK_ID, "wrong", oauth_url=emu.base_url) as tokens,
+    ):
+        with pytest.raises(ConfigurationError) as raised:
+            await tokens.get_token()
+    assert str(raised.value).endswith("unknown User Access Key or wrong secret")
+
+
+async def test_the_client_redacts_the_keys_secrets_from_api_answers() -> None:
+    # A gateway in front of the API may echo anything it saw, the key included.
+    encoded = base64.b64encode(f"{UAK_ID}:{UAK_SECRET}".encode()).decode()
+
+    async def echo(request: web.Request) -> web.Response:
+        seen = request.headers["X-NHN-Authorization"]
+        message = f"{seen}; Basic {encoded}; id {UAK_ID}; secret {UAK_SECRET}"
+        header = {"isSuccessful": False, "resultCode": 4000001, "resultMessage": message}
+        return web.json_response({"header": header})
+
+    app = web.Application()
+    app.router.add_post("/v1.1/appkeys/k/general", echo)
+    async with (
+        oauth_emulator() as emu,
+        TestServer(app, host="127.0.0.1") as server,
+        UserAccessKeyTokens(UAK_ID, UAK_SECRET, oauth_url=emu.base_url) as tokens,
+        OcrClient(appkey="k", token=tokens, base_url=str(server.make_url(""))) as client,
+    ):
+        with pytest.raises(InvalidRequestError) as raised:
+            await client.recognize(make_png("x"))
+        token = await tokens.get_token()
+    assert raised.value.message == (
+        "INVALID_PARAMETER: Bearer <redacted>; Basic <redacted>; id <redacted>; secret <redacted>"
+    )
+    assert token not in str(raised.value)
+
+
+@pytest.mark.parametrize("size", [TOKEN_FILE_LIMIT + 1, 40 * 1024 * 1024])
+def test_token_file_larger_than_the_limit_is_refused_unread(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "not-a-token.log"
+    with path.open("wb") as handle:
+        handle.truncate(size)  # sparse: costs no disk
+    with pytest.raises(ConfigurationError, match="larger than 16 KiB") as raised:
+        token_from_environment({}, token_file=path)
+    assert str(path) in str(raised.value)
+
+
+def test_token_file_of_endless_zeros_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="is it the right file"):
+        token_from_environment({}, token_file="/dev/zero")
+
+
+@pytest.mark.parametrize(
+    ("where", "text"),
+    [
+        pytest.param("env", f"{TOKEN}\x01", id="env-soh"),
+        pytest.param("env", f"{TOKEN[:4]}\x7f{TOKEN[4:]}", id="env-del"),
+        pytest.param("file", f"{TOKEN[:4]}\t{TOKEN[4:]}\n", id="file-tab"),
+        pytest.param("file", f"{TOKEN}\x00\n", id="file-nul"),
+    ],
+)
+def test_token_with_a_control_character_is_refused_naming_its_origin(
+    tmp_path: Path, where: str, text: str
+) -> None:
+    path = tmp_path / "token"
+    if where == "file":
+        path.write_text(text, encoding="utf-8")
+        env = {TOKEN_FILE_ENV: str(path)}
+        origin = f"the token file {str(path)!r}"
+    else:
+        env = {TOKEN_ENV: text}
+        origin = TOKEN_ENV
+    with pytest.raises(ConfigurationError) as raised:
+        token_from_environment(env)
+    message = str(raised.value)
+    assert f"the token in {origin} contains a control character" in message
+    assert TOKEN[4:] not in message

@@ -192,6 +192,17 @@ def test_summary_describe_lists_failures_by_code() -> None:
     ]
 
 
+def test_summary_describe_says_one_record_not_one_records() -> None:
+    summary = BatchSummary(ok=1, retries=1, skipped=1, duplicates=1, already_done=1)
+    summary.elapsed_s = 1.0
+    assert summary.describe().splitlines() == [
+        "1 record: 1 ok, 0 failed; 1 retry; 1.0 images/s over 1.0 s",
+        "skipped 1 non-image file found in folders",
+        "skipped 1 duplicate input (sent once)",
+        "skipped 1 input already done by an earlier run",
+    ]
+
+
 def test_summary_add_counts_codes_as_text() -> None:
     summary = BatchSummary()
     error = RequestTimeoutError("timeout", "slow")

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from conftest import APPKEY, TOKEN
 
 from ocr_async.cli import ExitCode, main
 from ocr_async.emulator import (
@@ -30,9 +31,7 @@ from ocr_async.emulator import (
     make_png,
     running_emulator,
 )
-
-TOKEN = "cli-test-token-5f2a9c"
-APPKEY = "cli-appkey"
+from ocr_async.reading import source_path
 
 
 @pytest.fixture
@@ -43,10 +42,9 @@ def env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def emulator(env: None) -> AsyncIterator[RunningEmulator]:
-    config = EmulatorConfig(tokens=frozenset({TOKEN}), appkey=APPKEY)
-    async with running_emulator(config) as running:
-        yield running
+def emulator(emulator: RunningEmulator, env: None) -> RunningEmulator:
+    """The shared emulator (conftest.py), with its credentials in the environment."""
+    return emulator
 
 
 @pytest.fixture
@@ -378,6 +376,34 @@ async def test_python_dash_m_and_version(process_env: dict[str, str]) -> None:
     assert stdout.startswith(b"ocr-async ")
 
 
+async def test_concurrency_is_lowered_to_what_the_open_file_limit_allows(
+    env: None, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    expected = make_scans(tmp_path / "scans", 100)
+    out = tmp_path / "out.jsonl"
+    # The run under a 64-file limit asks for 200 requests at once.
+    limited = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)); "
+        "from ocr_async.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    # Slow answers: without the cap, 100 connections would be open at once.
+    config = EmulatorConfig(tokens=frozenset({TOKEN}), latency=0.5)
+    async with running_emulator(config) as emulator:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", limited, "run", str(tmp_path / "scans"), "-o", str(out),
+            "--concurrency", "200", "--base-url", emulator.base_url,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=process_env,
+        )  # fmt: skip
+        _, stderr_bytes = await asyncio.wait_for(process.communicate(), 60)
+    stderr = stderr_bytes.decode()
+    assert process.returncode == ExitCode.OK, stderr
+    records = read_records(out)
+    assert sorted(r["source"] for r in records) == sorted(expected)
+    assert all(r["ok"] for r in records)
+    assert stderr.count("concurrency 200 lowered to ") == 1
+    assert "open-file limit (ulimit -n) is 64" in stderr
+
+
 # --- interrupted runs: kill -9, SIGINT, resume ----------------------------------
 
 
@@ -415,6 +441,7 @@ async def test_kill_9_midway_then_resume_ends_with_one_record_each(
         process.kill()  # SIGKILL: no chance to flush or clean up
         await process.wait()
         written_before = out.read_bytes().count(b"\n")
+        assert (tmp_path / "out.jsonl.lock").exists()  # left behind, but no longer held
 
         code, _, stderr = await run_process([*args, "--resume"], process_env)
 
@@ -429,6 +456,7 @@ async def test_kill_9_midway_then_resume_ends_with_one_record_each(
     assert 300 <= calls <= 300 + 16
     assert b"resuming" in stderr
     assert written_before < 300
+    assert not (tmp_path / "out.jsonl.lock").exists()  # taken over, then removed
 
 
 async def test_sigint_stops_gracefully_exit_130_and_resume_finishes(
@@ -460,6 +488,59 @@ async def test_sigint_stops_gracefully_exit_130_and_resume_finishes(
     records = [json.loads(line) for line in out.read_bytes().splitlines()]
     assert sorted(r["source"] for r in records) == sorted(expected)
     assert total_calls == 200  # graceful: nothing was paid for twice
+
+
+async def test_a_second_run_on_the_same_output_stops_at_once_with_exit_2(
+    env: None, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    expected = make_scans(tmp_path / "scans", 20)
+    out = tmp_path / "out.jsonl"
+    lock_file = tmp_path / "out.jsonl.lock"
+    (tmp_path / "link.jsonl").symlink_to(out)
+    config = EmulatorConfig(tokens=frozenset({TOKEN}), latency=0.5)
+    scans = str(tmp_path / "scans")
+    async with running_emulator(config) as emulator:
+        base = ["--base-url", emulator.base_url]
+        # One request at a time, half a second each: busy for ten seconds.
+        first = await start_process(
+            ["run", scans, "-o", str(out), "--concurrency", "1", *base], process_env
+        )
+        # The lock is taken before the output is opened: wait for both.
+        for _ in range(3000):
+            if await asyncio.to_thread(lambda: lock_file.exists() and out.exists()):
+                break
+            assert first.returncode is None, "the first run ended early"
+            await asyncio.sleep(0.01)
+        for output, extra in [
+            (out, ["--resume"]),
+            (out, ["--overwrite"]),
+            (out, ["--resume", "--retry-failed"]),
+            (tmp_path / "link.jsonl", ["--overwrite"]),  # the same file by another name
+        ]:
+            before = out.read_bytes()
+            code, _, stderr = await run_process(
+                ["run", scans, "-o", str(output), *extra, *base], process_env
+            )
+            assert code == ExitCode.USAGE, stderr.decode()
+            assert (
+                f"{output} is in use by another ocr-async run (pid {first.pid})" in stderr.decode()
+            )
+            assert out.read_bytes().startswith(before)  # nothing truncated or rewritten
+        assert first.returncode is None  # refused while the first run held the output
+        first.send_signal(signal.SIGINT)
+        await asyncio.wait_for(first.communicate(), 30)
+        assert first.returncode == ExitCode.INTERRUPTED
+        assert not lock_file.exists()
+
+        code, _, stderr = await run_process(
+            ["run", scans, "-o", str(out), "--resume", "--concurrency", "20", *base], process_env
+        )
+        calls = emulator.stats.requests
+    assert code == ExitCode.OK, stderr.decode()
+    records = read_records(out)
+    assert sorted(r["source"] for r in records) == sorted(expected)  # one each, none torn
+    assert calls == 20  # the refused runs sent nothing
+    assert not lock_file.exists()
 
 
 async def test_retry_failed_sends_only_retryable_failures_again(
@@ -494,6 +575,34 @@ def test_resume_flag_conflicts_are_usage_errors(env: None, tmp_path: Path) -> No
     assert main(["run", "x.png", "-o", "-", "--resume"]) == ExitCode.USAGE
     assert main(["run", "x.png", "-o", "o", "--retry-failed"]) == ExitCode.USAGE
     assert main(["run", "x.png", "-o", "o", "--resume", "--overwrite"]) == ExitCode.USAGE
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param((Path(__file__).parent.parent / "README.md").read_bytes(), id="readme"),
+        pytest.param(make_png("an image"), id="png"),
+        pytest.param(b'{"file": "a.png", "text": "hi"}\n', id="another-programs-jsonl"),
+    ],
+)
+async def test_resume_refuses_a_file_it_did_not_write_and_leaves_it_alone(
+    emulator: RunningEmulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    content: bytes,
+) -> None:
+    image = tmp_path / "a.png"
+    image.write_bytes(make_png("a"))
+    out = tmp_path / "notes.md"
+    out.write_bytes(content)
+    code = await run_cli(
+        "run", str(image), "-o", str(out), "--resume", "--base-url", emulator.base_url
+    )
+    assert code == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert f"{out} is not an ocr-async output: line 1" in err
+    assert out.read_bytes() == content
+    assert emulator.stats.requests == 0
 
 
 # --- bad input, all of it ------------------------------------------------------------
@@ -549,6 +658,31 @@ async def test_every_kind_of_bad_file_gets_one_clear_record(
     assert emulator.stats.requests == 3
 
 
+async def test_a_raw_byte_name_and_its_escaped_spelling_are_two_inputs(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    byte_name = os.fsencode(folder) + b"/\xff.png"  # the byte 0xFF
+    text_name = os.fsencode(folder) + b"/\\xff.png"  # backslash, x, f, f
+    with open(byte_name, "wb") as handle:  # noqa: ASYNC230 (test setup)
+        handle.write(make_png("the byte"))
+    with open(text_name, "wb") as handle:  # noqa: ASYNC230 (test setup)
+        handle.write(make_png("the text"))
+    out = tmp_path / "out.jsonl"
+    args = ["run", str(folder), "-o", str(out), "--base-url", emulator.base_url]
+
+    assert await run_cli(*args) == ExitCode.OK
+    records = read_records(out)
+    assert len(records) == 2
+    by_file = {os.fsencode(source_path(r["source"])): r["text"] for r in records}
+    assert by_file == {byte_name: "the byte", text_name: "the text"}
+
+    assert await run_cli(*args, "--resume") == ExitCode.OK
+    assert len(read_records(out)) == 2  # each recognized as done
+    assert emulator.stats.requests == 2
+
+
 async def test_every_kind_of_bad_url_line_gets_one_clear_record_or_a_skip(
     emulator: RunningEmulator, image_host: tuple[str, Path], tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -593,7 +727,7 @@ async def test_every_kind_of_bad_url_line_gets_one_clear_record_or_a_skip(
     assert len(read_records(out)) == 7
     err = capsys.readouterr().err
     assert "duplicate input" in err
-    assert "skipped 1 duplicate inputs" in err
+    assert "skipped 1 duplicate input (sent once)" in err
 
 
 # --- report --------------------------------------------------------------------------
@@ -709,7 +843,7 @@ async def test_unknown_call_limit_is_found_and_reported(
     err = capsys.readouterr().err
     assert "rate: settled at" in err
     assert "adaptive; call limit met" in err
-    assert f"{refused} calls refused for the limit" in err
+    assert f"{refused} call{'' if refused == 1 else 's'} refused for the limit" in err
 
 
 async def test_fixed_rps_stays_under_the_quota(
@@ -747,3 +881,32 @@ async def test_text_dir_mirrors_the_inputs(emulator: RunningEmulator, tmp_path: 
     assert written == {
         f"{source.lstrip('/')}.txt": text + "\n" for source, text in expected.items()
     }  # the failed image has no text file
+
+
+async def test_a_text_file_that_cannot_be_written_costs_a_warning_not_the_run(
+    emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    long_name = "x" * 250 + ".png"  # a fine image name; its .txt is 258 bytes, too long
+    (scans / long_name).write_bytes(make_png("long"))
+    (scans / "a?b.png").write_bytes(make_png("question"))
+    (scans / "a_b.png").write_bytes(make_png("underscore"))
+    out = tmp_path / "out.jsonl"
+    texts = tmp_path / "texts"
+    code = await run_cli(
+        "run", str(scans), "-o", str(out), "--base-url", emulator.base_url,
+        "--text-dir", str(texts),
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == ExitCode.SOME_FAILED, err  # not 3: the run went on
+    assert sorted((r["ok"], r["text"]) for r in read_records(out)) == [
+        (True, "long"), (True, "question"), (True, "underscore"),
+    ]  # fmt: skip
+    assert f"{long_name} not written" in err
+    assert "the name is too long" in err
+    assert "text files: 2 written" in err
+    assert "1 not written" in err
+    folder = texts / str(scans).lstrip("/")
+    assert (folder / "a%3Fb.png.txt").read_text() == "question\n"
+    assert (folder / "a_b.png.txt").read_text() == "underscore\n"

@@ -4,8 +4,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import traceback
 import warnings
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,11 @@ from aioresponses import aioresponses
 from aioresponses.core import RequestCall
 from yarl import URL
 
+from ocr_async import protocol
 from ocr_async.auth import StaticToken, TokenProvider
-from ocr_async.client import OcrClient, RetryPolicy, as_image_input
+from ocr_async.client import PARSE_INLINE_LIMIT, OcrClient, RetryPolicy, as_image_input
 from ocr_async.errors import (
+    AnswerTooLargeError,
     AuthError,
     ConfigurationError,
     ConnectionFailedError,
@@ -1329,3 +1333,252 @@ async def test_transport_failures_tell_the_controller_nothing(mock: aioresponses
 async def test_rate_control_can_be_turned_off(mock: aioresponses) -> None:
     async with make_client(Sleeps()) as client:
         assert client.rate_controller is None
+
+
+# --- redirects: never followed -----------------------------------------------------
+
+
+def catch_all(handler: Any) -> web.Application:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return app
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize(
+    "image", [pytest.param(PNG, id="file"), pytest.param(ImageUrl(IMAGE_URL), id="url")]
+)
+async def test_a_redirect_is_an_error_and_is_never_followed(status: int, image: ImageInput) -> None:
+    # Followed, a 302 turns the POST into a GET, carries the token to the
+    # other host, and that host's answer comes back as the result.
+    elsewhere: list[str] = []
+
+    async def other_host(request: web.Request) -> web.StreamResponse:
+        elsewhere.append(request.headers.get("X-NHN-Authorization", ""))
+        return web.json_response(envelope())
+
+    async with TestServer(catch_all(other_host), host="127.0.0.1") as other:
+        other_origin = base_url_of(other).rstrip("/")
+        target = f"{other_origin}/steal/here?sig=s3cr3t-query"
+
+        async def redirect(request: web.Request) -> web.StreamResponse:
+            return web.Response(status=status, headers={"Location": target})
+
+        sleeps = Sleeps()
+        async with (
+            TestServer(catch_all(redirect), host="127.0.0.1") as server,
+            make_client(sleeps, base_url=base_url_of(server)) as client,
+        ):
+            with pytest.raises(HttpStatusError) as raised:
+                await client.recognize(image)
+    error = raised.value
+    assert elsewhere == []
+    assert error.code == f"http_{status}"
+    assert error.retryable is False
+    assert error.attempts == 1
+    assert sleeps.waits == []
+    assert f"redirect to {other_origin}," in error.message
+    assert "steal" not in error.message
+    assert "s3cr3t" not in error.message
+    assert_secret_kept(error)
+
+
+async def test_a_relative_redirect_names_the_api_origin() -> None:
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=307, headers={"Location": "/elsewhere?token=x"})
+
+    async with (
+        TestServer(catch_all(redirect), host="127.0.0.1") as server,
+        make_client(Sleeps(), base_url=base_url_of(server)) as client,
+    ):
+        origin = base_url_of(server).rstrip("/")
+        with pytest.raises(HttpStatusError) as raised:
+            await client.recognize(PNG)
+    assert f"redirect to {origin}," in raised.value.message
+    assert "token" not in raised.value.message
+
+
+# --- secrets echoed by a server -------------------------------------------------------
+
+
+async def test_a_result_message_echoing_the_token_is_redacted(mock: aioresponses) -> None:
+    echo = envelope(4000001, f"header X-NHN-Authorization: Bearer {TOKEN} is not allowed")
+    mock.post(GENERAL_URL, payload=echo)
+    async with make_client(Sleeps()) as client:
+        with pytest.raises(InvalidRequestError) as raised:
+            await client.recognize(PNG)
+    assert raised.value.message == (
+        "INVALID_PARAMETER: header X-NHN-Authorization: Bearer <redacted> is not allowed"
+    )
+    assert_secret_kept(raised.value)
+
+
+async def test_a_success_echoing_the_token_is_redacted(mock: aioresponses) -> None:
+    words = {"inferTexts": [{"value": TOKEN, "conf": 0.5}, {"value": "kept", "conf": 0.5}]}
+    mock.post(GENERAL_URL, payload=envelope(result={"listOfInferTexts": [words]}))
+    async with make_client(Sleeps()) as client:
+        recognition = await client.recognize(PNG)
+    assert recognition.text == "<redacted> kept"
+    assert TOKEN not in json.dumps(recognition.result.raw)
+
+
+async def test_an_http_library_error_quoting_the_server_hides_the_token() -> None:
+    # aiohttp quotes a malformed header in its error: server text like any other.
+    async def echo_badly(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen = next(line for line in head.split(b"\r\n") if line.startswith(b"X-NHN"))
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Echo: " + seen + b"\x00\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo_badly, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with make_client(
+            Sleeps(), base_url=f"http://127.0.0.1:{port}", retry=RetryPolicy(max_attempts=1)
+        ) as client:
+            with pytest.raises(TransportError) as raised:
+                await client.recognize(PNG)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert "Bearer <redacted>" in raised.value.message
+    assert_secret_kept(raised.value)
+
+
+# --- answers too large to keep ------------------------------------------------------------
+
+CAP = 1024 * 1024
+
+
+class Endless:
+    """Streams an answer that never ends; counts what it managed to send."""
+
+    def __init__(self, *, gzip_chunks: bool = False, announce: int | None = None) -> None:
+        self.sent = 0
+        self.stopped = asyncio.Event()
+        self.gzip_chunks = gzip_chunks
+        self.announce = announce
+
+    async def handler(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if self.announce is not None:
+            response.content_length = self.announce
+        first = chunk = b'{"header": {"resultMessage": "' + b"x" * 65536
+        if self.gzip_chunks:
+            # 8 MB of zeros in 8 kB: a header, then the same deflate blocks
+            # again and again (each refers only to zeros before it).
+            response.headers["Content-Encoding"] = "gzip"
+            squeezer = zlib.compressobj(9, zlib.DEFLATED, 31)
+            first = squeezer.compress(b"\0" * (8 * CAP)) + squeezer.flush(zlib.Z_SYNC_FLUSH)
+            chunk = squeezer.compress(b"\0" * (8 * CAP)) + squeezer.flush(zlib.Z_SYNC_FLUSH)
+        try:
+            await response.prepare(request)
+            await response.write(first)
+            for _ in range(4096):  # up to 256 MB plain, 32 GB unzipped: never reached
+                await response.write(chunk)
+                self.sent += len(chunk)
+        except (ConnectionError, RuntimeError):
+            pass  # the client hung up: what this test wants
+        finally:
+            self.stopped.set()
+        return response
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        pytest.param(Endless(), id="endless"),
+        pytest.param(Endless(gzip_chunks=True), id="gzip-bomb"),
+        pytest.param(Endless(announce=10 * CAP), id="announced-too-long"),
+    ],
+)
+async def test_an_answer_over_the_cap_is_an_error_and_reading_stops(server: Endless) -> None:
+    app = web.Application()
+    app.router.add_post(f"/v1.1/appkeys/{APPKEY}/general", server.handler)
+    sleeps = Sleeps()
+    async with (
+        TestServer(app, host="127.0.0.1") as test_server,
+        make_client(sleeps, base_url=base_url_of(test_server), max_answer_bytes=CAP) as client,
+    ):
+        with pytest.raises(AnswerTooLargeError) as raised:
+            await client.recognize(PNG)
+        await asyncio.wait_for(server.stopped.wait(), 10)
+    error = raised.value
+    assert error.code == "answer_too_large"
+    assert error.retryable is False
+    assert error.attempts == 1
+    assert sleeps.waits == []
+    assert f"over the {CAP}-byte limit" in error.message
+    # Reading stopped near the cap: what the socket buffers held, not the body.
+    assert server.sent < 64 * CAP
+
+
+async def test_an_answer_of_exactly_the_cap_is_read() -> None:
+    body = json.dumps(envelope()).encode()
+    body += b" " * (CAP - len(body))
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post(f"/v1.1/appkeys/{APPKEY}/general", handler)
+    async with (
+        TestServer(app, host="127.0.0.1") as server,
+        make_client(Sleeps(), base_url=base_url_of(server), max_answer_bytes=CAP) as client,
+    ):
+        recognition = await client.recognize(PNG)
+    assert recognition.text == RESULT_TEXT
+
+
+def test_max_answer_bytes_must_be_positive() -> None:
+    with pytest.raises(ConfigurationError):
+        OcrClient(appkey=APPKEY, token=TOKEN, max_answer_bytes=0)
+
+
+# --- big answers are parsed off the event loop -------------------------------------------
+
+
+async def test_a_big_answer_is_parsed_without_stalling_other_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The big answer's parse is held until the small request has finished.
+    # Off the event loop, the small one finishes meanwhile; on it, the loop
+    # is stuck in the parse and nothing else can happen until it gives up.
+    big_words = [{"value": f"w{n}", "conf": 0.5} for n in range(20_000)]
+    big = envelope(result={"listOfInferTexts": [{"inferTexts": big_words}]})
+    assert len(json.dumps(big)) > PARSE_INLINE_LIMIT
+    small_done = threading.Event()
+    big_parsing = threading.Event()
+    order: list[str] = []
+    real_parse = protocol.parse_response
+
+    def held_parse(status: int, body: bytes, **options: Any) -> Any:
+        if b'"w19999"' in body:
+            big_parsing.set()
+            small_done.wait(timeout=5)
+            order.append("big")
+        return real_parse(status, body, **options)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        field = form["image"]
+        assert isinstance(field, web.FileField)
+        return web.json_response(big if field.file.read() == PNG else envelope())
+
+    monkeypatch.setattr(protocol, "parse_response", held_parse)
+    app = web.Application()
+    app.router.add_post(f"/v1.1/appkeys/{APPKEY}/general", handler)
+    async with (
+        TestServer(app, host="127.0.0.1") as server,
+        make_client(Sleeps(), base_url=base_url_of(server)) as client,
+    ):
+        big_task = asyncio.create_task(client.recognize(PNG))
+        assert await asyncio.to_thread(big_parsing.wait, 10)
+        await client.recognize(JPEG + b"\xff\xd9")
+        order.append("small")
+        small_done.set()
+        recognition = await big_task
+    assert order == ["small", "big"]
+    assert len(recognition.result.words) == 20_000

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import os
+import socket
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from ocr_async import demo
-from ocr_async.cli import build_parser
+from ocr_async.cli import build_parser, main
 from ocr_async.demo import (
     PASS_SHARE,
     WordScore,
@@ -88,6 +93,9 @@ async def test_demo_on_the_fallback_matches_every_sample_exactly(
     assert f"words right: {TOTAL_WORDS}/{TOTAL_WORDS} (100%)" in out
     assert "text matched the sample exactly for every record: yes" in out
     assert "안녕하세요 세계" in out
+    # The columns are explained before the first record.
+    legend = "  (ok = the text is exactly the sample's, BAD = it is not, or the request failed;"
+    assert out.index(legend) < out.index("  ok  file blank.png")
 
 
 async def test_demo_auto_without_a_real_engine_says_it_fell_back(
@@ -123,6 +131,7 @@ async def test_demo_fails_when_too_few_words_are_right(
     assert await demo_command(args()) == 1
     out = capsys.readouterr().out
     assert "engine: misreader: reads the pixels" in out
+    assert "  (ok = every known word read, ~ = some missed, BAD = the request failed;" in out
     assert f"words right: 2/{TOTAL_WORDS}" in out  # "Hello" of hello.png, twice
     assert f"FAILED: at least {PASS_SHARE:.0%} of the words right" in out
 
@@ -177,10 +186,124 @@ async def test_demo_on_a_real_engine_reads_the_pixels(capsys: pytest.CaptureFixt
 # --- serve's engine settings ------------------------------------------------------
 
 
-def test_serve_defaults_to_the_fallback_engine() -> None:
+def test_serve_defaults_to_the_best_installed_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Once it defaulted to the fallback, and real images read "sha256 ...".
+    asked: list[tuple[str, bool]] = []
+
+    def choose(name: str, *, embedded_first: bool = True) -> TextEngine:
+        asked.append((name, embedded_first))
+        return FallbackEngine()
+
+    monkeypatch.setattr(demo, "engine_from_name", choose)
+    assert build_parser().parse_args(["serve"]).engine == "auto"
     settings = demo._engine_settings(argparse.Namespace())
+    assert asked == [("auto", True)]
     assert isinstance(settings["engine"], FallbackEngine)
     assert "engine_workers" not in settings
+
+
+def serve_args(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["serve", *argv])
+
+
+@pytest.mark.parametrize(
+    ("argv", "engine", "says"),
+    [
+        pytest.param(
+            ["--engine", "embedded"],
+            FallbackEngine(),
+            "tokens: any; app key: any; engine: embedded (the text embedded in test images, "
+            "else a sha256 fingerprint)",
+            id="embedded",
+        ),
+        pytest.param(
+            [],
+            FallbackEngine(),
+            "no OCR engine installed: pip install 'ocr-async[ocr]'",
+            id="auto-fell-back",
+        ),
+        pytest.param(
+            ["--token", "t1", "--appkey", "k"],
+            EmbeddedFirst(_Misreader()),
+            "tokens: as given with --token; app key: k; engine: misreader (embedded text first)",
+            id="real-engine",
+        ),
+        pytest.param(
+            ["--uak", "id:secret"],
+            FallbackEngine(),
+            "tokens: those issued for --uak, with NHN_OAUTH_URL=http://127.0.0.1:10123;",
+            id="uak",
+        ),
+        pytest.param(
+            ["--uak", "id:secret", "--token", "t1"],
+            FallbackEngine(),
+            "tokens: those issued for --uak and those given with --token, with NHN_OAUTH_URL=",
+            id="uak-and-token",
+        ),
+    ],
+)
+async def test_serve_says_in_one_line_which_engine_and_tokens_it_uses(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    engine: TextEngine,
+    says: str,
+) -> None:
+    # With --uak the banner said "token: any", and then refused any token.
+    monkeypatch.setattr(demo, "engine_from_name", lambda name, embedded_first=True: engine)
+
+    async def serve_once(config: object, *, host: str, port: int, on_ready: Any) -> None:
+        on_ready(SimpleNamespace(base_url=f"http://{host}:10123"))
+
+    monkeypatch.setattr(demo, "serve_forever", serve_once)
+    assert await demo.serve_command(serve_args(*argv)) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("ocr-async emulator: General OCR v1.1 at http://127.0.0.1:10123 (")
+    assert says in err
+
+
+async def test_serve_on_a_port_in_use_is_one_line_and_exit_3(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = await asyncio.to_thread(main, ["serve", "--port", str(port), "--engine", "embedded"])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip() == (
+        f"ocr-async serve: cannot listen on 127.0.0.1:{port}: the port is in use; "
+        "pick another --port (0 picks a free one)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        pytest.param(
+            PermissionError(errno.EACCES, "Permission denied"),
+            "cannot listen on 127.0.0.1:10080: permission denied; pick a --port from 1024 up",
+            id="privileged-port",
+        ),
+        pytest.param(
+            OSError(errno.EADDRNOTAVAIL, "error while attempting to bind on address ..."),
+            f"cannot listen on 127.0.0.1:10080: {os.strerror(errno.EADDRNOTAVAIL)}; check --host",
+            id="address-not-here",
+        ),
+    ],
+)
+async def test_serve_cannot_listen_says_why_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], error: OSError, says: str
+) -> None:
+    async def refuse(config: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(demo, "serve_forever", refuse)
+    assert await demo.serve_command(serve_args("--engine", "embedded")) == 3
+    assert says in capsys.readouterr().err
 
 
 def test_serve_engine_settings_follow_the_flags(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,10 +329,6 @@ def test_serve_engine_settings_follow_the_flags(monkeypatch: pytest.MonkeyPatch)
 
 
 # --- serve's quota settings -------------------------------------------------------
-
-
-def serve_args(*flags: str) -> argparse.Namespace:
-    return build_parser().parse_args(["serve", *flags])
 
 
 def test_serve_quota_flags_make_each_kind_of_limiter() -> None:

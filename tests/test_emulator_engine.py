@@ -19,7 +19,6 @@ import aiohttp
 import pytest
 
 from ocr_async.emulator import EmulatorConfig, running_emulator
-from ocr_async.emulator.app import build_result
 from ocr_async.emulator.engine import (
     FALLBACK_CONF,
     EmbeddedFirst,
@@ -35,6 +34,7 @@ from ocr_async.emulator.engine import (
     split_words,
 )
 from ocr_async.emulator.images import make_jpeg, make_png
+from ocr_async.emulator.wire import build_result
 
 
 @pytest.mark.parametrize(

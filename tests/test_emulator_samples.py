@@ -96,7 +96,7 @@ def test_iter_samples_lists_every_sample_once() -> None:
 
 def test_sample_path_refuses_unknown_names() -> None:
     with pytest.raises(KeyError, match="no sample named"):
-        sample_path("../app.py")
+        sample_path("../samples.py")
 
 
 def test_write_samples_copies_the_bundled_files(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 import ocr_async
 import ocr_async.errors
 from ocr_async.errors import (
+    AnswerTooLargeError,
     ApiError,
     AuthError,
     ConfigurationError,
@@ -53,6 +54,7 @@ TREE = [
     pytest.param(ConnectionFailedError, TransportError, True, False, id="ConnectionFailedError"),
     pytest.param(RequestTimeoutError, TransportError, True, False, id="RequestTimeoutError"),
     pytest.param(MalformedResponseError, TransportError, True, False, id="MalformedResponseError"),
+    pytest.param(AnswerTooLargeError, TransportError, False, False, id="AnswerTooLargeError"),
 ]
 
 # Every class constructed as cls(code, message); HttpStatusError takes a status.
@@ -75,6 +77,7 @@ CODE_MESSAGE_CLASSES = [
         ConnectionFailedError,
         RequestTimeoutError,
         MalformedResponseError,
+        AnswerTooLargeError,
     )
 ]
 

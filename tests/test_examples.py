@@ -21,14 +21,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from conftest import APPKEY, TOKEN, emulator_config
 
 from ocr_async import OcrClient
-from ocr_async.emulator import EmulatorConfig, RunningEmulator, make_png, running_emulator
+from ocr_async.emulator import RunningEmulator, make_png, running_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND_PATH = ROOT / "examples" / "aiohttp_backend.py"
-TOKEN = "backend-token"
-APPKEY = "backend-appkey"
 
 
 def load_example(path: Path) -> ModuleType:
@@ -113,11 +112,6 @@ async def backends() -> AsyncIterator[Backends]:
         await started.close()
 
 
-def emulator_config(**overrides: Any) -> EmulatorConfig:
-    options: dict[str, Any] = {"tokens": frozenset({TOKEN}), "appkey": APPKEY, **overrides}
-    return EmulatorConfig(**options)
-
-
 async def until(condition: Callable[[], bool], seconds: float = 3.0) -> None:
     """Wait (bounded) until ``condition()`` holds."""
     for _ in range(int(seconds / 0.01)):
@@ -148,10 +142,11 @@ async def test_fifty_concurrent_requests_share_one_client_within_its_concurrency
     assert server.busy_connections() == 0
 
 
-async def test_the_answer_carries_lines_words_and_boxes(backends: Backends) -> None:
-    async with running_emulator(emulator_config()) as emulator:
-        server = await backends.start(emulator)
-        status, body = await server.post(make_png("stella artois\nbelgium"))
+async def test_the_answer_carries_lines_words_and_boxes(
+    backends: Backends, emulator: RunningEmulator
+) -> None:
+    server = await backends.start(emulator)
+    status, body = await server.post(make_png("stella artois\nbelgium"))
 
     assert status == 200
     assert body["text"] == "stella artois\nbelgium"
@@ -209,15 +204,14 @@ async def test_a_caller_that_hangs_up_cancels_the_ocr_call(backends: Backends) -
 # --- bad requests ------------------------------------------------------------------------------
 
 
-async def test_bad_uploads_get_clear_answers(backends: Backends) -> None:
-    async with running_emulator(emulator_config()) as emulator:
-        server = await backends.start(emulator, max_upload=10_000)
-        async with server.session.post(server.url, data=b"raw bytes") as response:
-            not_multipart = response.status
-        wrong_field = await server.post(make_png("x"), field="file")
-        text = await server.post(b"plain text, not an image")
-        empty = await server.post(b"")
-        too_big = await server.post(make_png("big", width=400, height=400) + b"\0" * 20_000)
+async def test_bad_uploads_get_clear_answers(backends: Backends, emulator: RunningEmulator) -> None:
+    server = await backends.start(emulator, max_upload=10_000)
+    async with server.session.post(server.url, data=b"raw bytes") as response:
+        not_multipart = response.status
+    wrong_field = await server.post(make_png("x"), field="file")
+    text = await server.post(b"plain text, not an image")
+    empty = await server.post(b"")
+    too_big = await server.post(make_png("big", width=400, height=400) + b"\0" * 20_000)
 
     assert not_multipart == 400
     assert wrong_field[0] == 400
@@ -229,10 +223,11 @@ async def test_bad_uploads_get_clear_answers(backends: Backends) -> None:
     assert emulator.stats.requests == 0  # nothing bad reached the API
 
 
-async def test_refused_credentials_answer_502(backends: Backends) -> None:
-    async with running_emulator(emulator_config()) as emulator:
-        server = await backends.start(emulator, token="not-the-right-token")
-        status, body = await server.post(make_png("x"))
+async def test_refused_credentials_answer_502(
+    backends: Backends, emulator: RunningEmulator
+) -> None:
+    server = await backends.start(emulator, token="not-the-right-token")
+    status, body = await server.post(make_png("x"))
 
     assert status == 502
     assert body["error"]["code"] == 4010006
@@ -241,42 +236,43 @@ async def test_refused_credentials_answer_502(backends: Backends) -> None:
 # --- as a program --------------------------------------------------------------------------------
 
 
-async def test_the_example_runs_as_a_program(unused_tcp_port: int) -> None:
-    async with running_emulator(emulator_config()) as emulator:
-        env = {
-            **os.environ,
-            "NHN_OCR_APPKEY": APPKEY,
-            "NHN_OCR_TOKEN": TOKEN,
-            "NHN_OCR_BASE_URL": emulator.base_url,
-        }
-        for name in ("NHN_UAK_ID", "NHN_UAK_SECRET", "NHN_OCR_TOKEN_FILE"):
-            env.pop(name, None)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(BACKEND_PATH),
-            "--port",
-            str(unused_tcp_port),
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        try:
-            assert process.stdout is not None
-            async with asyncio.timeout(10):
-                banner = await process.stdout.readline()
-            assert b"serving POST" in banner
-            form = aiohttp.FormData()
-            form.add_field("image", make_png("hello from a process"), filename="scan.png")
-            async with (
-                aiohttp.ClientSession() as session,
-                session.post(f"http://127.0.0.1:{unused_tcp_port}/ocr", data=form) as response,
-            ):
-                assert response.status == 200
-                assert (await response.json())["text"] == "hello from a process"
-            process.send_signal(signal.SIGINT)
-            async with asyncio.timeout(10):
-                assert await process.wait() == 0
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+async def test_the_example_runs_as_a_program(
+    unused_tcp_port: int, emulator: RunningEmulator
+) -> None:
+    env = {
+        **os.environ,
+        "NHN_OCR_APPKEY": APPKEY,
+        "NHN_OCR_TOKEN": TOKEN,
+        "NHN_OCR_BASE_URL": emulator.base_url,
+    }
+    for name in ("NHN_UAK_ID", "NHN_UAK_SECRET", "NHN_OCR_TOKEN_FILE"):
+        env.pop(name, None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(BACKEND_PATH),
+        "--port",
+        str(unused_tcp_port),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(10):
+            banner = await process.stdout.readline()
+        assert b"serving POST" in banner
+        form = aiohttp.FormData()
+        form.add_field("image", make_png("hello from a process"), filename="scan.png")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"http://127.0.0.1:{unused_tcp_port}/ocr", data=form) as response,
+        ):
+            assert response.status == 200
+            assert (await response.json())["text"] == "hello from a process"
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(10):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -19,6 +19,7 @@ import pytest
 from ocr_async.emulator.images import image_size, make_jpeg, make_png
 from ocr_async.errors import LocalCheckError
 from ocr_async.imaging import (
+    JPEG_MAX_SIDE,
     SHRINK_MIN_LONG_SIDE,
     SHRINK_QUALITIES,
     ConvertedPage,
@@ -571,6 +572,60 @@ def test_shrinking_a_bomb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(LocalCheckError) as caught:
         shrink_to_fit(data, 2000)
     assert caught.value.code == 4000002
+
+
+@needs_pillow
+def test_wider_than_jpeg_allows_is_downscaled_to_fit_it() -> None:
+    # 66,000 px wide: JPEG holds at most 65,500 a side. Once this stopped the
+    # whole run with an OSError from the encoder (exit 3) at every --resume.
+    original = encode(noise((66_000, 30), "L"), "PNG", compress_level=1)
+    result = shrink_to_fit(original, len(original) // 2)
+    assert result.changed
+    assert result.width is not None
+    assert result.width <= JPEG_MAX_SIDE
+    assert decode(result.data).size == (result.width, result.height)
+    assert result.note.startswith(f"re-encoded as JPEG q80, 66000x30 -> {result.width}x")
+
+
+@needs_pillow
+def test_wider_than_jpeg_allows_and_still_too_big_is_one_error() -> None:
+    from PIL import Image
+
+    # Sparse: a small PNG, but no JPEG of 35,000 px or more fits 2,000 bytes.
+    image = Image.new("L", (70_000, 60), 255)
+    for x in range(0, 70_000, 7):
+        image.putpixel((x, 30), 0)
+    with pytest.raises(LocalCheckError) as caught:
+        shrink_to_fit(encode(image, "PNG"), 2000)
+    assert caught.value.code == 4131000
+    assert f"at most {JPEG_MAX_SIDE} px a side" in caught.value.message
+    assert "downscaled to 35000x30" in caught.value.message
+
+
+@needs_pillow
+def test_too_wide_for_jpeg_even_at_the_floor_is_one_error() -> None:
+    from PIL import Image
+
+    original = encode(Image.new("L", (140_000, 4), 0), "PNG")
+    with pytest.raises(LocalCheckError) as caught:
+        shrink_to_fit(original, 500)
+    assert caught.value.code == 4131000
+    assert "140000x4 may not be downscaled below half its length" in caught.value.message
+
+
+@needs_pillow
+def test_an_encoder_failure_is_one_error_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ocr_async import imaging
+
+    def broken(*args: object) -> bytes:
+        raise OSError("encoder error -2")
+
+    monkeypatch.setattr(imaging, "_jpeg_bytes", broken)
+    original = encode(noise((300, 200)), "PNG", compress_level=1)
+    with pytest.raises(LocalCheckError) as caught:
+        shrink_to_fit(original, len(original) // 2)
+    assert caught.value.code == 4131000
+    assert "encoding it as JPEG failed (encoder error -2)" in caught.value.message
 
 
 # --- Transform --------------------------------------------------------------------

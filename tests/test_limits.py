@@ -46,8 +46,10 @@ from ocr_async.limits import (
     PROBE_CALLS,
     PROBE_TIME,
     THROTTLE_ERRORS,
+    Cut,
     RateController,
     RateSample,
+    Share,
     Ticket,
     TokenBucket,
 )
@@ -675,3 +677,115 @@ def test_tickets_are_values() -> None:
 def test_controller_refuses_nonsense(options: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):
         RateController(**options)
+
+
+# -- RateController: the seam a shared quota plugs into --------------------------
+
+
+class RecordingCoordinator:
+    """A QuotaCoordinator that keeps what it hears."""
+
+    def __init__(self) -> None:
+        self.cuts: list[Cut] = []
+
+    def on_cut(self, cut: Cut) -> None:
+        self.cuts.append(cut)
+
+
+def test_the_coordinator_hears_each_event_once_with_its_measurement() -> None:
+    async def main() -> None:
+        controller = RateController(clock=vclock(), initial_rate=100.0)
+        coordinator = RecordingCoordinator()
+        controller.coordinator = coordinator
+        tickets = [await controller.acquire() for _ in range(5)]
+        for ticket in tickets:  # one burst: one event
+            controller.on_throttled(ticket)
+        (cut,) = coordinator.cuts
+        assert cut.estimate == pytest.approx(100.0)
+        assert cut.hold_rate == pytest.approx(100.0 * (1 - MARGIN))
+        assert (cut.hold_seconds, cut.hold_calls) == (MIN_HOLD, PROBE_CALLS)
+        assert cut.slow_start  # it ended the start-up climb
+
+    run_virtual(main())
+
+
+def test_follow_paces_along_the_shared_schedule() -> None:
+    async def main() -> None:
+        clock = vclock()
+        controller = RateController(clock=clock)
+        controller.follow(Share(base=20.0, since=1.0, slow_start=False, estimate=21.0))
+        assert controller.current_rate == 20.0
+        assert controller.quota_estimate == 21.0
+        assert not controller.slow_start
+        tickets: list[Ticket] = []
+
+        async def worker() -> None:
+            while clock() < 1.0 + PROBE_TIME + 0.05:
+                tickets.append(await controller.acquire())
+
+        await asyncio.gather(*(worker() for _ in range(8)))
+        # Held at the base until `since`, then the probe's cubic: doubled
+        # after PROBE_TIME, run by the controller itself between two shares.
+        assert {t.rate for t in tickets if t.sent_at < 1.0} == {20.0}
+        assert tickets[-1].rate == pytest.approx(40.0, rel=0.1)
+        # A share lower than the rate now applies at once.
+        controller.follow(Share(base=5.0, since=clock() + 1.0, slow_start=False, estimate=6.0))
+        assert controller.current_rate == 5.0
+
+    run_virtual(main())
+
+
+def test_an_event_elsewhere_folds_refusals_of_calls_sent_before_it() -> None:
+    async def main() -> None:
+        clock = vclock()
+        controller = RateController(clock=clock, initial_rate=50.0)
+        coordinator = RecordingCoordinator()
+        controller.coordinator = coordinator
+        in_flight = [await controller.acquire() for _ in range(3)]
+        controller.follow(Share(30.0, clock() + 1.0, False, 32.0), event=True)
+        # Another process's cut answered this burst: not a new event here.
+        assert [controller.on_throttled(t) for t in in_flight] == [False] * 3
+        assert coordinator.cuts == []
+        assert controller.congestion_events == 0
+        assert controller.current_rate == 30.0
+
+    run_virtual(main())
+
+
+def test_without_its_coordinator_the_controller_carries_on_from_its_share() -> None:
+    sim_rates: list[float] = []
+
+    async def main() -> None:
+        clock = vclock()
+        controller = RateController(clock=clock)
+        controller.coordinator = RecordingCoordinator()
+        controller.follow(Share(base=25.0, since=0.5, slow_start=False, estimate=26.0))
+        controller.coordinator = None  # the store was lost
+
+        async def worker() -> None:
+            while clock() < 0.5 + PROBE_TIME:
+                sim_rates.append((await controller.acquire()).rate)
+
+        await asyncio.gather(*(worker() for _ in range(4)))
+
+    run_virtual(main())
+    assert sim_rates[0] == 25.0  # held where the share left it...
+    assert sim_rates[-1] > 25.0  # ...then probing on its own
+
+
+def test_a_fixed_rate_is_never_shared() -> None:
+    controller = RateController(10.0)
+    with pytest.raises(ConfigurationError):
+        controller.coordinator = RecordingCoordinator()
+    with pytest.raises(ConfigurationError):
+        controller.follow(Share(5.0, 0.0, False, 5.0))
+
+
+def test_queued_counts_tickets_that_waited_for_the_pacer() -> None:
+    async def main() -> None:
+        controller = RateController(10.0, clock=vclock())
+        for _ in range(3):
+            await controller.acquire()
+        assert (controller.sent, controller.queued) == (3, 2)  # the first left at once
+
+    run_virtual(main())

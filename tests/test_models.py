@@ -284,3 +284,40 @@ def test_record_carries_a_transform_through_its_to_json() -> None:
         "a.tiff#page=2", True, Endpoint.GENERAL, 1, 1.0, "t", {}, None, transform=Shrunk()
     )
     assert record.to_json()["transform"] == {"shrunk": {"from_bytes": 8, "to_bytes": 4}}
+
+
+# --- Record.id / Record.metadata ---------------------------------------------------
+
+
+def test_record_writes_id_after_source_and_metadata_last_only_when_set() -> None:
+    metadata = {"customer": "acme", "pages": 3, "tags": ["a", "b"], "due": None}
+    record = dataclasses.replace(SUCCESS_RECORD, id="doc-17", metadata=metadata)
+    data = record.to_json()
+    assert list(data) == [
+        "source", "id", "ok", "endpoint", "attempts", "elapsed_ms", "text", "result", "error",
+        "transform", "metadata",
+    ]  # fmt: skip
+    assert data["id"] == "doc-17"
+    assert data["metadata"] == metadata
+    # Written untouched: the very mapping, types kept.
+    assert data["metadata"] is metadata
+    assert data["source"] == SUCCESS_RECORD.source
+    # Without them, not a key more: the exact line of before.
+    assert "id" not in SUCCESS_RECORD.to_json()
+    assert "metadata" not in SUCCESS_RECORD.to_json()
+
+
+@pytest.mark.parametrize(
+    ("fields", "keys"),
+    [
+        pytest.param({"id": "a"}, {"id"}, id="id-only"),
+        pytest.param({"metadata": {}}, {"metadata"}, id="empty-metadata-is-written"),
+        pytest.param({"id": "a", "metadata": {}}, {"id", "metadata"}, id="both"),
+    ],
+)
+def test_record_id_and_metadata_are_each_written_when_not_none(
+    fields: dict[str, Any], keys: set[str]
+) -> None:
+    data = dataclasses.replace(FAILURE_RECORD, **fields).to_json()
+    assert set(data) - set(FAILURE_RECORD.to_json()) == keys
+    assert next(iter(data)) == "source"

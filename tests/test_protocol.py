@@ -1690,3 +1690,93 @@ def test_fuzz_random_envelopes() -> None:
     # The generator really reaches the interesting branches.
     assert {"OcrResult", "MalformedResponseError", "HttpStatusError", "UnknownApiError"} <= outcomes
     assert {"ServerFailureError", "RateLimitedError", "InvalidTokenError"} <= outcomes
+
+
+# --- secrets echoed by a server ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        pytest.param(f"Bearer {TOKEN}", id="header"),
+        pytest.param(f"token={TOKEN}", id="raw"),
+        pytest.param(json.dumps({"X-NHN-Authorization": f"Bearer {TOKEN}"}), id="json-inside"),
+    ],
+)
+@pytest.mark.parametrize("code", [4000001, 5000001, -1, 9999999])
+def test_a_result_message_echoing_the_token_is_redacted(echo: str, code: int) -> None:
+    with pytest.raises(OcrError) as info:
+        parse_response(200, envelope(code, f"refused {echo} here"), redact=[TOKEN])
+    assert TOKEN not in str(info.value)
+    assert "<redacted>" in info.value.message
+    assert "refused" in info.value.message
+
+
+def test_a_result_echoing_the_token_is_redacted_in_every_string() -> None:
+    words = [{"value": f"Bearer:{TOKEN}", "conf": 0.9}, {"value": "plain", "conf": 0.8}]
+    body = success({"listOfInferTexts": [{"inferTexts": words}], "echo": {TOKEN: [TOKEN]}})
+    res = parse_response(200, body, redact=[TOKEN])
+    assert isinstance(res, OcrResult)
+    assert res.text == "Bearer:<redacted> plain"
+    assert TOKEN not in json.dumps(res.raw)
+    assert res.raw["echo"] == {"<redacted>": ["<redacted>"]}
+
+
+def test_a_json_escaped_echo_in_a_torn_body_is_redacted() -> None:
+    token = "tok/with/slashes-1234"
+    body = b'{"header": {"resultMessage": "Bearer ' + token.replace("/", "\\/").encode()
+    with pytest.raises(MalformedResponseError) as info:
+        parse_response(200, body, redact=[token])
+    assert "\\/with" not in info.value.message
+    assert "Bearer <redacted>" in info.value.message
+
+
+def test_a_short_secret_does_not_eat_ordinary_words() -> None:
+    with pytest.raises(OcrError) as info:
+        parse_response(200, envelope(4010001, "wrong key or wrong secret"), redact=["wrong"])
+    assert info.value.message == "INVALID_APPKEY_SECRETKEY: wrong key or wrong secret"
+
+
+def test_a_result_message_is_one_bounded_line() -> None:
+    message = "first\nsecond\x1b[2J" + "y" * 5000
+    with pytest.raises(OcrError) as info:
+        parse_response(200, envelope(5000001, message))
+    assert "\n" not in info.value.message
+    assert "\x1b" not in info.value.message
+    assert len(info.value.message) < 300
+
+
+# --- what strict JSON cannot hold --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "kept"),
+    [
+        pytest.param(b'{"a": NaN, "b": [Infinity, -Infinity]}', {"a": None, "b": [None, None]}),
+        pytest.param(b'{"a": "x\\ud800y", "\\udc00": 1}', {"a": "x\ufffdy", "\ufffd": 1}),
+        pytest.param(b'{"a": "\\ud83d\\ude00"}', {"a": "\U0001f600"}, id="pair-kept"),
+        pytest.param(b'{"a": "\\\\ud800"}', {"a": "\\ud800"}, id="escaped-backslash-kept"),
+    ],
+)
+def test_an_answer_keeps_only_what_strict_json_can_hold(raw: bytes, kept: Any) -> None:
+    body = b'{"header": {"isSuccessful": true, "resultCode": 0}, "result": ' + raw + b"}"
+    res = parse_response(200, body)
+    assert isinstance(res, OcrResult)
+    assert res.raw == kept
+
+
+def test_decode_json_itself_reads_what_python_reads() -> None:
+    # The review page reads records with it: nothing there is replaced.
+    assert decode_json(b'{"a": "\\ud800"}') == {"a": "\ud800"}
+
+
+def test_a_lone_surrogate_in_a_word_becomes_a_replacement_character() -> None:
+    body = b'{"header": {"isSuccessful": true, "resultCode": 0, "resultMessage": "ok"},'
+    body += (
+        b' "result": {"listOfInferTexts": [{"inferTexts": [{"value": "a\\udc80b", "conf": NaN}]}]}}'
+    )
+    res = parse_response(200, body)
+    assert isinstance(res, OcrResult)
+    assert res.text == "a\ufffdb"
+    assert res.text.encode("utf-8")  # a text file can hold it
+    assert res.raw["listOfInferTexts"][0]["inferTexts"][0]["conf"] is None

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -8,7 +9,7 @@ import pytest
 
 from ocr_async import reading
 from ocr_async.errors import LocalCheckError, SourceError
-from ocr_async.reading import display_path, read_image_file
+from ocr_async.reading import display_path, read_image_file, source_path
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(40)) + b"\x00\x00\x00\x00IEND\xaeB`\x82"
 LIMIT = 1024
@@ -196,6 +197,8 @@ async def test_undecodable_name_is_shown_escaped_in_errors(tmp_path: Path) -> No
         pytest.param("scans/2026/page-01.jpg", "scans/2026/page-01.jpg", id="relative"),
         pytest.param("스캔 문서.png", "스캔 문서.png", id="korean"),
         pytest.param(Path("a/b.png"), "a/b.png", id="Path"),
+        pytest.param("C:\\scans\\p.png", "C:\\\\scans\\\\p.png", id="backslash-doubled"),
+        pytest.param("\\xff.png", "\\\\xff.png", id="a-name-that-looks-escaped"),
     ],
 )
 def test_display_path(path: str | os.PathLike[str], shown: str) -> None:
@@ -208,3 +211,27 @@ def test_display_path_is_stable() -> None:
     name = os.fsdecode(b"scan\xff.png")
     assert display_path(name) == display_path(name)
     assert display_path(name) != display_path(os.fsdecode(b"scan\xfe.png"))
+
+
+def test_display_path_is_injective_and_source_path_reverses_it() -> None:
+    raw_names = [
+        b"\xff.png",  # the byte 0xFF
+        b"\\xff.png",  # the four characters \xff
+        b"\\\xff.png",  # a backslash, then the byte
+        b"\\\\xff.png",  # two backslashes, then xff
+        b"a\\b.png",
+        b"\xc3\xa4.png",  # valid UTF-8
+        b"\xc3.png",  # half of it
+        b"dir\xfe/x\\x41.png",
+    ]
+    rng = random.Random(8)
+    alphabet = b"\\x0aF/.\xff\xc3\xa4-"
+    raw_names += [
+        bytes(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(2000)
+    ]
+    raw_names = list(dict.fromkeys(raw_names))
+    shown = [display_path(os.fsdecode(raw)) for raw in raw_names]
+    assert len(set(shown)) == len(raw_names)  # never two paths for one text
+    for raw, text in zip(raw_names, shown, strict=True):
+        text.encode("utf-8")
+        assert os.fsencode(source_path(text)) == raw

@@ -18,9 +18,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
-import tracemalloc
+import sys
+import textwrap
 import zlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -32,14 +34,22 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from conftest import APPKEY, TOKEN, emulator_config
 
 from ocr_async.cli import ExitCode, main
-from ocr_async.emulator import EmulatorConfig, make_png, running_emulator
-from ocr_async.report import ReportSummary, write_report
+from ocr_async.emulator import make_png, running_emulator
+from ocr_async.outputs.report import (
+    DEFAULT_LOW_CONFIDENCE,
+    ReportSummary,
+    record_html,
+    write_report,
+)
+from ocr_async.outputs.report import writer as writer_module
+from ocr_async.outputs.report.images import Image
+from ocr_async.protocol import parse_result
+from ocr_async.reading import display_path
 
 DATA = Path(__file__).parent / "data" / "protocol"
-TOKEN = "report-test-token"
-APPKEY = "report-appkey"
 CHROMIUM = shutil.which("chromium")
 XSS_SOURCE = "<script>alert(1)</script>.png"
 XSS_FILE_NAME = "<img src=x onerror=alert(1)>.png"  # no "/": a real file can have it
@@ -310,6 +320,14 @@ def test_a_local_png_is_embedded_as_a_data_uri_under_its_boxes(tmp_path: Path) -
     assert len(page.find("polygon")) == 4
 
 
+def test_escaped_sources_find_their_files(tmp_path: Path) -> None:
+    raw = os.fsencode(tmp_path) + b"/odd\xff\\name.png"  # not UTF-8, and a backslash
+    with open(raw, "wb") as handle:
+        handle.write(make_png("odd"))
+    page = report(tmp_path, [ok_record(display_path(os.fsdecode(raw)))])
+    assert page.find("img")[0].attrs["src"].startswith("data:image/png;base64,")
+
+
 def test_relative_sources_are_found_from_base_dir(tmp_path: Path) -> None:
     (tmp_path / "scans").mkdir()
     (tmp_path / "scans" / "a.png").write_bytes(make_png("a"))
@@ -517,15 +535,52 @@ def test_memory_stays_flat_however_many_images(tmp_path: Path) -> None:
         path.write_bytes(make_png(f"page {n}", 64, 32) + os.urandom(64 * 1024))
         records.append(ok_record(str(path), words_result([[("page", 0.9), (str(n), 0.8)]])))
     jsonl = write_jsonl(tmp_path / "out.jsonl", records)
-    tracemalloc.start()
-    try:
-        summary = write_report(jsonl, tmp_path / "review.html")
+    # Measured in a process of its own: tracemalloc counts every thread's
+    # allocations, and threads left by other tests would be counted here.
+    script = textwrap.dedent(
+        """
+        import sys, tracemalloc
+        from pathlib import Path
+        from ocr_async.outputs.report import write_report
+        tracemalloc.start()
+        summary = write_report(Path(sys.argv[1]), Path(sys.argv[2]))
         _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert summary.images_embedded == 400
-    assert summary.html_bytes > 400 * 64 * 1024 * 4 // 3
+        print(summary.images_embedded, summary.html_bytes, peak)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(jsonl), str(tmp_path / "review.html")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    embedded, html_bytes, peak = map(int, done.stdout.split())
+    assert embedded == 400
+    assert html_bytes > 400 * 64 * 1024 * 4 // 3
     assert peak < 3 * 1024 * 1024, peak
+
+
+def test_a_parsed_result_renders_as_its_record_does(tmp_path: Path) -> None:
+    # The seam for callers that hold the parsed result already: no second parse.
+    result = words_result([[("hello", 0.95), ("world", 0.5)]])
+    record = ok_record("https://cdn.example/a.png", result)
+    write_report(write_jsonl(tmp_path / "out.jsonl", [record]), tmp_path / "review.html")
+    article = record_html(
+        1,
+        record,
+        True,
+        parse_result(result),
+        Image(url="https://cdn.example/a.png"),
+        DEFAULT_LOW_CONFIDENCE,
+    )
+    assert 'class="w low" data-w="0-1"' in article
+    assert article in (tmp_path / "review.html").read_text(encoding="utf-8")
+
+
+def test_describe_counts_one_record_in_the_singular() -> None:
+    assert ReportSummary(ok=1).describe().splitlines()[0] == (
+        "1 record: 1 ok, 0 failed; 0 images embedded; 0 bytes of HTML"
+    )
 
 
 def test_describe_summarises_for_the_terminal() -> None:
@@ -543,8 +598,8 @@ def test_describe_summarises_for_the_terminal() -> None:
 
 
 async def run_cli_against_emulator(inputs: list[str], out: Path) -> int:
-    config = EmulatorConfig(tokens=frozenset({TOKEN}), appkey=APPKEY)
-    async with running_emulator(config) as emulator:
+    # Not the emulator fixture: the browser test's page is built outside any test's loop.
+    async with running_emulator(emulator_config()) as emulator:
         argv = ["run", *inputs, "-o", str(out), "--base-url", emulator.base_url, "--no-progress"]
         return await asyncio.to_thread(main, argv)
 
@@ -992,3 +1047,105 @@ async def test_changing_the_filters_hides_records_and_updates_the_url(
         await page.evaluate("location.hash = '#status=all'")
         await page.wait_until(f"{shown} === '6 of 6 shown'")
         assert await page.evaluate(visible) == everything
+
+
+# --- large, endless and interrupted inputs ---------------------------------------------
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_record_over_64_mib_is_shown_not_skipped(tmp_path: Path) -> None:
+    text = "word " * (14 * 1024 * 1024) + "the-last-word"  # 70 MiB
+    big = ok_record("big.png") | {"result": None, "text": text}
+    jsonl = write_jsonl(tmp_path / "out.jsonl", [big, ok_record("b.png")])
+    summary = write_report(jsonl, tmp_path / "review.html", embed_images=False)
+    assert (summary.ok, summary.skipped_lines, summary.oversized_lines) == (2, 0, 0)
+    with (tmp_path / "review.html").open("rb") as page:
+        page.seek(summary.html_bytes - 64 * 1024)
+        assert b"the-last-word</pre>" in page.read()
+
+
+def test_a_line_over_the_record_limit_is_counted_as_too_long_not_torn(tmp_path: Path) -> None:
+    huge = json.dumps(ok_record("huge.png", text="w " * 2 * 1024 * 1024))
+    no_json = "x" * (5 * 1024 * 1024)  # passed over chunk by chunk
+    jsonl = write_jsonl(
+        tmp_path / "out.jsonl", [huge, ok_record("a.png"), no_json, ok_record("b.png")]
+    )
+    summary = write_report(
+        jsonl, tmp_path / "review.html", embed_images=False, max_record_bytes=2 * 1024 * 1024
+    )
+    assert (summary.ok, summary.oversized_lines, summary.skipped_lines) == (2, 1, 1)
+    assert summary.oversized_line_numbers == [1]
+    assert summary.skipped_line_numbers == [3]
+    described = summary.describe()
+    assert "skipped 1 line over the 2 MiB record limit (too large to show; not checked" in described
+    assert "line 1" in described
+    page = (tmp_path / "review.html").read_text(encoding="utf-8")
+    assert 'id="oversized"' in page
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
+def test_an_endless_input_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    if kind == "fifo":
+        source = tmp_path / "pipe"
+        os.mkfifo(source)  # no writer: opening it plainly would wait forever
+    else:
+        source = Path("/dev/zero")
+    html_path = tmp_path / "review.html"
+    with pytest.raises(OSError, match="not a regular file"):
+        write_report(source, html_path)
+    assert listing(tmp_path) == (["pipe"] if kind == "fifo" else [])
+
+
+def test_report_on_dev_zero_exits_3_with_a_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["report", "/dev/zero", "--html", str(tmp_path / "review.html")])
+    assert code == ExitCode.CANNOT_PROCEED
+    assert "/dev/zero: not a regular file" in capsys.readouterr().err
+    assert listing(tmp_path) == []
+
+
+def test_a_failure_midway_leaves_the_old_page_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jsonl = write_jsonl(tmp_path / "out.jsonl", [ok_record("a.png"), ok_record("b.png")])
+    html_path = tmp_path / "review.html"
+    html_path.write_text("the old page")
+    seen: list[list[str]] = []
+
+    def fail_on_the_second(number: int, *args: Any) -> str:
+        seen.append(listing(tmp_path))  # what another process would see meanwhile
+        if number == 2:
+            raise OSError(28, "No space left on device")
+        return "<article></article>"
+
+    monkeypatch.setattr(writer_module, "_render_record", fail_on_the_second)
+    with pytest.raises(OSError, match="No space"):
+        write_report(jsonl, html_path)
+    assert html_path.read_text() == "the old page"
+    assert listing(tmp_path) == ["out.jsonl", "review.html"]
+    assert seen == [["out.jsonl", "review.html"]] * 2  # the page in progress has no name
+
+
+def test_a_report_killed_midway_leaves_no_temporary_file(tmp_path: Path) -> None:
+    jsonl = write_jsonl(tmp_path / "out.jsonl", [ok_record(f"{n}.png") for n in range(5)])
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from pathlib import Path
+        from ocr_async.outputs.report import writer
+        real = writer._render_record
+        def render(number, *args):
+            if number == 3:
+                os.kill(os.getpid(), signal.SIGKILL)  # no cleanup of any kind
+            return real(number, *args)
+        writer._render_record = render
+        writer.write_report(Path({str(jsonl)!r}), Path({str(tmp_path / "review.html")!r}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    assert listing(tmp_path) == ["out.jsonl"]

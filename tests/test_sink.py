@@ -2,12 +2,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ocr_async import sink as sink_module
 from ocr_async.models import Endpoint, ErrorInfo, Record
-from ocr_async.sink import JsonlSink, OutputExistsError, encode_record
+from ocr_async.sink import JsonlSink, OutputExistsError, OutputLock, OutputLockError, encode_record
 
 
 def record(source: str, ok: bool = True, text: str | None = "hello") -> Record:
@@ -41,10 +49,10 @@ def test_encode_record_is_one_compact_utf8_line() -> None:
     }
 
 
-def test_encode_record_with_lone_surrogate_falls_back_to_escapes() -> None:
+def test_encode_record_with_lone_surrogate_writes_a_replacement_character() -> None:
+    # jq refuses a lone surrogate even escaped ("\\udcff"): it is no character.
     line = encode_record(record("bad\udcff.png"))
-    line.decode("utf-8")  # valid UTF-8
-    assert json.loads(line)["source"] == "bad\udcff.png"
+    assert strict_loads(line)["source"] == "bad\ufffd.png"
 
 
 async def test_writes_every_record_in_order_and_flushes(tmp_path: Path) -> None:
@@ -130,3 +138,166 @@ async def test_writer_failure_surfaces_on_next_write(tmp_path: Path) -> None:
     sink._handle = real
     assert real is not None
     await real.close()
+
+
+# --- one run at a time on one output ----------------------------------------------
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+async def test_a_second_sink_on_the_same_output_is_refused_at_once(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(out)
+    async with JsonlSink(str(out)) as first:
+        await first.write(record("a.png"))
+        assert (tmp_path / "out.jsonl.lock").read_text() == f"ocr-async pid {os.getpid()}\n"
+        for second in (
+            JsonlSink(str(out), overwrite=True),
+            JsonlSink(str(out), append=True),
+            JsonlSink(str(link), overwrite=True),  # another spelling of the same file
+        ):
+            with pytest.raises(
+                OutputLockError, match=rf"is in use by another ocr-async run \(pid {os.getpid()}\)"
+            ) as refused:
+                await second.open()
+            assert second.path in str(refused.value)
+    assert [json.loads(x)["source"] for x in out.read_text().splitlines()] == ["a.png"]
+    assert listing(tmp_path) == ["link.jsonl", "out.jsonl"]
+    async with JsonlSink(str(out), append=True) as later:  # free again once closed
+        await later.write(record("b.png"))
+    assert len(out.read_text().splitlines()) == 2
+
+
+async def test_a_lock_left_by_a_dead_run_is_taken_over(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    (tmp_path / "out.jsonl.lock").write_text("ocr-async pid 999999999\n")  # kill -9 leaves this
+    async with JsonlSink(str(out)) as sink:
+        await sink.write(record("a.png"))
+    assert listing(tmp_path) == ["out.jsonl"]
+
+
+async def test_a_lock_file_that_is_not_ours_is_left_alone(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    theirs = tmp_path / "out.jsonl.lock"
+    theirs.write_text("someone's notes\n")
+    with pytest.raises(OutputLockError, match="is not an ocr-async lock file"):
+        await JsonlSink(str(out)).open()
+    assert theirs.read_text() == "someone's notes\n"
+    assert not out.exists()
+
+
+async def test_a_refused_open_releases_the_lock(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text("precious\n")
+    lock = OutputLock(str(out))
+    lock.acquire()
+    with pytest.raises(OutputExistsError):
+        await JsonlSink(str(out), lock=lock).open()
+    assert not lock.held
+    assert listing(tmp_path) == ["out.jsonl"]
+
+
+def test_stdout_and_pipes_take_no_lock(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for path in ("-", str(fifo)):
+        lock = OutputLock(path)
+        lock.acquire()
+        assert not lock.held
+    assert listing(tmp_path) == ["pipe"]
+
+
+async def test_a_big_record_is_encoded_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The big record's encoding is held until the event loop has run
+    # something else: off the loop that happens; on it, never.
+    big = record("big.png", text="word " * 100_000)
+    encoding = threading.Event()
+    loop_ran = threading.Event()
+    order: list[str] = []
+    real_encode = sink_module.encode_record
+
+    def held_encode(rec: Record) -> bytes:
+        if rec.source == "big.png":
+            encoding.set()
+            loop_ran.wait(timeout=5)
+            order.append("encoded")
+        return real_encode(rec)
+
+    monkeypatch.setattr(sink_module, "encode_record", held_encode)
+    async with JsonlSink(str(tmp_path / "out.jsonl")) as sink:
+        writing = asyncio.create_task(sink.write(big))
+        assert await asyncio.to_thread(encoding.wait, 10)
+        order.append("loop ran")
+        loop_ran.set()
+        await writing
+    assert order == ["loop ran", "encoded"]
+    assert json.loads((tmp_path / "out.jsonl").read_bytes())["text"] == big.text
+
+
+# --- strict JSON (RFC 8259), whatever the server sent --------------------------------------
+
+
+def strict_loads(line: bytes) -> Any:
+    """Parse as RFC 8259 does: UTF-8 only, no NaN or Infinity, no lone surrogate."""
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"not JSON: {name}")
+
+    text = line.decode("utf-8")  # strict: raises on anything that is not UTF-8
+    if re.search(r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])", text) or re.search(
+        r"(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F]", text
+    ):
+        raise ValueError("not JSON: a lone surrogate escape")
+    return json.loads(text, parse_constant=refuse)
+
+
+HOSTILE_RESULTS = [
+    pytest.param({"conf": math.nan}, {"conf": None}, id="nan"),
+    pytest.param({"x": math.inf, "y": -math.inf}, {"x": None, "y": None}, id="infinity"),
+    pytest.param({"v": "a\ud800b"}, {"v": "a\ufffdb"}, id="lone-high-surrogate"),
+    pytest.param({"v": "\udc80"}, {"v": "\ufffd"}, id="lone-low-surrogate"),
+    pytest.param({"v": "\udc00\ud800"}, {"v": "\ufffd\ufffd"}, id="reversed-pair"),
+    pytest.param({"v": "\ud83d\ude00"}, {"v": "\U0001f600"}, id="split-pair-joined"),
+    pytest.param({"k\ud800": [math.nan, "ok"]}, {"k\ufffd": [None, "ok"]}, id="in-keys-and-lists"),
+    pytest.param({"v": "한국어 ✓"}, {"v": "한국어 ✓"}, id="plain-unicode-kept"),
+]
+
+
+@pytest.mark.parametrize(("result", "written"), HOSTILE_RESULTS)
+def test_every_line_is_strict_json(result: dict[str, Any], written: dict[str, Any]) -> None:
+    rec = record("a.png", text="\ud800 text")
+    rec = Record(**{**{f: getattr(rec, f) for f in rec.__dataclass_fields__}, "result": result})
+    line = encode_record(rec)
+    document = strict_loads(line)
+    assert document["result"] == written
+    assert document["text"] == "\ufffd text"
+    assert line.endswith(b"\n")
+    assert line.count(b"\n") == 1
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
+def test_jq_reads_every_hostile_line(tmp_path: Path) -> None:
+    lines = [encode_record({"result": p.values[0]}) for p in HOSTILE_RESULTS]
+    out = tmp_path / "lines.jsonl"
+    out.write_bytes(b"".join(lines))
+    done = subprocess.run(["jq", "-c", "."], input=out.read_bytes(), capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == len(lines)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_node_reads_every_hostile_line(tmp_path: Path) -> None:
+    out = tmp_path / "lines.jsonl"
+    out.write_bytes(b"".join(encode_record({"result": p.values[0]}) for p in HOSTILE_RESULTS))
+    script = (
+        "const lines = require('fs').readFileSync(process.argv[1], 'utf8').trim().split('\\n');"
+        "lines.forEach(l => JSON.parse(l)); console.log(lines.length);"
+    )
+    done = subprocess.run(["node", "-e", script, str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(len(HOSTILE_RESULTS))

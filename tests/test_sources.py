@@ -12,7 +12,9 @@ from ocr_async.models import ImageFile, ImageUrl
 from ocr_async.sources import (
     CONVERTIBLE_EXTENSIONS,
     IMAGE_EXTENSIONS,
+    MAX_URL_LINE,
     SourceItem,
+    UrlListError,
     is_url,
     iter_inputs,
     iter_url_lines,
@@ -22,6 +24,12 @@ from ocr_async.sources import (
 
 async def collect(items: AsyncIterator[SourceItem]) -> list[SourceItem]:
     return [item async for item in items]
+
+
+async def collect_into(items: AsyncIterator[SourceItem], seen: list[str]) -> None:
+    """Append each source to ``seen`` as it comes, so those before an error stay."""
+    async for item in items:
+        seen.append(item.source)
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:
@@ -166,6 +174,97 @@ async def test_url_list_file_across_chunk_boundaries(tmp_path: Path) -> None:
     items = await collect(iter_url_list(str(path)))
     assert [item.source for item in items] == urls
     assert all(isinstance(item.image, ImageUrl) for item in items)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"\xef\xbb\xbfhttps://h/1.png\nhttps://h/2.png\n", id="bom-lf"),
+        pytest.param(b"\xef\xbb\xbfhttps://h/1.png\r\nhttps://h/2.png", id="bom-crlf"),
+        pytest.param(b"https://h/1.png\rhttps://h/2.png\r", id="bare-cr"),
+        pytest.param(b"# list\rhttps://h/1.png\r\n\rhttps://h/2.png\n", id="mixed"),
+    ],
+)
+async def test_url_list_with_bom_and_any_line_ending(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "urls.txt"
+    path.write_bytes(data)
+    items = await collect(iter_url_list(str(path)))
+    assert [item.source for item in items] == ["https://h/1.png", "https://h/2.png"]
+
+
+async def test_url_list_crlf_split_across_chunks_is_one_line_break(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ocr_async.sources as sources
+
+    chunks = [b"https://h/1.png\r", b"\nhttps://h/2.png\r", b"\n", b"x" * (MAX_URL_LINE + 1)]
+
+    async def fake_chunks(name: str) -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    monkeypatch.setattr(sources, "_read_chunks", fake_chunks)
+    seen: list[str] = []
+    with pytest.raises(UrlListError, match="line 3 is longer"):
+        await collect_into(iter_url_list("urls.txt"), seen)
+    assert seen == ["https://h/1.png", "https://h/2.png"]
+
+
+async def test_a_line_over_the_limit_is_caught_where_it_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ocr_async.sources as sources
+
+    async def fake_chunks(name: str) -> AsyncIterator[bytes]:
+        yield b"x" * MAX_URL_LINE  # at the limit, not yet over it
+        yield b"yz\nhttps://h/2.png\n"
+
+    monkeypatch.setattr(sources, "_read_chunks", fake_chunks)
+    with pytest.raises(UrlListError, match="line 1 is longer"):
+        await collect(iter_url_list("urls.txt"))
+
+
+async def test_a_monstrous_line_stops_the_list_after_a_bounded_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 40 MB on one line took 26 s (quadratic); it is now refused after
+    # reading just past the line limit, whatever the file's size.
+    import ocr_async.sources as sources
+
+    path = tmp_path / "urls.txt"
+    with path.open("wb") as handle:
+        handle.write(b"https://h/1.png\n")
+        handle.truncate(40 * 1024 * 1024)  # then 40 MB of NULs, no line break
+    real = sources._read_chunks
+    read: list[int] = []
+
+    async def counting(name: str) -> AsyncIterator[bytes]:
+        async for chunk in real(name):
+            read.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(sources, "_read_chunks", counting)
+    seen: list[str] = []
+    with pytest.raises(UrlListError) as raised:
+        await collect_into(iter_url_list(str(path)), seen)
+    assert seen == ["https://h/1.png"]
+    assert f"the URL list {str(path)!r}: line 2 is longer than {MAX_URL_LINE} bytes" in str(
+        raised.value
+    )
+    assert sum(read) <= MAX_URL_LINE + 2 * 64 * 1024
+
+
+async def test_url_list_of_endless_zeros_ends() -> None:
+    with pytest.raises(UrlListError, match="line 1 is longer"):
+        await asyncio.wait_for(collect(iter_url_list("/dev/zero")), timeout=30)
+
+
+async def test_url_list_line_at_the_limit_is_still_read(tmp_path: Path) -> None:
+    url = "https://h/" + "a" * (MAX_URL_LINE - len("https://h/"))
+    path = tmp_path / "urls.txt"
+    path.write_text(f"{url}\nhttps://h/2.png", encoding="utf-8")
+    items = await collect(iter_url_list(str(path)))
+    assert [item.source for item in items] == [url, "https://h/2.png"]
 
 
 async def test_url_list_missing_file_raises(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import APPKEY, TOKEN, emulator_config
 
 import ocr_async.stream as stream_module
 from ocr_async import (
@@ -34,7 +35,6 @@ from ocr_async import (
 from ocr_async.emulator import (
     EmulatorConfig,
     RunningEmulator,
-    find_free_port,
     make_jpeg,
     make_png,
     running_emulator,
@@ -43,22 +43,10 @@ from ocr_async.models import Word
 from ocr_async.sources import SourceItem, iter_inputs
 from ocr_async.stream import SourceLike
 
-TOKEN = "stream-test-token"
-APPKEY = "stream-appkey"
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[RunningEmulator]:
-    # In the imageUrl port range, so the emulator can host the URL inputs too.
-    config = EmulatorConfig(tokens=frozenset({TOKEN}), appkey=APPKEY)
-    async with running_emulator(config, port=find_free_port(10000, 12000)) as running:
-        yield running
-
 
 @pytest.fixture
 async def slow_emulator() -> AsyncIterator[RunningEmulator]:
-    config = EmulatorConfig(tokens=frozenset({TOKEN}), appkey=APPKEY, latency=0.3)
-    async with running_emulator(config) as running:
+    async with running_emulator(emulator_config(latency=0.3)) as running:
         yield running
 
 

@@ -14,14 +14,6 @@ answers), and issue OAuth tokens from User Access Keys (``uak`` in
 :class:`EmulatorConfig`) so a client's token renewal can be tested.
 """
 
-from ocr_async.emulator.app import (
-    CONFIG_KEY,
-    RESULT_MESSAGES,
-    STATS_KEY,
-    EmulatorConfig,
-    EmulatorStats,
-    create_app,
-)
 from ocr_async.emulator.engine import (
     EmbeddedFirst,
     FallbackEngine,
@@ -31,6 +23,7 @@ from ocr_async.emulator.engine import (
 )
 from ocr_async.emulator.engines import ENGINE_NAMES, engine_from_name
 from ocr_async.emulator.faults import FAULT_KIND_NAMES, FaultKind, FaultPlan, parse_fault_kinds
+from ocr_async.emulator.handlers import create_app
 from ocr_async.emulator.images import embedded_text, image_size, make_jpeg, make_png
 from ocr_async.emulator.samples import SAMPLES, iter_samples, sample_path, write_samples
 from ocr_async.emulator.server import (
@@ -39,6 +32,8 @@ from ocr_async.emulator.server import (
     running_emulator,
     serve_forever,
 )
+from ocr_async.emulator.state import CONFIG_KEY, STATS_KEY, EmulatorConfig, EmulatorStats
+from ocr_async.emulator.wire import RESULT_MESSAGES
 
 __all__ = [
     "CONFIG_KEY",

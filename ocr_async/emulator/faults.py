@@ -15,7 +15,8 @@ function of ``(seed, n, rate, kinds)``:
   at rate 0.1 are also faulted at rate 0.2 (with the same kinds);
 - ``POST /_emulator/reset`` restarts the numbering, so the sequence replays.
 
-Pure module: no I/O. The emulator app (:mod:`.app`) acts the faults out.
+Pure module: no I/O. The emulator acts the faults out (:mod:`.handlers`,
+:mod:`.connection`).
 """
 
 from __future__ import annotations

@@ -28,14 +28,12 @@ import json
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from aiohttp import web
 
 from ocr_async.auth import OAUTH_CREATE_PATH, OAUTH_REVOKE_PATH
-
-if TYPE_CHECKING:
-    from ocr_async.emulator.app import EmulatorStats
+from ocr_async.emulator.state import EmulatorStats
 
 __all__ = ["OAUTH_CREATE_PATH", "OAUTH_REVOKE_PATH", "IssuedTokens", "OAuthEndpoint", "TokenState"]
 

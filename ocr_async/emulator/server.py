@@ -19,7 +19,8 @@ from typing import Final
 
 from aiohttp import web
 
-from ocr_async.emulator.app import STATS_KEY, EmulatorConfig, EmulatorStats, create_app
+from ocr_async.emulator.handlers import create_app
+from ocr_async.emulator.state import STATS_KEY, EmulatorConfig, EmulatorStats
 
 __all__ = ["RunningEmulator", "find_free_port", "running_emulator", "serve_forever"]
 

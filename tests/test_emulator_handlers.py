@@ -1,4 +1,4 @@
-"""Tests for ocr_async.emulator.app and .server: a real emulator on loopback.
+"""Tests for ocr_async.emulator.handlers: the routes of a real emulator on loopback.
 
 Every request goes over a real socket. Requests are built with
 :mod:`ocr_async.protocol` where possible and answers are read back with
@@ -33,9 +33,8 @@ from ocr_async.emulator import (
     make_png,
     running_emulator,
     sample_path,
-    serve_forever,
 )
-from ocr_async.emulator.app import build_result, multipart_field
+from ocr_async.emulator.wire import multipart_field
 from ocr_async.errors import (
     InvalidRequestError,
     InvalidTokenError,
@@ -46,8 +45,6 @@ from ocr_async.errors import (
 from ocr_async.models import Endpoint
 from ocr_async.protocol import (
     AUTH_HEADER,
-    NO_TEXT_CODE,
-    RESULT_CODES,
     PreparedRequest,
     build_file_request,
     build_url_request,
@@ -271,39 +268,6 @@ async def test_answers_are_utf8_json_with_raw_korean(
     assert KOREAN.split()[0].encode("utf-8") in body
 
 
-@pytest.mark.parametrize(
-    ("size", "resolution"),
-    [
-        ((1280, 720), "normal"),
-        ((720, 1280), "normal"),
-        ((1279, 720), "low"),
-        ((1280, 719), "low"),
-        ((64, 32), "low"),
-        (None, "low"),
-    ],
-)
-def test_resolution_is_low_under_1280x720(size: tuple[int, int] | None, resolution: str) -> None:
-    assert build_result("png", [["x"]], size, cropping=False)["resolution"] == resolution
-
-
-@pytest.mark.parametrize(
-    ("size", "slices"),
-    [
-        ((100, 100), 1),
-        ((250, 100), 1),  # exactly 1:2.5
-        ((251, 100), 2),
-        ((1000, 250), 2),
-        ((2000, 200), 4),
-        ((200, 2000), 4),
-        (None, 1),
-    ],
-)
-def test_slices_images_follow_the_aspect_ratio(size: tuple[int, int] | None, slices: int) -> None:
-    result = build_result("jpg", [["x"]], size, cropping=True)
-    assert result["slicesImages"] == slices
-    assert "slicesImages" not in build_result("jpg", [["x"]], size, cropping=False)
-
-
 async def test_cropping_reports_slices_from_the_image_size(
     emu: RunningEmulator, session: aiohttp.ClientSession
 ) -> None:
@@ -421,28 +385,6 @@ async def test_other_content_types_are_unsupported(
             "resultMessage": "Unsupported Media Type",
         }
     }
-
-
-def test_multipart_field_parsing() -> None:
-    png = make_png("x")
-    body = (
-        b"preamble to ignore\r\n"
-        b"--b-1\r\n"
-        b"\r\n"  # a part without headers
-        b"anonymous\r\n"
-        b"--b-1\r\n"
-        b'Content-Disposition: form-data; name="note"\r\n\r\n'
-        b"hello\r\n"
-        b"--b-1\r\n"
-        b'content-disposition: form-data; name="image"; filename="a.png"\r\n'
-        b"Content-Type: image/png\r\n\r\n" + png + b"\r\n--b-1--\r\n"
-    )
-    content_type = 'multipart/form-data; boundary="b-1"'
-    assert multipart_field(body, content_type, "image") == png
-    assert multipart_field(body, content_type, "note") == b"hello"
-    assert multipart_field(body, content_type, "missing") is None
-    assert multipart_field(body, "multipart/form-data; boundary=other", "image") is None
-    assert multipart_field(body[:-40], content_type, "image") is None
 
 
 # --- URL mode errors ------------------------------------------------------------------
@@ -856,24 +798,6 @@ async def test_unexpected_exception_answers_minus_one() -> None:
         assert code_of(await post_form(session, ocr_url(emu), b"")) == 4000004
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"max_bytes": 0}, "max_bytes"),
-        ({"latency": -1.0}, "latency"),
-        ({"download_timeout": 0.0}, "download_timeout"),
-        ({"quota_rps": 0.0}, "quota_rps"),
-        ({"quota_rps": 1.0, "quota_burst": 0}, "quota_burst"),
-        ({"quota_rps": 1.0, "quota_kind": "leaky"}, "quota_kind"),
-        ({"quota_rps": 1.0, "quota_kind": "window", "quota_burst": 2}, "quota_burst"),
-        ({"quota_schedule": ((5.0, 1.0),)}, "starts at 0"),
-    ],
-)
-def test_config_refuses_nonsense(kwargs: dict[str, Any], match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        EmulatorConfig(**kwargs)
-
-
 # --- stats and other routes ------------------------------------------------------------
 
 
@@ -928,24 +852,11 @@ async def test_samples_and_health_routes(
         assert await r.read() == sample_path("korean.png").read_bytes()
     async with session.get(emu.sample_url("stella.jpg")) as r:
         assert r.content_type == "image/jpeg"
-    async with session.get(emu.sample_url("..%2Fapp.py")) as r:
+    async with session.get(emu.sample_url("..%2Fsamples.py")) as r:
         assert r.status == 404
     async with session.get(emu.url("/healthz")) as r:
         assert await r.json() == {"status": "ok"}
     assert emu.stats.requests == 0  # none of these is an OCR call
-
-
-def test_every_message_is_for_a_code_the_client_knows() -> None:
-    assert set(RESULT_MESSAGES) - {0, NO_TEXT_CODE} <= set(RESULT_CODES)
-    # Verbatim from the API guide's common error table.
-    assert RESULT_MESSAGES[-1] == "Unknown error."
-    assert RESULT_MESSAGES[4000005] == "Required headers is missing."
-    assert RESULT_MESSAGES[4000006] == (
-        "Api call limit exceeded, If you need to adjust the limit, please contact customer service."
-    )
-    assert RESULT_MESSAGES[4131000] == (
-        "Request size is larger than permissible limit. the permissible limit is 5mb."
-    )
 
 
 async def test_create_app_runs_under_aiohttp_test_utils() -> None:
@@ -956,43 +867,6 @@ async def test_create_app_runs_under_aiohttp_test_utils() -> None:
         response = await client.post("/v1.1/appkeys/k/general", data=form, headers=AUTH)
         assert texts(await read_answer(response)) == [["under", "test"]]
     assert app[STATS_KEY].requests == 1
-
-
-# --- server ---------------------------------------------------------------------------
-
-
-def test_find_free_port_in_range() -> None:
-    port = find_free_port(10000, 12000)
-    assert 10000 <= port <= 12000
-
-
-async def test_find_free_port_raises_when_range_is_taken() -> None:
-    async with running_emulator() as emu:
-        assert emu.base_url == f"http://127.0.0.1:{emu.port}"
-        with pytest.raises(OSError, match="no free port"):
-            find_free_port(emu.port, emu.port)
-    with pytest.raises(ValueError, match="bad port range"):
-        find_free_port(12000, 10000)
-
-
-async def test_serve_forever_until_cancelled() -> None:
-    ready: list[RunningEmulator] = []
-    task = asyncio.create_task(
-        serve_forever(EmulatorConfig(), "127.0.0.1", 0, on_ready=ready.append)
-    )
-    for _ in range(500):
-        if ready:
-            break
-        await asyncio.sleep(0.01)
-    assert ready
-    async with aiohttp.ClientSession() as session:
-        async with session.get(ready[0].url("healthz")) as r:
-            assert r.status == 200
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        with pytest.raises(aiohttp.ClientConnectionError):
-            await session.get(ready[0].url("healthz"))
 
 
 # --- the API guide's curl examples, adapted to loopback --------------------------------

@@ -1,4 +1,4 @@
-"""Issue 5's acceptance scenario: a folder of real scans through a real engine.
+"""A folder of real scans, converted, shrunk and routed, read right by a real engine.
 
 A 3-page TIFF, a BMP, a 1:4 receipt and an 8 MB photo, each rendered with
 Pillow from known text, go through
@@ -12,7 +12,7 @@ BMP, shrunk for the photo, cropping chosen for the receipt.
 The text is English: rapidocr's bundled model reads no Korean (see
 :mod:`ocr_async.emulator.engines.rapidocr`), and the scenario is about the
 scans, not the language. Each engine that is installed runs it; one that
-is not is skipped, with how to install it.
+is not is skipped, with how to install it. (Issue 5's acceptance scenario.)
 """
 
 from __future__ import annotations

@@ -1,0 +1,21 @@
+"""What a run writes besides its JSONL: page-oriented formats, logs and metrics.
+
+Each page-format module turns one parsed recognition
+(:class:`~ocr_async.models.OcrResult`) and the size of the image it was read
+from into one document, with no network and no state, so it can be called
+per record as records arrive:
+
+* :mod:`~ocr_async.outputs.layout`: the API's boxes as whole-pixel rectangles
+  on the page, shared by every writer below;
+* :mod:`~ocr_async.outputs.alto`: ALTO v4 XML (the library standard);
+* :mod:`~ocr_async.outputs.hocr`: hOCR 1.2 (XHTML);
+* :mod:`~ocr_async.outputs.searchable_pdf`: the image with the words as
+  invisible, searchable text, one page at a time.
+
+They need the ``digitize`` extra (``pip install 'ocr-async[digitize]'``).
+For runs and services:
+
+* :mod:`~ocr_async.outputs.metrics`: Prometheus metrics (the ``metrics`` extra);
+* :mod:`~ocr_async.outputs.jsonlog`: ``--log-format json``, one JSON object
+  per log line.
+"""

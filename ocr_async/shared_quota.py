@@ -1,0 +1,775 @@
+"""One quota shared by many processes: one adaptive controller, kept in Redis.
+
+One app key has one call limit, but a web backend with several workers, two
+teams' nightly jobs, or one job spread over machines all call it at once.
+With a :class:`~ocr_async.limits.RateController` each, N processes probe the
+quota N times over and refuse each other's calls. A :class:`SharedQuota`
+makes every process that uses the same Redis and app key take part in one
+controller:
+
+* **One schedule, many pacers.** The shared controller's state is a few
+  numbers in a Redis hash: the measured quota (``estimate``), the epoch,
+  and the schedule of the *global* rate, ``G(t)``: a rate (``base``) held
+  until a moment (``since``), then a climb from it, doubling every
+  :data:`~ocr_async.limits.DOUBLING_TIME` in the start-up, along the probe's
+  cubic after a hold, exactly as one controller climbs. Each member paces
+  *locally* at its fraction of ``G(t)``: it is handed the schedule once a
+  heartbeat (:meth:`RateController.follow <ocr_async.limits.RateController.follow>`)
+  and runs the curve itself in between, so no request waits for Redis and
+  a probe climbs smoothly, not in heartbeat steps. The members climb
+  together, so the group probes once, not once per member.
+* **Refusals are measured where they happen, and cut once for all.** A
+  member's controller measures the quota on its own calls, as alone (the
+  accepted-call rate while refusals happen); its part of a saturated
+  limiter is its fraction of the quota, so the coordinator scales the
+  measurement up by that fraction and runs the ``cut`` script, which
+  applies it only if the epoch the member knew is still current. The other
+  members' refusals of the same burst arrive with the old epoch: the script
+  answers them with the cut already made, and they follow it (one burst is
+  one event across processes). Members that were not refused learn of the
+  cut at their next heartbeat (at most :data:`HEARTBEAT` seconds).
+* **Leases and demand.** Each member holds a lease of :data:`LEASE_TTL`
+  seconds, renewed by a heartbeat every :data:`HEARTBEAT` seconds, which
+  also reports its demand: *unbounded* when its workers queue at its pacer
+  (it could use more), otherwise the rate it used, with half again as
+  headroom (0 when idle). The ``beat`` script drops lapsed leases and splits
+  ``G`` max-min fairly: members wanting less than an equal part get what
+  they want, the rest share what is left equally. So a crashed member's
+  share returns to the others once its lease lapses (within ``LEASE_TTL``
+  plus a heartbeat), a new member gets its part when it joins (the others
+  give theirs up at their next heartbeat), and idle members hold nothing
+  (they pace at the floor, :data:`~ocr_async.limits.MIN_RATE`, and beat
+  early, within a twentieth of a heartbeat, once work arrives). When no
+  member wants more, the climb stands still, as one controller's does.
+* **Times are Redis's.** Every lease and schedule time is Redis ``TIME``
+  inside the scripts, so machines whose clocks disagree still agree; each
+  member maps them onto its own monotonic clock by the offset measured at
+  each heartbeat (half the round trip is the error).
+
+The Lua scripts (registered with ``register_script``, run atomically by
+Redis; :data:`BEAT`, :data:`CUT`, :data:`LEAVE`):
+
+``beat``
+    join or renew a lease, record demand, drop lapsed members, stop a climb
+    nobody uses, start the schedule (fresh, or from the last estimate when a
+    group whose leases all lapsed is joined again), and answer the schedule
+    with this member's fraction.
+``cut``
+    a refusal's measurement: applied (new epoch, hold just under the
+    estimate, probe after the hold) only if the member's epoch is current;
+    answered with the schedule either way.
+``leave``
+    drop a member at once when it closes, so its share is not held until
+    the lease lapses.
+
+Keys: ``ocr-async:quota:{H}:state|leases|wants``, ``H`` the first 16 hex
+digits of the app key's SHA-256: two app keys on one Redis never mix, the
+key itself is not written, and the braces keep the three keys in one
+Redis Cluster slot. They expire :data:`STATE_TTL` seconds after the last
+heartbeat.
+
+**Failures.** Redis unreachable at :meth:`SharedQuota.start`:
+:class:`SharedQuotaUnavailableError` (a :class:`~ocr_async.errors.ConfigurationError`,
+so the CLI exits 2 with its message). Redis lost mid-run: the first failed
+heartbeat or cut detaches the coordinator, and the controller carries on
+alone from its last share (plain local control; no request ever waited for
+Redis, so none is lost or failed); one warning is logged. Then up to
+:data:`RECONNECTS` attempts to rejoin, :data:`HEARTBEAT` seconds apart and
+doubling; a rejoin is logged, and after the last failure the run stays local.
+
+Needs redis-py: ``pip install 'ocr-async[cluster]'``. Use from one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+
+from ocr_async.errors import ConfigurationError
+from ocr_async.limits import (
+    DOUBLING_TIME,
+    INITIAL_RATE,
+    MARGIN,
+    MIN_HOLD,
+    MIN_RATE,
+    PROBE_TIME,
+    Cut,
+    RateController,
+    Share,
+)
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
+except ImportError as exc:  # pragma: no cover - the extra is missing
+    raise ImportError(
+        "ocr_async.shared_quota needs redis-py: pip install 'ocr-async[cluster]'"
+    ) from exc
+
+__all__ = [
+    "BEAT",
+    "CUT",
+    "HEARTBEAT",
+    "KEY_PREFIX",
+    "LEASE_TTL",
+    "LEAVE",
+    "RECONNECTS",
+    "STATE_TTL",
+    "GroupState",
+    "SharedQuota",
+    "SharedQuotaUnavailableError",
+    "store_key",
+]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+#: Seconds between heartbeats: how soon a member hears of others' cuts and
+#: of members joining or leaving.
+HEARTBEAT: Final = 1.0
+#: Seconds a lease lasts unrenewed: three heartbeats, so one late beat on a
+#: busy machine does not drop a live member.
+LEASE_TTL: Final = 3.0
+#: Attempts to rejoin after the store was lost, HEARTBEAT seconds apart and
+#: doubling (1 + 2 + 4 + 8 + 16: about half a minute), before staying local.
+RECONNECTS: Final = 5
+#: Seconds the store keeps a group's state after its last heartbeat: a run
+#: started again within them begins from the quota measured last.
+STATE_TTL: Final = 600
+#: Every key starts with this.
+KEY_PREFIX: Final = "ocr-async:quota"
+#: A Redis command that takes longer than this has failed: the store is lost.
+COMMAND_TIMEOUT: Final = 1.0
+# A member whose workers queued for at least this share of its tickets
+# could use more than it has.
+_QUEUED_SHARE: Final = 0.5
+# A member not held back by its pacer is given what it used times this.
+_HEADROOM: Final = 1.5
+# An idle member looks this many times a heartbeat for work arriving.
+_IDLE_CHECKS: Final = 20
+# The schedule never climbs past this, in calls/s (a guard, not a quota).
+_MAX_RATE: Final = 1e6
+
+# -- the Lua scripts ----------------------------------------------------------
+# KEYS: 1 state (hash), 2 leases (sorted set: member -> expiry, Redis time),
+# 3 wants (hash: member -> demand, -1 for unbounded). Numbers cross as
+# strings: Redis turns a Lua number in a reply into an integer.
+
+_PRELUDE: Final = f"""
+local DOUBLING, PROBE, MAXR = {DOUBLING_TIME!r}, {PROBE_TIME!r}, {_MAX_RATE!r}
+local function num(x) return string.format('%.17g', x) end
+local function now_s()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1e6
+end
+local function load()
+  local v = redis.call('HMGET', KEYS[1], 'epoch', 'slow', 'base', 'since', 'estimate')
+  if not v[1] then return nil end
+  local est = false
+  if v[5] and v[5] ~= '' then est = tonumber(v[5]) end
+  return {{epoch = tonumber(v[1]), slow = tonumber(v[2]), base = tonumber(v[3]),
+          since = tonumber(v[4]), estimate = est}}
+end
+local function save(st, ttl)
+  local est = ''
+  if st.estimate then est = num(st.estimate) end
+  redis.call('HSET', KEYS[1], 'epoch', st.epoch, 'slow', st.slow, 'base', num(st.base),
+             'since', num(st.since), 'estimate', est)
+  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ttl) end
+end
+local function rate_at(st, t)
+  local x = t - st.since
+  if x <= 0 then return st.base end
+  if st.slow == 1 then return math.min(st.base * 2 ^ (x / DOUBLING), MAXR) end
+  return math.min(st.base * (1 + (x / PROBE) ^ 3), MAXR)
+end
+local function expire_leases(t)
+  local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', num(t))
+  for _, m in ipairs(lapsed) do redis.call('HDEL', KEYS[3], m) end
+  if #lapsed > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', num(t)) end
+end
+-- Max-min fair: members wanting less than an equal part of what is left get
+-- what they want; the unbounded (-1) and the rest share the remainder.
+-- Returns this member's part of g, the number of members, the sum of the
+-- bounded wants and whether anyone is unbounded.
+local function part(member, g)
+  local raw = redis.call('HGETALL', KEYS[3])
+  local bounded, unbounded, mine, total = {{}}, 0, nil, 0
+  for i = 1, #raw, 2 do
+    local w = tonumber(raw[i + 1])
+    if raw[i] == member then mine = w end
+    if w < 0 then unbounded = unbounded + 1 else
+      table.insert(bounded, w)
+      total = total + w
+    end
+  end
+  table.sort(bounded)
+  local left, n = g, #bounded + unbounded
+  for _, w in ipairs(bounded) do
+    if w * n > left then break end
+    left = left - w
+    n = n - 1
+  end
+  local level = math.huge
+  if n > 0 then level = left / n end
+  local give = 0
+  if mine ~= nil then
+    if mine < 0 then give = level else give = math.min(mine, level) end
+  end
+  return give, #raw / 2, total, unbounded > 0
+end
+local function reply(st, t, member, extra)
+  local g = rate_at(st, t)
+  local give, members = part(member, g)
+  local est = ''
+  if st.estimate then est = num(st.estimate) end
+  return {{num(t), st.epoch, st.slow, num(st.base), num(st.since), est, num(give / g),
+          members, extra}}
+end
+"""
+
+#: ``beat``: ARGV member, lease seconds, want (-1 unbounded), initial rate,
+#: margin, hold seconds, state TTL.
+BEAT: Final = (
+    _PRELUDE
+    + """
+local member, ttl, want = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = now_s()
+expire_leases(t)
+local st = load()
+local alive = redis.call('ZCARD', KEYS[2])
+local renewed = redis.call('ZSCORE', KEYS[2], member) and 1 or 0
+if not st then
+  st = {epoch = 0, slow = 1, base = tonumber(ARGV[4]), since = t, estimate = false}
+elseif alive == 0 then
+  -- Everyone's lease lapsed: a new run. Keep what was measured, but start
+  -- its schedule again from now.
+  if st.estimate then
+    st.slow, st.base, st.since = 0, st.estimate * (1 - tonumber(ARGV[5])), t + tonumber(ARGV[6])
+  else
+    st.slow, st.base, st.since = 1, tonumber(ARGV[4]), t
+  end
+end
+redis.call('ZADD', KEYS[2], num(t + ttl), member)
+redis.call('HSET', KEYS[3], member, num(want))
+local _, _, total, anyone_waits = part(member, 1)
+if not anyone_waits and t > st.since then
+  -- Nobody's workers queue at their pacer: a climb would build a rate
+  -- nobody uses. It stands still, at no more than twice what is used.
+  st.base = math.max(math.min(rate_at(st, t), 2 * total), st.base)
+  st.since = t
+end
+save(st, tonumber(ARGV[7]))
+return reply(st, t, member, renewed)
+"""
+)
+
+#: ``cut``: ARGV member, the epoch the member knew, the quota it measured
+#: (calls/s, for everyone), hold seconds, margin, state TTL.
+CUT: Final = (
+    _PRELUDE
+    + """
+local member, known = ARGV[1], tonumber(ARGV[2])
+local t = now_s()
+local st = load()
+if not st then
+  st = {epoch = known, slow = 1, base = tonumber(ARGV[3]), since = t, estimate = false}
+end
+local applied = 0
+if st.epoch == known then
+  local estimate = tonumber(ARGV[3])
+  st.epoch = st.epoch + 1
+  st.estimate = estimate
+  st.slow = 0
+  st.base = estimate * (1 - tonumber(ARGV[5]))
+  st.since = t + tonumber(ARGV[4])
+  applied = 1
+end
+save(st, tonumber(ARGV[6]))
+return reply(st, t, member, applied)
+"""
+)
+
+#: ``leave``: ARGV member. Drops its lease and demand at once.
+LEAVE: Final = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return redis.call('ZCARD', KEYS[2])
+"""
+
+_STORE_ERRORS: Final = (RedisError, OSError)
+
+
+class SharedQuotaUnavailableError(ConfigurationError):
+    """The shared quota's store cannot be reached at start: the run cannot share.
+
+    The CLI maps it, as every :class:`~ocr_async.errors.ConfigurationError`,
+    to exit code 2.
+    """
+
+
+def store_key(appkey: str) -> str:
+    """The prefix of a group's keys: the app key hashed, in a cluster hash tag."""
+    digest = hashlib.sha256(appkey.encode()).hexdigest()[:16]
+    return f"{KEY_PREFIX}:{{{digest}}}"
+
+
+def _shown(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    """The shared schedule as a script answered it, for one member.
+
+    Times are Redis's (seconds since the epoch): ``now`` when the script
+    ran, ``since`` when the climb starts. ``base`` and ``estimate`` are for
+    the whole group, in calls/s; ``fraction`` is this member's part of the
+    global rate; ``flag`` is the script's own answer (``beat``: the lease was
+    still held; ``cut``: the cut was applied).
+    """
+
+    now: float
+    epoch: int
+    slow_start: bool
+    base: float
+    since: float
+    estimate: float | None
+    fraction: float
+    members: int
+    flag: bool
+
+    @classmethod
+    def parse(cls, raw: Sequence[object]) -> GroupState:
+        """Read a script's reply (strings and integers)."""
+        now, epoch, slow, base, since, estimate, fraction, members, flag = raw
+        return cls(
+            now=float(str(now)),
+            epoch=int(str(epoch)),
+            slow_start=int(str(slow)) == 1,
+            base=float(str(base)),
+            since=float(str(since)),
+            estimate=float(str(estimate)) if str(estimate) else None,
+            fraction=float(str(fraction)),
+            members=int(str(members)),
+            flag=int(str(flag)) == 1,
+        )
+
+    def rate_at(self, t: float) -> float:
+        """The global rate at Redis time ``t``, as the scripts compute it."""
+        schedule = Share(self.base, self.since, self.slow_start, self.estimate)
+        return min(schedule.rate_at(t), _MAX_RATE)
+
+
+class SharedQuota:
+    """One process's membership of a quota shared through Redis.
+
+    ::
+
+        controller = RateController()
+        shared = SharedQuota("redis://127.0.0.1:6379/0", appkey)
+        await shared.start(controller)   # SharedQuotaUnavailableError if Redis is down
+        try:
+            ...                          # acquire / on_success / on_throttled
+        finally:
+            await shared.close()
+
+    or ``async with shared.joined(controller): ...``. :meth:`start` joins
+    the group and starts the heartbeat task; :meth:`close` leaves it (the
+    share goes to the others at once) and closes the connection; the
+    controller is left pacing alone. It implements
+    :class:`~ocr_async.limits.QuotaCoordinator`.
+
+    ``member`` names this process in the store (default: host, pid and a
+    random suffix). ``clock`` must be the controller's clock; ``sleep`` is
+    what the heartbeat waits with. ``client`` is a ``redis.asyncio.Redis``
+    to use instead of connecting to ``url`` (it is then not closed here).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        appkey: str,
+        *,
+        member: str | None = None,
+        heartbeat: float = HEARTBEAT,
+        lease: float = LEASE_TTL,
+        reconnects: int = RECONNECTS,
+        client: aioredis.Redis | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if not appkey:
+            raise ConfigurationError("a shared quota is keyed by the app key: none given")
+        if not (heartbeat > 0 and lease > heartbeat):
+            raise ConfigurationError("the lease must outlast the heartbeat, and both be positive")
+        if reconnects < 0:
+            raise ConfigurationError("reconnects must not be negative")
+        self._url = url
+        self._key = store_key(appkey)
+        self._keys = [f"{self._key}:state", f"{self._key}:leases", f"{self._key}:wants"]
+        self._member = member or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._heartbeat = heartbeat
+        self._lease = lease
+        self._reconnects = reconnects
+        self._clock = clock
+        self._sleep = sleep
+        self._owns_client = client is None
+        self._redis: aioredis.Redis | None = client
+        self._controller: RateController | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._cuts: set[asyncio.Task[None]] = set()
+        self._state: GroupState | None = None
+        # Redis time minus this clock, measured at each answer.
+        self._offset = 0.0
+        self._epoch = 0
+        self._last_beat = 0.0
+        self._last_sent = 0
+        self._last_queued = 0
+        self._lost = False
+        self._warned = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SharedQuota({_shown(self._url)!r}, member={self._member!r})"
+
+    # -- what a caller reads ----------------------------------------------------
+
+    @property
+    def member(self) -> str:
+        """The name of this process in the store."""
+        return self._member
+
+    @property
+    def key(self) -> str:
+        """The prefix of this group's keys in Redis."""
+        return self._key
+
+    @property
+    def sharing(self) -> bool:
+        """Whether the controller follows the shared schedule now (not lost, not closed)."""
+        return self._controller is not None and self._controller.coordinator is self
+
+    @property
+    def lost(self) -> bool:
+        """Whether the store was lost and the controller paces alone."""
+        return self._lost
+
+    @property
+    def fraction(self) -> float:
+        """The part of the global rate this member paces at, as last heard (0 before start)."""
+        return self._state.fraction if self._state is not None else 0.0
+
+    @property
+    def members(self) -> int:
+        """Members holding a lease at the last answer."""
+        return self._state.members if self._state is not None else 0
+
+    @property
+    def epoch(self) -> int:
+        """The group's epoch as last heard: its congestion events so far."""
+        return self._epoch
+
+    @property
+    def quota_estimate(self) -> float | None:
+        """The group's measured quota as last heard, in calls/s."""
+        return self._state.estimate if self._state is not None else None
+
+    def global_rate(self) -> float:
+        """The group's rate now, by the last schedule heard (0 before start)."""
+        if self._state is None:
+            return 0.0
+        return self._state.rate_at(self._clock() + self._offset)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def start(self, controller: RateController) -> None:
+        """Join the group and pace ``controller`` at this member's part; heartbeat from now.
+
+        Raises :class:`SharedQuotaUnavailableError` when the store cannot be
+        reached, and :class:`~ocr_async.errors.ConfigurationError` for a bad
+        URL or a fixed-rate controller.
+        """
+        if self._controller is not None:
+            raise RuntimeError("this SharedQuota has already started")
+        if controller.fixed_rps is not None:
+            raise ConfigurationError("a shared quota needs the adaptive rate controller, not --rps")
+        if self._redis is None:
+            try:
+                self._redis = aioredis.Redis.from_url(
+                    self._url,
+                    decode_responses=True,
+                    socket_timeout=COMMAND_TIMEOUT,
+                    socket_connect_timeout=COMMAND_TIMEOUT,
+                    # Our own reconnection is bounded and logged; redis-py's
+                    # default of three retries with backoff would hide a lost
+                    # store for seconds on every command.
+                    retry=Retry(NoBackoff(), 1),
+                )
+            except ValueError as exc:
+                message = f"bad shared-quota URL {_shown(self._url)!r}: {exc}"
+                raise ConfigurationError(message) from None
+        self._beat_script = self._redis.register_script(BEAT)
+        self._cut_script = self._redis.register_script(CUT)
+        self._leave_script = self._redis.register_script(LEAVE)
+        self._controller = controller
+        try:
+            state = await self._beat(join=True)
+        except _STORE_ERRORS as exc:
+            self._controller = None
+            await self._close_client()
+            raise SharedQuotaUnavailableError(
+                f"the shared quota's store at {_shown(self._url)} cannot be reached "
+                f"({type(exc).__name__}: {exc}); start Redis or run without a shared quota"
+            ) from None
+        self._epoch = state.epoch
+        controller.coordinator = self
+        self._follow(state, event=False)
+        self._task = asyncio.create_task(self._run(), name=f"shared-quota {self._member}")
+        log.info(
+            "shared quota: joined %s as %s, one of %d; share %.0f%%",
+            _shown(self._url),
+            self._member,
+            state.members,
+            100 * state.fraction,
+        )
+
+    async def close(self) -> None:
+        """Leave the group (the share goes to the others at once) and close the connection.
+
+        The controller keeps pacing alone from its last share. Safe to call twice.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        tasks = [t for t in (self._task, *self._cuts) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._controller is not None and self._controller.coordinator is self:
+            self._controller.coordinator = None
+        if self._redis is not None and self._state is not None and not self._lost:
+            # If this fails, the lease lapses on its own within LEASE_TTL.
+            with contextlib.suppress(*_STORE_ERRORS):
+                await self._leave_script(keys=self._keys, args=[self._member])
+        await self._close_client()
+
+    def joined(self, controller: RateController) -> _Joined:
+        """``async with shared.joined(controller):`` :meth:`start`, then :meth:`close`."""
+        return _Joined(self, controller)
+
+    # -- QuotaCoordinator ---------------------------------------------------------
+
+    def on_cut(self, cut: Cut) -> None:
+        """Send this member's measurement to the group, in the background.
+
+        The controller has already cut its own rate; the answer replaces it
+        with the group's schedule. A member holding (almost) no share has
+        measured nothing of the quota, and only cuts locally.
+        """
+        if not self.sharing or self._state is None or self._state.fraction <= 0:
+            return
+        # The measurement is of this member's calls, its fraction of the
+        # whole when the limiter is saturated: scale it up to the group.
+        fraction = self._state.fraction
+        estimate = max(cut.estimate / fraction, MIN_RATE)
+        # The hold's calls are the group's: at the group's hold rate
+        # (hold_rate / fraction) they take a fraction of the time they
+        # would take this member alone.
+        hold = max(cut.hold_seconds, cut.hold_calls * fraction / cut.hold_rate)
+        task = asyncio.create_task(self._report_cut(estimate, hold))
+        self._cuts.add(task)
+        task.add_done_callback(self._cuts.discard)
+
+    # -- internals ----------------------------------------------------------------
+
+    async def _next_beat(self) -> None:
+        """Wait a heartbeat; less for a member holding no share whose workers now wait."""
+        if self.fraction > 0:
+            await self._sleep(self._heartbeat)
+            return
+        # An idle member paces at the floor: work arriving must not wait a
+        # whole heartbeat for its share.
+        step = self._heartbeat / _IDLE_CHECKS
+        for _ in range(_IDLE_CHECKS):
+            await self._sleep(step)
+            if self._controller is not None and self._controller.waiting > 0:
+                return
+
+    async def _run(self) -> None:
+        while True:
+            await self._next_beat()
+            try:
+                state = await self._beat(join=False)
+            except _STORE_ERRORS as exc:
+                self._lose(exc)
+                if not await self._rejoin():
+                    return
+                continue
+            self._follow(state, event=state.epoch > self._epoch and not self._cuts)
+
+    async def _rejoin(self) -> bool:
+        wait = self._heartbeat
+        for attempt in range(1, self._reconnects + 1):
+            await self._sleep(wait)
+            wait *= 2
+            try:
+                state = await self._beat(join=True)
+            except _STORE_ERRORS as exc:
+                log.debug("shared quota: rejoin attempt %d failed: %s", attempt, exc)
+                continue
+            assert self._controller is not None
+            self._lost = False
+            self._controller.coordinator = self
+            self._follow(state, event=state.epoch > self._epoch)
+            log.info("shared quota: rejoined %s; sharing the quota again", _shown(self._url))
+            return True
+        log.info(
+            "shared quota: %s still unreachable after %d attempts; "
+            "this process paces alone for the rest of the run",
+            _shown(self._url),
+            self._reconnects,
+        )
+        return False
+
+    def _lose(self, exc: BaseException) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        assert self._controller is not None
+        if self._controller.coordinator is self:
+            self._controller.coordinator = None
+        message = (
+            "shared quota: lost the store at %s (%s); carrying on with this process's "
+            "own rate control from %.1f calls/s"
+        )
+        args = (_shown(self._url), type(exc).__name__, self._controller.current_rate)
+        if self._warned:
+            log.info(message, *args)
+        else:
+            self._warned = True
+            log.warning(message, *args)
+
+    def _want(self, now: float, join: bool) -> float:
+        """The demand of this member: -1 when its workers queue at the pacer, else what it used."""
+        controller = self._controller
+        assert controller is not None
+        sent, queued = controller.sent - self._last_sent, controller.queued - self._last_queued
+        self._last_sent, self._last_queued = controller.sent, controller.queued
+        elapsed, self._last_beat = now - self._last_beat, now
+        if join or controller.waiting > 0 or (sent > 0 and queued >= _QUEUED_SHARE * sent):
+            return -1.0
+        return _HEADROOM * sent / elapsed if elapsed > 0 else 0.0
+
+    async def _beat(self, *, join: bool) -> GroupState:
+        assert self._redis is not None
+        sent_at = self._clock()
+        raw = await self._beat_script(
+            keys=self._keys,
+            args=[
+                self._member,
+                repr(self._lease),
+                repr(self._want(sent_at, join)),
+                repr(INITIAL_RATE),
+                repr(MARGIN),
+                repr(MIN_HOLD),
+                STATE_TTL,
+            ],
+        )
+        return self._answered(raw, sent_at)
+
+    async def _report_cut(self, estimate: float, hold_seconds: float) -> None:
+        assert self._redis is not None
+        sent_at = self._clock()
+        try:
+            raw = await self._cut_script(
+                keys=self._keys,
+                args=[
+                    self._member,
+                    self._epoch,
+                    repr(estimate),
+                    repr(hold_seconds),
+                    repr(MARGIN),
+                    STATE_TTL,
+                ],
+            )
+        except _STORE_ERRORS as exc:
+            self._lose(exc)  # the heartbeat task notices too, and tries to rejoin
+            return
+        state = self._answered(raw, sent_at)
+        if self.sharing:
+            # Applied or not, this controller already opened an epoch for
+            # the burst: the group's answer is the same event, not a new one.
+            self._follow(state, event=False)
+
+    def _answered(self, raw: object, sent_at: float) -> GroupState:
+        if not isinstance(raw, list):
+            raise RedisError(f"unexpected script reply {raw!r}")
+        state = GroupState.parse(raw)
+        # Half the round trip is the error of this offset.
+        self._offset = state.now - (sent_at + self._clock()) / 2
+        return state
+
+    def _follow(self, state: GroupState, *, event: bool) -> None:
+        self._state = state
+        self._epoch = max(self._epoch, state.epoch)
+        controller = self._controller
+        if controller is None or controller.coordinator is not self:
+            return
+        fraction = state.fraction
+        estimate = state.estimate
+        controller.follow(
+            Share(
+                base=max(fraction * state.base, MIN_RATE),
+                since=state.since - self._offset,
+                slow_start=state.slow_start,
+                estimate=None if estimate is None else max(fraction * estimate, MIN_RATE),
+            ),
+            event=event,
+        )
+
+    async def _close_client(self) -> None:
+        if self._owns_client and self._redis is not None:
+            await self._redis.aclose()
+        self._redis = None
+
+
+class _Joined:
+    """The async context manager of :meth:`SharedQuota.joined`."""
+
+    def __init__(self, shared: SharedQuota, controller: RateController) -> None:
+        self._shared = shared
+        self._controller = controller
+
+    async def __aenter__(self) -> SharedQuota:
+        await self._shared.start(self._controller)
+        return self._shared
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._shared.close()

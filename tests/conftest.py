@@ -1,0 +1,125 @@
+"""Fixtures shared by several test modules."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+import pytest
+from hostile_server import Hostile, running_hostile
+
+from ocr_async.emulator import EmulatorConfig, RunningEmulator, find_free_port, running_emulator
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[Hostile]:
+    """The hostile API and OAuth server (tests/hostile_server.py), on loopback."""
+    async with running_hostile() as server:
+        yield server
+
+
+# --- the emulator --------------------------------------------------------------------
+# One well-behaved API for the tests that talk to one: it accepts TOKEN with
+# APPKEY and nothing else, so every answer also proves the client sent both.
+# A module that needs its credentials in the environment, or other settings,
+# builds on these (emulator_config(latency=...), or a fixture of the same
+# name that asks for this one).
+
+#: The bearer token the shared emulator accepts (distinct, so a leak is easy to spot).
+TOKEN: Final = "emulator-TOKEN-5f2a9c"
+#: The app key the shared emulator accepts.
+APPKEY: Final = "emulator-appkey"
+
+
+def emulator_config(**overrides: Any) -> EmulatorConfig:
+    """The shared emulator's settings (only TOKEN with APPKEY), changed by ``overrides``."""
+    settings: dict[str, Any] = {"tokens": frozenset({TOKEN}), "appkey": APPKEY, **overrides}
+    return EmulatorConfig(**settings)
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[RunningEmulator]:
+    """An emulator on loopback that accepts only TOKEN with APPKEY.
+
+    Its port is in the range the API fetches ``imageUrl`` from (10000-12000),
+    so its ``/samples/`` route can stand in for images on the web.
+    """
+    port = find_free_port(10000, 12000)
+    async with running_emulator(emulator_config(), port=port) as running:
+        yield running
+
+
+# -- Redis (the shared quota's store) ------------------------------------------
+# Debian's redis-server on a free loopback port, one per test (tests stop it
+# on purpose), no persistence. Tests that use it skip when it is absent.
+
+
+@dataclass
+class RedisServer:
+    """A redis-server child process listening on 127.0.0.1."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        """Terminate it (SIGTERM) and wait: the store is gone."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def free_port() -> int:
+    """A loopback port free just now (above the ones the emulator fixture takes)."""
+    return find_free_port(20000, 60000)
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_redis() -> RedisServer:
+    """Start a redis-server, or skip the test when there is none."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.path.exists(binary):
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    for _ in range(5):  # the free port may be taken between the probe and the bind
+        port = free_port()
+        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"]  # fmt: skip
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while process.poll() is None and time.monotonic() < deadline:
+            if _answers_ping(port):
+                return RedisServer(port, process)
+            time.sleep(0.02)
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    raise RuntimeError("redis-server did not start")
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh redis-server on loopback for this test; stopped after it."""
+    server = start_redis()
+    try:
+        yield server
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
