@@ -115,7 +115,8 @@ millisecond of jitter (4 % of the gap at 40/s, 20 % at 200/s) caps it near
 83 % and 80 %. A fixed window costs a few refusals per probe (3.7 % at
 40/s). Two processes that start together share a quota evenly, but nothing
 pulls unequal shares together: one started a second later can be held to
-10 % (issue 11, one quota shared through one controller, is the fix).
+10 % (one controller for all of them, :mod:`ocr_async.shared_quota`, is the
+fix).
 ``python -m benchmarks.limiters`` measures the same against the emulator,
 nginx and HAProxy (``docs/benchmarks.md``).
 
