@@ -2,7 +2,7 @@
 
 from ocr_async.auth import StaticToken, TokenProvider, UserAccessKeyTokens
 from ocr_async.batch import BatchSummary, StopRequest, run_batch
-from ocr_async.client import OcrClient, RetryPolicy
+from ocr_async.client import OcrClient
 from ocr_async.errors import (
     AnswerTooLargeError,
     ApiError,
@@ -40,6 +40,8 @@ from ocr_async.models import (
     Record,
     Word,
 )
+from ocr_async.options import Credentials, Options, resolve_credentials
+from ocr_async.retry import RetryPolicy
 from ocr_async.sink import JsonlSink
 from ocr_async.stream import RecordStream, recognize_many
 
@@ -53,6 +55,7 @@ __all__ = [
     "BoundingBox",
     "ConfigurationError",
     "ConnectionFailedError",
+    "Credentials",
     "Endpoint",
     "ErrorInfo",
     "HttpStatusError",
@@ -70,6 +73,7 @@ __all__ = [
     "OcrClient",
     "OcrError",
     "OcrResult",
+    "Options",
     "RateController",
     "RateLimitedError",
     "Recognition",
@@ -90,5 +94,6 @@ __all__ = [
     "Word",
     "__version__",
     "recognize_many",
+    "resolve_credentials",
     "run_batch",
 ]

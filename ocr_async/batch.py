@@ -22,9 +22,11 @@ from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ocr_async.client import OcrClient
 from ocr_async.errors import AuthError, ConfigurationError, OcrError
 from ocr_async.fdlimit import fit_concurrency
 from ocr_async.models import Endpoint, ErrorInfo, ImageInput, Recognition, Record
+from ocr_async.options import EndpointChoice, Options
 from ocr_async.prepare import Preparation, PreparedImage
 from ocr_async.seen import SourceSet
 from ocr_async.sink import RecordSink
@@ -194,38 +196,41 @@ async def run_batch(
     items: AsyncIterable[SourceItem],
     sink: RecordSink,
     *,
-    endpoint: Endpoint = Endpoint.GENERAL,
-    concurrency: int = 16,
+    options: Options | None = None,
+    concurrency: int | None = None,
+    endpoint: EndpointChoice | None = None,
     on_record: Callable[[Record], None] | None = None,
     on_skip: Callable[[str, str], None] | None = None,
-    preparation: Preparation | None = None,
     already_done: SourceSet | None = None,
     stop: StopRequest | None = None,
-    grace: float = 10.0,
     clock: Callable[[], float] = time.monotonic,
 ) -> BatchSummary:
-    """Recognize every item with ``concurrency`` workers; write one record each.
+    """Recognize every item with ``options.concurrency`` workers; write one record each.
 
-    ``preparation`` may convert, shrink or pick the endpoint per image (and
-    then its ``endpoint`` is used instead of ``endpoint``); a multi-page input
-    gives one record per page.
+    ``options`` (by default the client's, for an :class:`~ocr_async.OcrClient`)
+    says how many workers, which endpoint (``"auto"``: per image), whether
+    to convert or shrink images first, and the grace period of a stop;
+    ``concurrency`` and ``endpoint`` are shorthand for changing it. A
+    multi-page input gives one record per page.
 
     Sources in ``already_done`` (from a resumed output) and sources seen
     earlier in this run are skipped and counted, and ``on_skip`` hears of
     each duplicate. ``stop`` ends the run early (see :class:`StopRequest`).
 
-    ``concurrency`` is lowered, with a warning, when the open-file limit
+    The concurrency is lowered, with a warning, when the open-file limit
     has no room for that many connections (see :mod:`ocr_async.fdlimit`).
 
     Returns the summary. Raises what ``items`` raises (an unreadable URL
     list, say) after the records of everything already taken are written.
     """
-    if concurrency < 1:
-        raise ValueError("concurrency must be at least 1")
-    concurrency, lowered = fit_concurrency(concurrency)
+    if options is None:
+        options = client.options if isinstance(client, OcrClient) else Options()
+    options = options.with_changes(concurrency=concurrency, endpoint=endpoint)
+    concurrency, lowered = fit_concurrency(options.concurrency)
     if lowered is not None:
         log.warning("%s", lowered)
-    preparation = preparation or Preparation(endpoint=endpoint)
+    grace = options.grace
+    preparation = Preparation.from_options(options)
     summary = BatchSummary()
     queue: asyncio.Queue[SourceItem | None] = asyncio.Queue(maxsize=concurrency)
     stopping = asyncio.Event()

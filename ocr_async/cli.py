@@ -22,24 +22,27 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from ocr_async import __version__, protocol
-from ocr_async.auth import TokenProvider, token_from_environment, uak_from_environment
 from ocr_async.batch import StopRequest, counted, run_batch
-from ocr_async.client import (
-    APPKEY_ENV,
-    BASE_URL_ENV,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_TIMEOUT,
-    OcrClient,
-    RetryPolicy,
-)
+from ocr_async.client import OcrClient
 from ocr_async.errors import ConfigurationError, OcrError
 from ocr_async.imaging import PILLOW_HINT
 from ocr_async.limits import RateController
 from ocr_async.models import Endpoint, ImageUrl
-from ocr_async.prepare import Preparation
+from ocr_async.options import (
+    APPKEY_ENV,
+    BASE_URL_ENV,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_GRACE,
+    DEFAULT_TIMEOUT,
+    Credentials,
+    Options,
+    resolve_base_url,
+    resolve_credentials,
+)
 from ocr_async.progress import Progress
 from ocr_async.reading import display_path
 from ocr_async.resume import NotAnOutputError, ResumeIndex, load_resume_index
+from ocr_async.retry import RetryPolicy
 from ocr_async.seen import SourceSet
 from ocr_async.sink import JsonlSink, OutputExistsError, OutputLock, OutputLockError
 from ocr_async.sources import (
@@ -73,8 +76,30 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130
 
 
-class UsageError(Exception):
+class CommandError(Exception):
+    """A command cannot go on: its message for stderr, and the exit code it means.
+
+    Raised anywhere below :func:`main`, which prints ``PREFIX: MESSAGE`` and
+    returns :attr:`exit_code`: the one place an error becomes an exit code.
+    """
+
+    exit_code: ExitCode = ExitCode.CANNOT_PROCEED
+
+    def __init__(self, message: str, *, prefix: str = "ocr-async") -> None:
+        super().__init__(message)
+        self.prefix = prefix
+
+
+class UsageError(CommandError):
     """A mistake in how the command was called; exit code 2."""
+
+    exit_code = ExitCode.USAGE
+
+
+class CannotProceedError(CommandError):
+    """The command could not proceed (credentials refused, output unwritable); exit code 3."""
+
+    exit_code = ExitCode.CANNOT_PROCEED
 
 
 #: The most requests ``--concurrency`` allows in flight. Past a few hundred
@@ -197,12 +222,9 @@ def _add_run_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     run.add_argument(
         "--base-url",
-        default=os.environ.get(BASE_URL_ENV, protocol.DEFAULT_BASE_URL),
         help=f"API host (env {BASE_URL_ENV}; default {protocol.DEFAULT_BASE_URL})",
     )
-    run.add_argument(
-        "--appkey", default=os.environ.get(APPKEY_ENV), help=f"the app key (env {APPKEY_ENV})"
-    )
+    run.add_argument("--appkey", help=f"the app key (env {APPKEY_ENV})")
     run.add_argument(
         "--token-file", metavar="FILE", help="file holding the token (else env NHN_OCR_TOKEN)"
     )
@@ -272,7 +294,7 @@ def _add_run_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     run.add_argument(
         "--grace",
         type=_positive_float,
-        default=10.0,
+        default=DEFAULT_GRACE,
         help="on Ctrl-C, seconds to let requests in flight finish (default 10)",
     )
     run.add_argument(
@@ -528,7 +550,9 @@ def _check_run_args(args: argparse.Namespace) -> None:
         raise UsageError("--resume and --overwrite contradict each other")
     if args.rps is not None and args.no_adapt:
         raise UsageError("--rps and --no-adapt contradict each other")
-    _check_base_url(args.base_url)
+    # The environment is read here, as everywhere, by resolve_credentials;
+    # only the URL is checked now, in the order the mistakes were always told.
+    _check_base_url(resolve_base_url(args.base_url))
     _check_pillow(args)
 
 
@@ -588,26 +612,44 @@ def _check_inputs_exist(inputs: Sequence[str]) -> None:
     )
 
 
+def _options(args: argparse.Namespace) -> Options:
+    """The run's one options object, from its flags."""
+    return Options(
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        max_bytes=args.max_bytes,
+        retry=RetryPolicy(max_attempts=args.max_attempts, max_throttled=args.max_throttled),
+        rps=args.rps,
+        adapt_rate=not args.no_adapt,
+        endpoint="auto" if args.endpoint == "auto" else Endpoint(args.endpoint),
+        convert=args.convert,
+        shrink=args.shrink,
+        grace=args.grace,
+    )
+
+
 async def _run(args: argparse.Namespace) -> ExitCode:
     _check_run_args(args)
-    if not args.appkey:
-        raise UsageError(f"no app key: set {APPKEY_ENV} or pass --appkey")
+    options = _options(args)
+    credentials = resolve_credentials(
+        appkey=args.appkey,
+        base_url=args.base_url,
+        token_file=args.token_file,
+        appkey_flag="--appkey",
+    )
+    _check_inputs_exist(args.inputs)
+    uak = credentials.user_access_key
+    if uak is None:
+        return await _run_with(args, options, credentials)
     # A User Access Key (NHN_UAK_ID/NHN_UAK_SECRET) issues its own tokens and
     # wins over a fixed token; it is asked for one before any image is read,
     # so a refused key stops the run at once (exit 3), not image by image.
-    uak = uak_from_environment()
-    if uak is None:
-        tokens = token_from_environment(token_file=args.token_file)
-        _check_inputs_exist(args.inputs)
-        return await _run_with_tokens(args, tokens)
-    _check_inputs_exist(args.inputs)
     async with uak:
         try:
             await uak.get_token()
         except (ConfigurationError, OcrError) as exc:
-            print(f"ocr-async: cannot get a token: {exc}", file=sys.stderr)
-            return ExitCode.CANNOT_PROCEED
-        code = await _run_with_tokens(args, uak)
+            raise CannotProceedError(f"cannot get a token: {exc}") from None
+        code = await _run_with(args, options, credentials)
         log.info("tokens issued from the User Access Key: %d", uak.issued)
         return code
 
@@ -671,32 +713,21 @@ def _describe_rate(controller: RateController | None) -> str | None:
     )
 
 
-async def _run_with_tokens(args: argparse.Namespace, tokens: TokenProvider) -> ExitCode:
-    preparation = Preparation(
-        endpoint=Endpoint.GENERAL if args.endpoint == "auto" else Endpoint(args.endpoint),
-        auto_endpoint=args.endpoint == "auto",
-        convert=args.convert,
-        shrink=args.shrink,
-        max_bytes=args.max_bytes,
-    )
+async def _run_with(
+    args: argparse.Namespace, options: Options, credentials: Credentials
+) -> ExitCode:
     client = OcrClient(
-        appkey=args.appkey,
-        token=tokens,
-        base_url=args.base_url,
-        concurrency=args.concurrency,
-        timeout=args.timeout,
-        max_bytes=args.max_bytes,
-        retry=RetryPolicy(max_attempts=args.max_attempts, max_throttled=args.max_throttled),
-        rps=args.rps,
-        adapt_rate=not args.no_adapt,
+        appkey=credentials.appkey,
+        token=credentials.tokens,
+        base_url=credentials.base_url,
+        options=options,
     )
     try:
         sink, resumed = await _open_output(args)
     except OSError as exc:
-        print(f"ocr-async: cannot open {args.output}: {exc}", file=sys.stderr)
-        return ExitCode.CANNOT_PROCEED
+        raise CannotProceedError(f"cannot open {args.output}: {exc}") from None
     progress = Progress(enabled=sys.stderr.isatty() and not args.no_progress)
-    extensions = IMAGE_EXTENSIONS | (CONVERTIBLE_EXTENSIONS if args.convert else frozenset())
+    extensions = IMAGE_EXTENSIONS | (CONVERTIBLE_EXTENSIONS if options.convert else frozenset())
     if args.urls is None:
         progress.count_in_background(list(args.inputs), extensions)
     skips = _SkipLog()
@@ -713,13 +744,11 @@ async def _run_with_tokens(args: argparse.Namespace, tokens: TokenProvider) -> E
                     args.inputs, args.urls, skips, extensions, resumed.done if resumed else None
                 ),
                 sink if texts is None else texts,
-                preparation=preparation,
-                concurrency=args.concurrency,
+                options=options,
                 on_record=progress.update,
                 on_skip=_log_skip,
                 already_done=resumed.done if resumed else None,
                 stop=stop,
-                grace=args.grace,
             )
     except OSError as exc:
         failure = exc
@@ -732,16 +761,13 @@ async def _run_with_tokens(args: argparse.Namespace, tokens: TokenProvider) -> E
         except OSError as exc:  # the writer failed (disk full) on the last lines
             failure = failure or exc
     if failure is not None:
-        print(f"ocr-async: the run could not go on: {failure}", file=sys.stderr)
-        return ExitCode.CANNOT_PROCEED
+        raise CannotProceedError(f"the run could not go on: {failure}")
     if bad_list is not None:
         # The inputs before the bad line have their records: --resume goes on.
-        print(
-            f"ocr-async: {bad_list} (the records of the inputs before it are written; "
-            "fix the list, then run again with --resume)",
-            file=sys.stderr,
+        raise UsageError(
+            f"{bad_list} (the records of the inputs before it are written; "
+            "fix the list, then run again with --resume)"
         )
-        return ExitCode.USAGE
     summary.skipped = skips.count
     print(summary.describe(), file=sys.stderr)
     if texts is not None:
@@ -783,7 +809,7 @@ class _StderrHandler(logging.Handler):
         print(self.format(record), file=sys.stderr)
 
 
-def _report(args: argparse.Namespace) -> int:
+def _report(args: argparse.Namespace) -> ExitCode:
     from ocr_async.report import write_report
 
     if args.html is None:
@@ -792,18 +818,15 @@ def _report(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.html} already exists: pass --overwrite to replace it")
     unreadable = _records_unreadable(args.jsonl)
     if unreadable is not None:
-        print(f"ocr-async: cannot read {args.jsonl}: {unreadable}", file=sys.stderr)
-        return ExitCode.CANNOT_PROCEED
+        raise CannotProceedError(f"cannot read {args.jsonl}: {unreadable}")
     try:
         summary = write_report(Path(args.jsonl), Path(args.html), embed_images=not args.no_images)
     except OSError as exc:
         reading = exc.filename is not None and os.fspath(exc.filename) == args.jsonl
         what = f"read {args.jsonl}" if reading else f"write the report to {args.html}"
-        print(f"ocr-async: cannot {what}: {exc.strerror or exc}", file=sys.stderr)
-        return ExitCode.CANNOT_PROCEED
+        raise CannotProceedError(f"cannot {what}: {exc.strerror or exc}") from None
     except ValueError as exc:
-        print(f"ocr-async: cannot write the report: {exc}", file=sys.stderr)
-        return ExitCode.CANNOT_PROCEED
+        raise CannotProceedError(f"cannot write the report: {exc}") from None
     print(summary.describe(), file=sys.stderr)
     print(f"review page written to {args.html}", file=sys.stderr)
     return ExitCode.OK
@@ -895,7 +918,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ocr_async.demo import demo_command
 
         return int(asyncio.run(demo_command(args)))
-    except (UsageError, ConfigurationError) as exc:
+    except CommandError as exc:
+        print(f"{exc.prefix}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except ConfigurationError as exc:
         print(f"ocr-async: {exc}", file=sys.stderr)
         return ExitCode.USAGE
     except KeyboardInterrupt:

@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
@@ -44,76 +42,20 @@ from ocr_async.models import (
     OcrResult,
     Recognition,
 )
+from ocr_async.options import APPKEY_ENV, Options
 from ocr_async.reading import read_image_file
+from ocr_async.retry import RetryPolicy
 from ocr_async.sanitize import Redactor, exception_text
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "APPKEY_ENV",
-    "BASE_URL_ENV",
-    "DEFAULT_CONCURRENCY",
-    "DEFAULT_MAX_ANSWER_BYTES",
-    "DEFAULT_TIMEOUT",
-    "PARSE_INLINE_LIMIT",
-    "OcrClient",
-    "RetryPolicy",
-    "as_image_input",
-]
+__all__ = ["PARSE_INLINE_LIMIT", "OcrClient", "as_image_input"]
 
-#: The environment variable naming the API host (the command line and
-#: recognize_many read it; an OcrClient is given its base_url).
-BASE_URL_ENV = "NHN_OCR_BASE_URL"
-#: The environment variable holding the app key.
-APPKEY_ENV = "NHN_OCR_APPKEY"
-
-#: Requests in flight at once, and the size of the connection pool.
-DEFAULT_CONCURRENCY = 16
-#: Seconds for one request, upload and answer included.
-DEFAULT_TIMEOUT = 60.0
-#: The most of one answer that is read, counted after decompression. A dense
-#: page is about 1,000 words, some 200 kB of JSON; even a 20 MB image packed
-#: with 10-pixel text (about 40,000 words) answers under 10 MB. 64 MiB leaves
-#: ample room and still bounds memory against a gzip bomb or a server that
-#: is not the API: with 16 requests in flight, at most 1 GiB of answers.
-DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024
 #: Answers up to this size are parsed on the event loop; larger ones in a
 #: worker thread. Parsing runs at about 15 MB/s, so an inline parse holds the
 #: loop 4 ms at most, less than a thread hop would save; a 64 MB answer
 #: parsed inline would stall every other request in flight for seconds.
 PARSE_INLINE_LIMIT = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often and how patiently to try again.
-
-    Waits grow as ``initial_wait * 2**n`` up to ``max_wait``, plus a random
-    jitter of up to ``jitter`` seconds so that many workers refused at the
-    same moment do not all come back at the same moment.
-    """
-
-    #: Requests per image at most, the first included, not counting
-    #: call-limit refusals (4000006, 5000503).
-    max_attempts: int = 5
-    #: Call-limit refusals per image at most.
-    max_throttled: int = 20
-    initial_wait: float = 0.5
-    max_wait: float = 20.0
-    jitter: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ConfigurationError("max_attempts must be at least 1")
-        if self.max_throttled < 1:
-            raise ConfigurationError("max_throttled must be at least 1")
-        if self.initial_wait < 0 or self.max_wait < 0 or self.jitter < 0:
-            raise ConfigurationError("retry waits must not be negative")
-
-    def backoff(self, failures: int) -> float:
-        """Seconds to wait after the ``failures``-th backed-off failure of an image."""
-        exponential = self.initial_wait * 2.0 ** (failures - 1)
-        return min(exponential, self.max_wait) + random.uniform(0.0, self.jitter)
 
 
 def as_image_input(image: ImageInput) -> ImageFile | ImageBytes | ImageUrl:
@@ -159,26 +101,31 @@ class OcrClient:
         token: str | TokenProvider,
         base_url: str = protocol.DEFAULT_BASE_URL,
         session: aiohttp.ClientSession | None = None,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        timeout: float = DEFAULT_TIMEOUT,
-        max_bytes: int = protocol.DEFAULT_MAX_BYTES,
-        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        options: Options | None = None,
+        concurrency: int | None = None,
+        timeout: float | None = None,
+        max_bytes: int | None = None,
+        max_answer_bytes: int | None = None,
         retry: RetryPolicy | None = None,
         rps: float | None = None,
-        adapt_rate: bool = True,
+        adapt_rate: bool | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not appkey:
-            raise ConfigurationError("no app key: set NHN_OCR_APPKEY or pass --appkey")
-        if concurrency < 1:
-            raise ConfigurationError("concurrency must be at least 1")
-        if not timeout > 0:  # also refuses NaN
-            raise ConfigurationError("timeout must be positive")
-        if max_bytes < 1:
-            raise ConfigurationError("max_bytes must be positive")
-        if max_answer_bytes < 1:
-            raise ConfigurationError("max_answer_bytes must be positive")
+            raise ConfigurationError(f"no app key: set {APPKEY_ENV} or pass --appkey")
+        # The keywords are shorthand for the Options they change: one value
+        # is checked once and read by everything the client does.
+        options = (options or Options()).with_changes(
+            concurrency=concurrency,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            max_answer_bytes=max_answer_bytes,
+            retry=retry,
+            rps=rps,
+            adapt_rate=adapt_rate,
+        )
+        self._options = options
         self._appkey = appkey
         self._tokens: TokenProvider = StaticToken(token) if isinstance(token, str) else token
         # Secrets blanked out of every answer: the token sent, and a User
@@ -190,23 +137,25 @@ class OcrClient:
         self._base_url = base_url
         self._session = session
         self._owns_session = session is None
-        self._concurrency = concurrency
+        self._concurrency = options.concurrency
         # Bounds requests in flight even on a caller's session, whose pool
         # may be larger: a web backend sharing one client across handlers.
-        self._in_flight = asyncio.Semaphore(concurrency)
-        self._max_bytes = max_bytes
-        self._max_answer_bytes = max_answer_bytes
+        self._in_flight = asyncio.Semaphore(options.concurrency)
+        self._max_bytes = options.max_bytes
+        self._max_answer_bytes = options.max_answer_bytes
         # One multipart boundary per client, not one per request: servers
         # cache the parsed Content-Type (aiohttp keeps the last 56), and a new
         # boundary on every call costs the server a full header parse each time.
         self._boundary = f"ocr-async-{secrets.token_hex(16)}"
-        self._retry = retry or RetryPolicy()
+        self._retry = options.retry
         self._sleep = sleep
         self._clock = clock
-        self._request_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10))
-        if rps is not None or adapt_rate:
+        self._request_timeout = aiohttp.ClientTimeout(
+            total=options.timeout, connect=min(options.timeout, 10)
+        )
+        if options.rps is not None or options.adapt_rate:
             self._rate: RateController | None = RateController(
-                fixed_rps=rps, clock=clock, sleep=sleep
+                fixed_rps=options.rps, clock=clock, sleep=sleep
             )
         else:
             self._rate = None
@@ -218,6 +167,11 @@ class OcrClient:
     def rate_controller(self) -> RateController | None:
         """The controller pacing every request, or None when rate control is off."""
         return self._rate
+
+    @property
+    def options(self) -> Options:
+        """The options this client was built with (the keywords folded in)."""
+        return self._options
 
     @property
     def max_bytes(self) -> int:

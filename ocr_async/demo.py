@@ -46,7 +46,8 @@ from typing import Any, Final
 
 from ocr_async.auth import OAUTH_URL_ENV
 from ocr_async.batch import BatchSummary, run_batch
-from ocr_async.client import OcrClient, RetryPolicy
+from ocr_async.cli import CannotProceedError, UsageError
+from ocr_async.client import OcrClient
 from ocr_async.emulator import (
     SAMPLES,
     EmulatorConfig,
@@ -63,6 +64,7 @@ from ocr_async.emulator.engines import engine_from_name
 from ocr_async.emulator.limiters import parse_schedule
 from ocr_async.errors import ConfigurationError
 from ocr_async.models import ImageFile, ImageUrl, Record
+from ocr_async.retry import RetryPolicy
 from ocr_async.sink import JsonlSink, OutputExistsError
 from ocr_async.sources import SourceItem
 
@@ -272,8 +274,7 @@ async def demo_command(args: argparse.Namespace) -> int:
                         on_record=records.append,
                     )
             except OutputExistsError as exc:
-                print(f"ocr-async: {exc}", file=sys.stderr)
-                return 2
+                raise UsageError(str(exc)) from None
         lines: list[str] = []
         score = WordScore()
         good = sum(
@@ -434,6 +435,7 @@ async def serve_command(args: argparse.Namespace) -> int:
     try:
         await serve_forever(config, host=args.host, port=args.port, on_ready=ready)
     except OSError as exc:  # the socket could not be bound
-        print(f"ocr-async serve: {_listen_error(exc, args.host, args.port)}", file=sys.stderr)
-        return 3
+        raise CannotProceedError(
+            _listen_error(exc, args.host, args.port), prefix="ocr-async serve"
+        ) from None
     return 0

@@ -27,14 +27,11 @@ from ocr_async.imaging import (
     shrink_to_fit,
 )
 from ocr_async.models import Endpoint, ImageBytes, ImageFile, ImageUrl
+from ocr_async.options import DEFAULT_READ_LIMIT, Options
 from ocr_async.reading import read_image_file
 from ocr_async.sources import SourceItem
 
-__all__ = ["DEFAULT_READ_LIMIT", "Preparation", "PreparedImage"]
-
-#: With --convert or --shrink a file may be larger than the upload limit
-#: before it is made to fit; this bounds what is read into memory.
-DEFAULT_READ_LIMIT = 256 * 1024 * 1024
+__all__ = ["Preparation", "PreparedImage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +64,18 @@ class Preparation:
     _decoders: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(os.cpu_count() or 2), repr=False
     )
+
+    @classmethod
+    def from_options(cls, options: Options) -> Preparation:
+        """The steps ``options`` asks for."""
+        return cls(
+            endpoint=options.fixed_endpoint,
+            auto_endpoint=options.auto_endpoint,
+            convert=options.convert,
+            shrink=options.shrink,
+            max_bytes=options.max_bytes,
+            read_limit=options.read_limit,
+        )
 
     @property
     def changes_images(self) -> bool:

@@ -8,6 +8,7 @@ import pytest
 from ocr_async.batch import BatchSummary, StopRequest, run_batch
 from ocr_async.errors import (
     AuthError,
+    ConfigurationError,
     InvalidTokenError,
     LocalCheckError,
     RateLimitedError,
@@ -24,6 +25,7 @@ from ocr_async.models import (
     Record,
     Word,
 )
+from ocr_async.options import Options
 from ocr_async.seen import SourceSet
 from ocr_async.sources import SourceItem
 
@@ -224,7 +226,7 @@ def test_summary_add_counts_codes_as_text() -> None:
 
 
 async def test_zero_concurrency_is_refused() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ConfigurationError, match="at least 1"):
         await run_batch(FakeRecognizer(), items_of([]), ListSink(), concurrency=0)
 
 
@@ -308,8 +310,8 @@ async def test_grace_period_bounds_the_wait_then_abandons() -> None:
     stop = StopRequest()
     sink = ListSink()
     run = asyncio.create_task(
-        run_batch(gated, items_of(f"{n}.png" for n in range(10)), sink, concurrency=3,
-                  stop=stop, grace=0.05)
+        run_batch(gated, items_of(f"{n}.png" for n in range(10)), sink,
+                  options=Options(concurrency=3, grace=0.05), stop=stop)
     )  # fmt: skip
     await gated.wait_started(3)
     stop.request()
@@ -322,8 +324,8 @@ async def test_second_stop_request_is_immediate() -> None:
     gated = GatedRecognizer()
     stop = StopRequest()
     run = asyncio.create_task(
-        run_batch(gated, items_of(f"{n}.png" for n in range(10)), ListSink(), concurrency=2,
-                  stop=stop, grace=3600)
+        run_batch(gated, items_of(f"{n}.png" for n in range(10)), ListSink(),
+                  options=Options(concurrency=2, grace=3600), stop=stop)
     )  # fmt: skip
     await gated.wait_started(2)
     stop.request()

@@ -22,7 +22,7 @@ from yarl import URL
 
 from ocr_async import protocol
 from ocr_async.auth import StaticToken, TokenProvider
-from ocr_async.client import PARSE_INLINE_LIMIT, OcrClient, RetryPolicy, as_image_input
+from ocr_async.client import PARSE_INLINE_LIMIT, OcrClient, as_image_input
 from ocr_async.errors import (
     AnswerTooLargeError,
     AuthError,
@@ -43,6 +43,7 @@ from ocr_async.errors import (
     TransportError,
 )
 from ocr_async.models import Endpoint, ImageBytes, ImageFile, ImageInput, ImageUrl
+from ocr_async.retry import RetryPolicy
 
 TOKEN = "tok-SECRET-7f3a9c41"
 NEW_TOKEN = "tok-RENEWED-b81e07d2"

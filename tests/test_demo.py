@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from ocr_async import demo
-from ocr_async.cli import build_parser, main
+from ocr_async.cli import CannotProceedError, UsageError, build_parser, main
 from ocr_async.demo import (
     PASS_SHARE,
     WordScore,
@@ -152,7 +152,8 @@ async def test_demo_scores_only_the_scripts_an_engine_reads(
 async def test_demo_refuses_to_replace_an_output(tmp_path: Path) -> None:
     existing = tmp_path / "demo.jsonl"
     existing.write_text("keep me\n")
-    assert await demo_command(args(engine="embedded", output=str(existing))) == 2
+    with pytest.raises(UsageError, match="already exists"):
+        await demo_command(args(engine="embedded", output=str(existing)))
     assert existing.read_text() == "keep me\n"
 
 
@@ -296,14 +297,16 @@ async def test_serve_on_a_port_in_use_is_one_line_and_exit_3(
     ],
 )
 async def test_serve_cannot_listen_says_why_in_one_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], error: OSError, says: str
+    monkeypatch: pytest.MonkeyPatch, error: OSError, says: str
 ) -> None:
     async def refuse(config: object, **kwargs: object) -> None:
         raise error
 
     monkeypatch.setattr(demo, "serve_forever", refuse)
-    assert await demo.serve_command(serve_args("--engine", "embedded")) == 3
-    assert says in capsys.readouterr().err
+    with pytest.raises(CannotProceedError) as raised:
+        await demo.serve_command(serve_args("--engine", "embedded"))
+    assert says in str(raised.value)
+    assert (raised.value.prefix, raised.value.exit_code) == ("ocr-async serve", 3)
 
 
 def test_serve_engine_settings_follow_the_flags(monkeypatch: pytest.MonkeyPatch) -> None:

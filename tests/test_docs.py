@@ -61,7 +61,8 @@ import jsonschema
 import pytest
 from aiohttp import web
 
-from ocr_async import auth, cli, client
+from ocr_async import auth, cli
+from ocr_async import options as client
 from ocr_async.emulator import (
     EmulatorConfig,
     RunningEmulator,
