@@ -36,8 +36,10 @@ from ocr_async.models import (
     ImageUrl,
     Line,
     OcrResult,
+    Payload,
     Recognition,
     Record,
+    SourceItem,
     Word,
 )
 from ocr_async.options import Credentials, Options, resolve_credentials
@@ -74,6 +76,7 @@ __all__ = [
     "OcrError",
     "OcrResult",
     "Options",
+    "Payload",
     "RateController",
     "RateLimitedError",
     "Recognition",
@@ -83,6 +86,7 @@ __all__ = [
     "RetryPolicy",
     "ServerFailureError",
     "SourceError",
+    "SourceItem",
     "StaticToken",
     "StopRequest",
     "TemporarilyUnavailableError",

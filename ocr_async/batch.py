@@ -25,12 +25,10 @@ from typing import Protocol
 from ocr_async.client import OcrClient
 from ocr_async.errors import AuthError, ConfigurationError, OcrError
 from ocr_async.fdlimit import fit_concurrency
-from ocr_async.models import Endpoint, ErrorInfo, ImageInput, Recognition, Record
+from ocr_async.models import ErrorInfo, Payload, Recognition, Record, RecordSink, SourceItem
 from ocr_async.options import EndpointChoice, Options
-from ocr_async.prepare import Preparation, PreparedImage
+from ocr_async.precheck import Precheck
 from ocr_async.seen import SourceSet
-from ocr_async.sink import RecordSink
-from ocr_async.sources import SourceItem
 
 __all__ = ["BatchSummary", "Recognizer", "StopRequest", "run_batch"]
 
@@ -40,8 +38,8 @@ log = logging.getLogger(__name__)
 class Recognizer(Protocol):
     """What the pipeline needs of a client: :class:`ocr_async.OcrClient` is one."""
 
-    async def recognize(self, image: ImageInput, *, endpoint: Endpoint = ...) -> Recognition:
-        """Recognize one image or raise an :class:`OcrError`."""
+    async def send(self, payload: Payload) -> Recognition:
+        """Recognize one pre-checked image, or raise an :class:`OcrError`."""
         ...
 
 
@@ -114,19 +112,17 @@ def counted(count: int, word: str, plural: str | None = None) -> str:
     return f"{count} {word if count == 1 else plural or word + 's'}"
 
 
-def _failure_record(
-    prepared: PreparedImage, error: ErrorInfo, attempts: int, elapsed_ms: float
-) -> Record:
+def _failure_record(payload: Payload, error: ErrorInfo, attempts: int, elapsed_ms: float) -> Record:
     return Record(
-        source=prepared.source,
+        source=payload.source,
         ok=False,
-        endpoint=prepared.endpoint,
+        endpoint=payload.endpoint,
         attempts=attempts,
         elapsed_ms=elapsed_ms,
         text=None,
         result=None,
         error=error,
-        transform=prepared.transform,
+        transform=payload.transform,
     )
 
 
@@ -138,36 +134,38 @@ def _error_info(exc: OcrError) -> ErrorInfo:
 
 
 async def _recognize_one(
-    client: Recognizer, prepared: PreparedImage, clock: Callable[[], float]
+    client: Recognizer, payload: Payload, clock: Callable[[], float]
 ) -> tuple[Record, Exception | None]:
-    if prepared.error is not None:
-        return _failure_record(prepared, _error_info(prepared.error), 0, 0.0), prepared.error
+    if payload.error is not None:
+        return _failure_record(payload, _error_info(payload.error), 0, 0.0), payload.error
     started = clock()
     try:
-        recognition = await client.recognize(prepared.image, endpoint=prepared.endpoint)
+        recognition = await client.send(payload)
     except OcrError as exc:
         elapsed = (clock() - started) * 1000.0
-        return _failure_record(prepared, _error_info(exc), exc.attempts, elapsed), exc
+        return _failure_record(payload, _error_info(exc), exc.attempts, elapsed), exc
     except ConfigurationError as exc:
         # The token provider cannot get a token (the OAuth server refused the
         # User Access Key): not about this image, and fatal for the run.
         info = ErrorInfo("credentials", str(exc), True, True)
-        return _failure_record(prepared, info, 0, (clock() - started) * 1000.0), exc
+        return _failure_record(payload, info, 0, (clock() - started) * 1000.0), exc
     except Exception as exc:
         # A bug of ours must cost one record, not the batch.
-        log.exception("unexpected error on %s", prepared.source)
+        log.exception("unexpected error on %s", payload.source)
         info = ErrorInfo("internal_error", f"{type(exc).__name__}: {exc}", True, False)
-        return _failure_record(prepared, info, 0, (clock() - started) * 1000.0), None
+        return _failure_record(payload, info, 0, (clock() - started) * 1000.0), None
+    result = recognition.result
     record = Record(
-        source=prepared.source,
+        source=payload.source,
         ok=True,
-        endpoint=prepared.endpoint,
+        endpoint=payload.endpoint,
         attempts=recognition.attempts,
         elapsed_ms=recognition.elapsed_ms,
-        text=recognition.text,
-        result=recognition.result.raw,
+        text=result.text,
+        result=result.raw,
         error=None,
-        transform=prepared.transform,
+        transform=payload.transform,
+        parsed=result,
     )
     return record, None
 
@@ -230,7 +228,7 @@ async def run_batch(
     if lowered is not None:
         log.warning("%s", lowered)
     grace = options.grace
-    preparation = Preparation.from_options(options)
+    precheck = Precheck(options)
     summary = BatchSummary()
     queue: asyncio.Queue[SourceItem | None] = asyncio.Queue(maxsize=concurrency)
     stopping = asyncio.Event()
@@ -263,13 +261,13 @@ async def run_batch(
         while (item := await queue.get()) is not None:
             if stopping.is_set():
                 continue  # left for a resumed run; drain so the producer can finish
-            for prepared in await preparation.prepare(item):
+            for payload in await precheck.prepare(item):
                 # Pages are named after their file: a resumed run checks each.
-                paged = prepared.source != item.source
-                if paged and already_done is not None and prepared.source in already_done:
+                paged = payload.source != item.source
+                if paged and already_done is not None and payload.source in already_done:
                     summary.already_done += 1
                     continue
-                record, error = await _recognize_one(client, prepared, clock)
+                record, error = await _recognize_one(client, payload, clock)
                 await sink.write(record)
                 summary.add(record)
                 if on_record is not None:

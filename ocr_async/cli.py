@@ -26,8 +26,9 @@ from ocr_async.batch import StopRequest, counted, run_batch
 from ocr_async.client import OcrClient
 from ocr_async.errors import ConfigurationError, OcrError
 from ocr_async.imaging import PILLOW_HINT
+from ocr_async.inputs import display_path, is_url, tidy_path
 from ocr_async.limits import RateController
-from ocr_async.models import Endpoint, ImageUrl
+from ocr_async.models import Endpoint, ImageUrl, SourceItem
 from ocr_async.options import (
     APPKEY_ENV,
     BASE_URL_ENV,
@@ -40,7 +41,6 @@ from ocr_async.options import (
     resolve_credentials,
 )
 from ocr_async.progress import Progress
-from ocr_async.reading import display_path
 from ocr_async.resume import NotAnOutputError, ResumeIndex, load_resume_index
 from ocr_async.retry import RetryPolicy
 from ocr_async.seen import SourceSet
@@ -48,15 +48,13 @@ from ocr_async.sink import JsonlSink, OutputExistsError, OutputLock, OutputLockE
 from ocr_async.sources import (
     CONVERTIBLE_EXTENSIONS,
     IMAGE_EXTENSIONS,
-    SourceItem,
     UrlListError,
-    is_url,
     iter_inputs,
     iter_url_list,
 )
 from ocr_async.textdir import TextDirSink
 
-__all__ = ["MAX_BODY_BYTES", "MAX_CONCURRENCY", "ExitCode", "build_parser", "main", "tidy_path"]
+__all__ = ["MAX_BODY_BYTES", "MAX_CONCURRENCY", "ExitCode", "build_parser", "main"]
 
 log = logging.getLogger("ocr_async")
 
@@ -489,21 +487,6 @@ class _SkipLog:
     def __call__(self, path: str, reason: str) -> None:
         self.count += 1
         _log_skip(path, reason)
-
-
-def tidy_path(path: str) -> str:
-    """``path`` spelled one way: no ``.`` components, no doubled or trailing slashes.
-
-    ``./scans/a.png``, ``scans//a.png`` and ``scans/./a.png`` all become
-    ``scans/a.png``; ``..`` is kept, since through a symlink ``a/../b`` need
-    not be ``b``; an absolute path stays absolute. The file meant is the
-    same, so only the record's ``source`` (its identity for ``--resume``
-    and for duplicates) changes, never what is opened.
-    """
-    absolute = path.startswith("/")
-    parts = [part for part in path.split("/") if part not in ("", ".")]
-    tidy = "/".join(parts)
-    return f"/{tidy}" if absolute else tidy or "."
 
 
 async def _all_items(

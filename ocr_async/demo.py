@@ -63,10 +63,9 @@ from ocr_async.emulator.engine import FallbackEngine, TextEngine, engine_name
 from ocr_async.emulator.engines import engine_from_name
 from ocr_async.emulator.limiters import parse_schedule
 from ocr_async.errors import ConfigurationError
-from ocr_async.models import ImageFile, ImageUrl, Record
+from ocr_async.models import ImageFile, ImageUrl, Record, SourceItem
 from ocr_async.retry import RetryPolicy
 from ocr_async.sink import JsonlSink, OutputExistsError
-from ocr_async.sources import SourceItem
 
 __all__ = [
     "DEMO_APPKEY",

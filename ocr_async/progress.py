@@ -14,8 +14,9 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from ocr_async.inputs import is_url
 from ocr_async.models import Record
-from ocr_async.sources import IMAGE_EXTENSIONS, is_url
+from ocr_async.sources import IMAGE_EXTENSIONS
 
 __all__ = ["Progress", "count_images"]
 

@@ -47,7 +47,8 @@ from typing import IO, Any, Final
 from urllib.parse import urlsplit
 
 from ocr_async.atomicfile import AtomicFile
-from ocr_async.imageinfo import image_size
+from ocr_async.imaging import image_size
+from ocr_async.inputs import is_url, source_path
 from ocr_async.models import BoundingBox, Word
 from ocr_async.protocol import (
     DEFAULT_MAX_BYTES,
@@ -56,8 +57,6 @@ from ocr_async.protocol import (
     parse_result,
     sniff_image_type,
 )
-from ocr_async.reading import source_path
-from ocr_async.sources import is_url
 
 __all__ = [
     "DEFAULT_LOW_CONFIDENCE",

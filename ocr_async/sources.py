@@ -22,21 +22,18 @@ import os
 import re
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
 
 import aiofiles
 
-from ocr_async.models import ImageBytes, ImageFile, ImageUrl
-from ocr_async.reading import display_path
+from ocr_async.inputs import as_source_item, display_path, is_url
+from ocr_async.models import ImageFile, ImageUrl, SourceItem
 
 __all__ = [
     "CONVERTIBLE_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "MAX_URL_LINE",
     "SkipReporter",
-    "SourceItem",
     "UrlListError",
-    "is_url",
     "iter_inputs",
     "iter_url_lines",
     "iter_url_list",
@@ -59,19 +56,6 @@ _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 
 #: Called with (path, reason) for each folder entry that is not taken.
 SkipReporter = Callable[[str, str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class SourceItem:
-    """One input: what the record will call it, and what to send."""
-
-    source: str
-    image: ImageFile | ImageBytes | ImageUrl
-
-
-def is_url(text: str) -> bool:
-    """Whether an input names a URL rather than a path (it contains ``://``)."""
-    return "://" in text
 
 
 def _ignore(path: str, reason: str) -> None:
@@ -159,13 +143,11 @@ async def iter_inputs(
     does not exist, so that it ends as an error record instead of vanishing.
     """
     for given in inputs:
-        if is_url(given):
-            yield SourceItem(given, ImageUrl(given))
-        elif await asyncio.to_thread(os.path.isdir, given):
+        if not is_url(given) and await asyncio.to_thread(os.path.isdir, given):
             async for item in _walk(given, on_skip, extensions):
                 yield item
         else:
-            yield SourceItem(display_path(given), ImageFile(given))
+            yield as_source_item(given)
 
 
 def iter_url_lines(lines: Iterable[str]) -> Iterable[SourceItem]:

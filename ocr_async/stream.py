@@ -28,17 +28,16 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Self
+from typing import Self
 
 from ocr_async.auth import TokenProvider
 from ocr_async.batch import BatchSummary, Recognizer, run_batch
 from ocr_async.client import OcrClient
 from ocr_async.errors import ConfigurationError
-from ocr_async.models import ImageBytes, ImageFile, ImageUrl, Record
+from ocr_async.inputs import as_source_item
+from ocr_async.models import ImageBytes, ImageFile, ImageUrl, Record, SourceItem
 from ocr_async.options import Credentials, EndpointChoice, Options, resolve_credentials
-from ocr_async.reading import display_path
 from ocr_async.retry import RetryPolicy
-from ocr_async.sources import SourceItem, is_url
 
 __all__ = ["RecordStream", "SourceLike", "recognize_many"]
 
@@ -56,10 +55,6 @@ SourceLike = (
     | ImageUrl
     | SourceItem
 )
-
-# The name ImageBytes gets when none is given: such inputs are numbered
-# instead, or they would all share one source name and count as duplicates.
-_UNNAMED: Final = ImageBytes(b"").name
 
 
 @dataclass(slots=True)
@@ -214,39 +209,17 @@ def recognize_many(
     return RecordStream(records, outcome)
 
 
-def _source_item(given: SourceLike, number: int) -> SourceItem:
-    if isinstance(given, SourceItem):
-        return given
-    if isinstance(given, ImageUrl):
-        return SourceItem(given.url, given)
-    if isinstance(given, ImageFile):
-        return SourceItem(display_path(given.path), given)
-    if isinstance(given, bytes | bytearray | memoryview):
-        given = ImageBytes(bytes(given), f"bytes:{number}")
-    if isinstance(given, ImageBytes):
-        if given.name == _UNNAMED:
-            given = ImageBytes(given.data, f"bytes:{number}")
-        return SourceItem(given.name, given)
-    if isinstance(given, str) and is_url(given):
-        return SourceItem(given, ImageUrl(given))
-    if isinstance(given, str | os.PathLike):
-        return SourceItem(display_path(given), ImageFile(given))
-    raise TypeError(
-        f"cannot recognize a {type(given).__name__}: pass a path, a URL, bytes or a SourceItem"
-    )
-
-
 async def _source_items(
     sources: Iterable[SourceLike] | AsyncIterable[SourceLike],
 ) -> AsyncGenerator[SourceItem, None]:
     number = 0
     if isinstance(sources, AsyncIterable):
         async for given in sources:
-            yield _source_item(given, number)
+            yield as_source_item(given, number)
             number += 1
     else:
         for given in sources:
-            yield _source_item(given, number)
+            yield as_source_item(given, number)
             number += 1
 
 

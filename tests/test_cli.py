@@ -30,7 +30,7 @@ from ocr_async.emulator import (
     make_png,
     running_emulator,
 )
-from ocr_async.reading import source_path
+from ocr_async.inputs import source_path
 
 TOKEN = "cli-test-token-5f2a9c"
 APPKEY = "cli-appkey"

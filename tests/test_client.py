@@ -22,7 +22,7 @@ from yarl import URL
 
 from ocr_async import protocol
 from ocr_async.auth import StaticToken, TokenProvider
-from ocr_async.client import PARSE_INLINE_LIMIT, OcrClient, as_image_input
+from ocr_async.client import PARSE_INLINE_LIMIT, OcrClient
 from ocr_async.errors import (
     AnswerTooLargeError,
     AuthError,
@@ -737,7 +737,7 @@ async def test_renewal_after_backoff_retries_uses_the_new_token(mock: aiorespons
     assert recognition.attempts == 3
     auth = [sent_headers(c)["X-NHN-Authorization"] for c in calls_to(mock)]
     assert auth == [f"Bearer {TOKEN}", f"Bearer {TOKEN}", f"Bearer {NEW_TOKEN}"]
-    assert sleeps.waits == [0.5, 0.0]
+    assert sleeps.waits == [0.5]  # a renewed token is tried at once, with no sleep at all
 
 
 # --- session ownership and configuration -----------------------------------------
@@ -862,46 +862,6 @@ async def test_caller_session_raise_for_status_keeps_a_429_envelope(mock: aiores
     assert raised.value.code == 4000006
     assert raised.value.attempts == 2
     assert len(sleeps.waits) == 1
-
-
-# --- as_image_input -------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("image", "expected"),
-    [
-        pytest.param(IMAGE_URL, ImageUrl(IMAGE_URL), id="url-str"),
-        pytest.param("http://h/x.jpg", ImageUrl("http://h/x.jpg"), id="http-str"),
-        pytest.param("scans/a.png", ImageFile("scans/a.png"), id="plain-str"),
-        pytest.param(Path("scans/a.png"), ImageFile(Path("scans/a.png")), id="Path"),
-        pytest.param(PNG, ImageBytes(PNG), id="bytes"),
-        pytest.param(bytearray(PNG), ImageBytes(PNG), id="bytearray"),
-        pytest.param(memoryview(PNG), ImageBytes(PNG), id="memoryview"),
-        pytest.param(ImageUrl("u://x"), ImageUrl("u://x"), id="ImageUrl-kept"),
-        pytest.param(ImageFile("a"), ImageFile("a"), id="ImageFile-kept"),
-    ],
-)
-def test_as_image_input_normalises(image: Any, expected: object) -> None:
-    normalised = as_image_input(image)
-    assert normalised == expected
-    assert type(normalised) is type(expected)
-
-
-def test_as_image_input_keeps_the_same_instance() -> None:
-    image = ImageBytes(PNG, name="n")
-    assert as_image_input(image) is image
-
-
-def test_as_image_input_bytes_are_copied_to_bytes() -> None:
-    image: Any = bytearray(PNG)  # accepted, though ImageInput does not list it
-    normalised = as_image_input(image)
-    assert isinstance(normalised, ImageBytes)
-    assert type(normalised.data) is bytes
-
-
-def test_as_image_input_refuses_other_types() -> None:
-    with pytest.raises(TypeError, match="int"):
-        as_image_input(42)  # type: ignore[arg-type]
 
 
 # --- secrets --------------------------------------------------------------------

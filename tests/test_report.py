@@ -38,7 +38,7 @@ from aiohttp import web
 from ocr_async import report as report_module
 from ocr_async.cli import ExitCode, main
 from ocr_async.emulator import EmulatorConfig, make_png, running_emulator
-from ocr_async.reading import display_path
+from ocr_async.inputs import display_path
 from ocr_async.report import ReportSummary, write_report
 
 DATA = Path(__file__).parent / "data" / "protocol"

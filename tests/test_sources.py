@@ -8,14 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ocr_async.models import ImageFile, ImageUrl
+from ocr_async.models import ImageFile, ImageUrl, SourceItem
 from ocr_async.sources import (
     CONVERTIBLE_EXTENSIONS,
     IMAGE_EXTENSIONS,
     MAX_URL_LINE,
-    SourceItem,
     UrlListError,
-    is_url,
     iter_inputs,
     iter_url_lines,
     iter_url_list,
@@ -36,20 +34,6 @@ def touch(path: Path, data: bytes = b"x") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        pytest.param("https://h/a.png", True, id="https"),
-        pytest.param("ftp://h/a.png", True, id="other-scheme-is-still-a-url"),
-        pytest.param("scans/a.png", False, id="relative-path"),
-        pytest.param("/abs/a.png", False, id="absolute-path"),
-        pytest.param("C:/x.png", False, id="windows-like"),
-    ],
-)
-def test_is_url(text: str, expected: bool) -> None:
-    assert is_url(text) is expected
 
 
 async def test_folder_walk_is_recursive_sorted_and_filters_by_extension(tmp_path: Path) -> None:
