@@ -1,7 +1,6 @@
 """ocr-async: a high-throughput asyncio batch client for NHN Cloud General OCR v1.1."""
 
 from ocr_async.auth import StaticToken, TokenProvider, UserAccessKeyTokens
-from ocr_async.batch import BatchSummary, StopRequest, run_batch
 from ocr_async.client import OcrClient
 from ocr_async.errors import (
     AnswerTooLargeError,
@@ -43,9 +42,10 @@ from ocr_async.models import (
     Word,
 )
 from ocr_async.options import Credentials, Options, resolve_credentials
+from ocr_async.outputs.jsonl import JsonlSink
+from ocr_async.pipeline.batch import BatchSummary, StopRequest, run_batch
+from ocr_async.pipeline.record_stream import RecordStream, recognize_many
 from ocr_async.retry import RetryPolicy
-from ocr_async.sink import JsonlSink
-from ocr_async.stream import RecordStream, recognize_many
 
 __version__ = "0.1.0"
 

@@ -375,7 +375,7 @@ class _Broker:
 
 
 async def _serve(address: str, concurrency: int) -> int:
-    from ocr_async.stream import recognize_many
+    from ocr_async.pipeline.record_stream import recognize_many
 
     broker = _Broker()
     try:

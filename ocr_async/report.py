@@ -46,10 +46,10 @@ from pathlib import Path
 from typing import IO, Any, Final
 from urllib.parse import urlsplit
 
-from ocr_async.atomicfile import AtomicFile
 from ocr_async.imaging import image_size
 from ocr_async.inputs import is_url, source_path
 from ocr_async.models import BoundingBox, Word
+from ocr_async.pipeline.atomicfile import AtomicFile
 from ocr_async.protocol import (
     DEFAULT_MAX_BYTES,
     RESULT_CODES,

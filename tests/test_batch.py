@@ -5,7 +5,6 @@ from collections.abc import AsyncIterator, Iterable
 
 import pytest
 
-from ocr_async.batch import BatchSummary, StopRequest, run_batch
 from ocr_async.errors import (
     AuthError,
     ConfigurationError,
@@ -27,7 +26,8 @@ from ocr_async.models import (
     Word,
 )
 from ocr_async.options import Options
-from ocr_async.seen import SourceSet
+from ocr_async.pipeline.batch import BatchSummary, StopRequest, run_batch
+from ocr_async.pipeline.sourceset import SourceSet
 
 
 class ListSink:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ocr_async import fdlimit
 from ocr_async.emulator import make_png
+from ocr_async.pipeline import fdlimit
 
 
 @pytest.fixture

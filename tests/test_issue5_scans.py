@@ -27,7 +27,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from ocr_async import cli
-from ocr_async.demo import PASS_SHARE, words_right
+from ocr_async.cli.demo import PASS_SHARE, words_right
 from ocr_async.emulator import EmulatorConfig, running_emulator
 from ocr_async.emulator.engines import engine_from_name, real_engine
 from ocr_async.emulator.make_samples import find_font, render_text

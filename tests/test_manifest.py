@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from ocr_async.batch import run_batch
 from ocr_async.emulator import make_png
 from ocr_async.errors import SourceError
 from ocr_async.models import (
@@ -25,6 +24,7 @@ from ocr_async.models import (
     Record,
     SourceItem,
 )
+from ocr_async.pipeline.batch import run_batch
 from ocr_async.pipeline.manifest import (
     BAD_ROW_CODE,
     ManifestEntry,

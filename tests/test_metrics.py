@@ -10,7 +10,6 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ocr_async.batch import run_batch
 from ocr_async.emulator import make_png
 from ocr_async.errors import (
     ConnectionFailedError,
@@ -36,6 +35,7 @@ from ocr_async.outputs.metrics import (
     request_outcome,
     serve_metrics,
 )
+from ocr_async.pipeline.batch import run_batch
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

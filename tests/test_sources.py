@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ocr_async.models import ImageFile, ImageUrl, SourceItem
-from ocr_async.sources import (
+from ocr_async.pipeline.sources import (
     CONVERTIBLE_EXTENSIONS,
     IMAGE_EXTENSIONS,
     MAX_URL_LINE,
@@ -179,7 +179,7 @@ async def test_url_list_with_bom_and_any_line_ending(tmp_path: Path, data: bytes
 async def test_url_list_crlf_split_across_chunks_is_one_line_break(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ocr_async.sources as sources
+    import ocr_async.pipeline.sources as sources
 
     chunks = [b"https://h/1.png\r", b"\nhttps://h/2.png\r", b"\n", b"x" * (MAX_URL_LINE + 1)]
 
@@ -197,7 +197,7 @@ async def test_url_list_crlf_split_across_chunks_is_one_line_break(
 async def test_a_line_over_the_limit_is_caught_where_it_ends(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import ocr_async.sources as sources
+    import ocr_async.pipeline.sources as sources
 
     async def fake_chunks(name: str) -> AsyncIterator[bytes]:
         yield b"x" * MAX_URL_LINE  # at the limit, not yet over it
@@ -213,7 +213,7 @@ async def test_a_monstrous_line_stops_the_list_after_a_bounded_read(
 ) -> None:
     # 40 MB on one line took 26 s (quadratic); it is now refused after
     # reading just past the line limit, whatever the file's size.
-    import ocr_async.sources as sources
+    import ocr_async.pipeline.sources as sources
 
     path = tmp_path / "urls.txt"
     with path.open("wb") as handle:
@@ -278,7 +278,7 @@ async def test_walk_is_lazy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     for n in range(50):
         touch(tmp_path / f"d{n:02d}" / "x.png")
     listed: list[str] = []
-    import ocr_async.sources as sources
+    import ocr_async.pipeline.sources as sources
 
     real = sources._list_directory
 

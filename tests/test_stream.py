@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-import ocr_async.stream as stream_module
+import ocr_async.pipeline.record_stream as stream_module
 from ocr_async import (
     ConfigurationError,
     Endpoint,
@@ -40,8 +40,8 @@ from ocr_async.emulator import (
     running_emulator,
 )
 from ocr_async.models import SourceItem, Word
-from ocr_async.sources import iter_inputs
-from ocr_async.stream import SourceLike
+from ocr_async.pipeline.record_stream import SourceLike
+from ocr_async.pipeline.sources import iter_inputs
 
 TOKEN = "stream-test-token"
 APPKEY = "stream-appkey"

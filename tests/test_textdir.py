@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from ocr_async.models import Endpoint, ErrorInfo, Record
-from ocr_async.textdir import TextDirSink, text_path
+from ocr_async.outputs.textdir import TextDirSink, text_path
 
 
 @pytest.mark.parametrize(

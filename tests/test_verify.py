@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from ocr_async.batch import run_batch
 from ocr_async.emulator import make_png
 from ocr_async.models import (
     Endpoint,
@@ -20,7 +19,11 @@ from ocr_async.models import (
     Record,
     SourceItem,
 )
+from ocr_async.outputs.jsonl import JsonlSink, encode_record
+from ocr_async.pipeline.batch import run_batch
 from ocr_async.pipeline.manifest import ManifestItem, ManifestReader, iter_manifest
+from ocr_async.pipeline.resume import NotAnOutputError
+from ocr_async.pipeline.sources import iter_inputs
 from ocr_async.pipeline.verify import (
     Finding,
     FindingKind,
@@ -29,9 +32,6 @@ from ocr_async.pipeline.verify import (
     record_identity,
     verify_output,
 )
-from ocr_async.resume import NotAnOutputError
-from ocr_async.sink import JsonlSink, encode_record
-from ocr_async.sources import iter_inputs
 
 
 class Page:

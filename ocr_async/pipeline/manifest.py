@@ -50,7 +50,7 @@ from ocr_async.models import ImageFile, ImageUrl, SourceItem
 
 # Private, reused rather than copied: reading a file or stdin in chunks,
 # without waiting for a pipe to fill one (the refactor makes it public).
-from ocr_async.sources import _read_chunks
+from ocr_async.pipeline.sources import _read_chunks
 
 __all__ = [
     "BAD_ROW_CODE",

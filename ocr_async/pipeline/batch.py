@@ -24,11 +24,11 @@ from typing import Protocol
 
 from ocr_async.client import OcrClient
 from ocr_async.errors import AuthError, ConfigurationError, OcrError
-from ocr_async.fdlimit import fit_concurrency
 from ocr_async.models import ErrorInfo, Payload, Recognition, Record, RecordSink, SourceItem
 from ocr_async.options import EndpointChoice, Options
+from ocr_async.pipeline.fdlimit import fit_concurrency
+from ocr_async.pipeline.sourceset import SourceSet
 from ocr_async.precheck import Precheck
-from ocr_async.seen import SourceSet
 
 __all__ = ["BatchSummary", "Recognizer", "StopRequest", "run_batch"]
 
@@ -216,7 +216,7 @@ async def run_batch(
     each duplicate. ``stop`` ends the run early (see :class:`StopRequest`).
 
     The concurrency is lowered, with a warning, when the open-file limit
-    has no room for that many connections (see :mod:`ocr_async.fdlimit`).
+    has no room for that many connections (see :mod:`ocr_async.pipeline.fdlimit`).
 
     Returns the summary. Raises what ``items`` raises (an unreadable URL
     list, say) after the records of everything already taken are written.

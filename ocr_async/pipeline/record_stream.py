@@ -1,7 +1,7 @@
 """``recognize_many``: the batch pipeline as an async iterator of records.
 
 For programs that consume results as they come: a pipeline stage, a queue
-consumer, a notebook. It is :func:`ocr_async.batch.run_batch` with a sink
+consumer, a notebook. It is :func:`ocr_async.pipeline.batch.run_batch` with a sink
 that hands each record to the iterator, so it has the same fixed pool of
 workers, the same bounded memory and the same one-record-per-input rule::
 
@@ -31,12 +31,12 @@ from types import TracebackType
 from typing import Self
 
 from ocr_async.auth import TokenProvider
-from ocr_async.batch import BatchSummary, Recognizer, run_batch
 from ocr_async.client import OcrClient
 from ocr_async.errors import ConfigurationError
 from ocr_async.inputs import as_source_item
 from ocr_async.models import ImageBytes, ImageFile, ImageUrl, Record, SourceItem
 from ocr_async.options import Credentials, EndpointChoice, Options, resolve_credentials
+from ocr_async.pipeline.batch import BatchSummary, Recognizer, run_batch
 from ocr_async.retry import RetryPolicy
 
 __all__ = ["RecordStream", "SourceLike", "recognize_many"]
@@ -142,8 +142,8 @@ def recognize_many(
 
     ``sources`` is an iterable or async iterable of paths, URLs, image bytes,
     :class:`~ocr_async.ImageFile`, :class:`~ocr_async.ImageBytes`,
-    :class:`~ocr_async.ImageUrl` or :class:`~ocr_async.sources.SourceItem`
-    (so :func:`ocr_async.sources.iter_inputs` can walk folders for it). It is
+    :class:`~ocr_async.ImageUrl` or :class:`~ocr_async.pipeline.sources.SourceItem`
+    (so :func:`ocr_async.pipeline.sources.iter_inputs` can walk folders for it). It is
     read lazily, as workers free up; a plain iterable is read on the event
     loop, so it must not block.
 

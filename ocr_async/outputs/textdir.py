@@ -40,7 +40,7 @@ from urllib.parse import unquote, urlsplit
 
 from ocr_async.inputs import is_url
 from ocr_async.models import Record, RecordSink
-from ocr_async.seen import SourceSet
+from ocr_async.pipeline.sourceset import SourceSet
 
 __all__ = ["TextDirSink", "text_path"]
 
