@@ -4,6 +4,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 
 import pytest
+from fakes import ListSink
 
 from ocr_async.errors import (
     AuthError,
@@ -28,14 +29,6 @@ from ocr_async.models import (
 from ocr_async.options import Options
 from ocr_async.pipeline.batch import BatchSummary, StopRequest, run_batch
 from ocr_async.pipeline.sourceset import SourceSet
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    async def write(self, record: Record) -> None:
-        self.records.append(record)
 
 
 def result_for(name: str) -> OcrResult:
@@ -82,6 +75,16 @@ def item(name: str) -> SourceItem:
 async def items_of(names: Iterable[str]) -> AsyncIterator[SourceItem]:
     for name in names:
         yield item(name)
+
+
+async def test_a_success_record_carries_the_parsed_result_and_writes_the_same_line() -> None:
+    sink = ListSink()
+    await run_batch(FakeRecognizer(), items_of(["page.one.png"]), sink)
+    [record] = sink.records
+    assert record.parsed == result_for("page.one.png")  # as the client parsed it
+    assert record.result == record.parsed.raw
+    assert record.text == record.parsed.text
+    assert "parsed" not in record.to_json()
 
 
 async def test_every_input_ends_as_exactly_one_record() -> None:

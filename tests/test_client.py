@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestServer
 from aioresponses import aioresponses
 from aioresponses.core import RequestCall
+from fakes import FakeClock, Sleeps
 from yarl import URL
 
 from ocr_async import protocol
@@ -88,27 +89,6 @@ def envelope(code: int = 0, message: str = "SUCCESS", result: Any = None) -> dic
 
 def failure(code: int) -> dict[str, Any]:
     return envelope(code, f"failure {code}")
-
-
-class Sleeps:
-    """An injected sleep that records the waits and never waits."""
-
-    def __init__(self, clock: FakeClock | None = None) -> None:
-        self.waits: list[float] = []
-        self._clock = clock
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        if self._clock is not None:
-            self._clock.now += seconds
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class RenewingTokens:

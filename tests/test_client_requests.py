@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import FakeClock, FakeTransport, Sleeps
 from multidict import CIMultiDict
 
 from ocr_async import protocol
@@ -30,7 +30,6 @@ from ocr_async.errors import (
 from ocr_async.models import Endpoint, Payload
 from ocr_async.options import Options
 from ocr_async.retry import RetryPolicy
-from ocr_async.sanitize import Redactor
 from ocr_async.transport import Answer
 
 APPKEY = "fake-appkey"
@@ -46,48 +45,8 @@ def envelope(code: int = 0, text: str = "hello") -> bytes:
     return json.dumps({"header": header, "result": result}).encode()
 
 
-@dataclass
-class Call:
-    request: protocol.PreparedRequest
-    answer_limit: int
-    redactor: Redactor
-
-
-@dataclass
-class FakeTransport:
-    """Answers each post with the next scripted answer (or raises it); records the calls."""
-
-    script: list[Answer | Exception]
-    calls: list[Call] = field(default_factory=list)
-    opened: int = 0
-    closed: int = 0
-
-    async def post(
-        self, request: protocol.PreparedRequest, *, answer_limit: int, redactor: Redactor
-    ) -> Answer:
-        self.calls.append(Call(request, answer_limit, redactor))
-        step = self.script.pop(0)
-        if isinstance(step, Exception):
-            raise step
-        return step
-
-    async def open(self) -> None:
-        self.opened += 1
-
-    async def aclose(self) -> None:
-        self.closed += 1
-
-
 def ok(text: str = "hello", **headers: str) -> Answer:
     return Answer(200, CIMultiDict(headers), envelope(text=text))
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 class Renewing:
@@ -127,7 +86,7 @@ async def test_a_payload_becomes_exactly_one_multipart_request() -> None:
     client, transport, _ = client_on([ok()], max_answer_bytes=4096)
     recognition = await client.send(image_payload(endpoint=Endpoint.CROPPING))
     assert (recognition.text, recognition.attempts) == ("hello", 1)
-    [call] = transport.calls
+    [call] = transport.posts
     assert call.request.url == f"{BASE}/v1.1/appkeys/{APPKEY}/general/cropping"
     assert call.request.headers[protocol.AUTH_HEADER] == f"Bearer {TOKEN}"
     assert call.request.headers["Content-Type"].startswith("multipart/form-data; boundary=")
@@ -141,7 +100,7 @@ async def test_a_url_payload_names_the_url_in_json() -> None:
     client, transport, _ = client_on([ok()])
     url = "https://img.test/a.png"
     await client.send(Payload(url, Endpoint.GENERAL, url=url))
-    [call] = transport.calls
+    [call] = transport.posts
     assert json.loads(call.request.body) == {"imageUrl": url}
     assert call.request.headers["Content-Type"] == "application/json"
 
@@ -152,7 +111,7 @@ async def test_a_payload_refused_by_the_pre_check_sends_nothing() -> None:
     with pytest.raises(LocalCheckError) as raised:
         await client.send(Payload("x.gif", Endpoint.GENERAL, error=refused))
     assert (raised.value.code, raised.value.attempts) == (4000003, 0)
-    assert transport.calls == []
+    assert transport.posts == []
 
 
 async def test_recognize_reads_a_path_through_the_pre_check_stage(tmp_path: Path) -> None:
@@ -161,7 +120,7 @@ async def test_recognize_reads_a_path_through_the_pre_check_stage(tmp_path: Path
     client, transport, _ = client_on([ok(), ok()])
     await client.recognize(path)
     await client.recognize(str(path), endpoint=Endpoint.CROPPING)
-    first, second = transport.calls
+    first, second = transport.posts
     assert PNG in first.request.body
     assert second.request.url.endswith("/general/cropping")
 
@@ -171,7 +130,7 @@ async def test_recognize_follows_the_options_endpoint_choice() -> None:
     client, transport, _ = client_on([ok()], options=Options(endpoint="auto"))
     recognition = await client.recognize(long_png)
     assert recognition.endpoint is Endpoint.CROPPING
-    assert transport.calls[0].request.url.endswith("/general/cropping")
+    assert transport.posts[0].request.url.endswith("/general/cropping")
 
 
 async def test_a_transport_failure_is_retried_after_a_backoff() -> None:
@@ -182,7 +141,7 @@ async def test_a_transport_failure_is_retried_after_a_backoff() -> None:
     recognition = await client.send(image_payload())
     assert recognition.attempts == 2
     assert sleeps.waits == [0.5]
-    assert len(transport.calls) == 2
+    assert len(transport.posts) == 2
 
 
 async def test_the_last_error_is_raised_with_every_attempt_counted() -> None:
@@ -202,28 +161,20 @@ async def test_a_redirect_is_not_followed_and_not_retried() -> None:
     assert raised.value.status == 302
     assert "https://elsewhere.test" in raised.value.message
     assert "steal" not in raised.value.message
-    assert len(transport.calls) == 1
+    assert len(transport.posts) == 1
 
 
-async def test_a_429_with_retry_after_pauses_the_rate_controller() -> None:
-    now = [1000.0]
+async def test_a_429_with_retry_after_pauses_the_rate_controller(
+    fake_clock: FakeClock, sleeps: Sleeps
+) -> None:
     refused = Answer(429, CIMultiDict({"Retry-After": "3"}), b"slow down")
-    client, _, _ = client_on(
-        [refused, ok()], adapt_rate=True, clock=lambda: now[0], sleep=_advance(now)
-    )
+    client, _, _ = client_on([refused, ok()], adapt_rate=True, clock=fake_clock, sleep=sleeps)
     controller = client.rate_controller
     assert controller is not None
     recognition = await client.send(image_payload())
     assert recognition.attempts == 2
     assert controller.throttled == 1
-    assert now[0] >= 1003.0  # the second call waited out the Retry-After
-
-
-def _advance(now: list[float]) -> Any:
-    async def sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    return sleep
+    assert fake_clock.now >= 1003.0  # the second call waited out the Retry-After
 
 
 async def test_a_refused_token_is_renewed_and_the_next_request_carries_the_new_one() -> None:
@@ -231,9 +182,9 @@ async def test_a_refused_token_is_renewed_and_the_next_request_carries_the_new_o
     client, transport, sleeps = client_on([refused, ok()], token=Renewing(TOKEN, NEW_TOKEN))
     recognition = await client.send(image_payload())
     assert recognition.attempts == 2
-    tokens = [call.request.headers[protocol.AUTH_HEADER] for call in transport.calls]
+    tokens = [call.request.headers[protocol.AUTH_HEADER] for call in transport.posts]
     assert tokens == [f"Bearer {TOKEN}", f"Bearer {NEW_TOKEN}"]
-    assert transport.calls[1].redactor.redact(NEW_TOKEN) == "<redacted>"
+    assert transport.posts[1].redactor.redact(NEW_TOKEN) == "<redacted>"
     assert sleeps.waits == []
 
 
@@ -243,7 +194,7 @@ async def test_a_static_token_refused_is_final() -> None:
     with pytest.raises(InvalidTokenError) as raised:
         await client.send(image_payload())
     assert raised.value.attempts == 1
-    assert len(transport.calls) == 1
+    assert len(transport.posts) == 1
 
 
 async def test_call_limit_refusals_are_retried_within_their_own_budget() -> None:
@@ -253,7 +204,7 @@ async def test_call_limit_refusals_are_retried_within_their_own_budget() -> None
     with pytest.raises(RateLimitedError) as raised:
         await client.send(image_payload())
     assert raised.value.attempts == 3
-    assert len(transport.calls) == 3
+    assert len(transport.posts) == 3
 
 
 async def test_a_transport_passed_in_is_opened_and_left_open() -> None:

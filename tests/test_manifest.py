@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import ListSink
 
 from ocr_async.emulator import make_png
 from ocr_async.errors import SourceError
@@ -21,7 +22,6 @@ from ocr_async.models import (
     OcrResult,
     Payload,
     Recognition,
-    Record,
     SourceItem,
 )
 from ocr_async.pipeline.batch import run_batch
@@ -527,14 +527,6 @@ class _EchoClient:
         return Recognition(OcrResult((), {"seen": payload.source}), payload.endpoint, 1, 1.0)
 
 
-class _ListSink:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    async def write(self, record: Record) -> None:
-        self.records.append(record)
-
-
 async def test_manifest_items_are_inputs_for_run_batch_today(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -551,7 +543,7 @@ async def test_manifest_items_are_inputs_for_run_batch_today(
             assert isinstance(entry, ManifestItem)
             yield entry
 
-    sink = _ListSink()
+    sink = ListSink()
     summary = await run_batch(_EchoClient(), items(), sink, concurrency=2)
     assert (summary.ok, summary.failed.total()) == (2, 1)
     assert sorted((r.source, r.ok) for r in sink.records) == [

@@ -157,14 +157,10 @@ def _expected_text(source: str) -> str:
 
 
 def _mean_conf(record: Record) -> float | None:
-    result = record.result or {}
-    confs = [
-        word.get("conf")
-        for group in result.get("listOfInferTexts", [])
-        for word in group.get("inferTexts", [])
-    ]
-    numbers = [c for c in confs if isinstance(c, int | float)]
-    return sum(numbers) / len(numbers) if numbers else None
+    # The recognition as the client parsed it: no second reading of ``result``.
+    words = record.parsed.words if record.parsed is not None else ()
+    confs = [word.conf for word in words if word.conf is not None]
+    return sum(confs) / len(confs) if confs else None
 
 
 def _report(record: Record, score: WordScore, exact: bool, out: list[str]) -> bool:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from types import TracebackType
@@ -33,8 +32,8 @@ from typing import Self
 from ocr_async.auth import TokenProvider
 from ocr_async.client import OcrClient
 from ocr_async.errors import ConfigurationError
-from ocr_async.inputs import as_source_item
-from ocr_async.models import ImageBytes, ImageFile, ImageUrl, Record, SourceItem
+from ocr_async.inputs import InputLike, as_source_item
+from ocr_async.models import Record, SourceItem
 from ocr_async.options import Credentials, EndpointChoice, Options, resolve_credentials
 from ocr_async.pipeline.batch import BatchSummary, Recognizer, run_batch
 from ocr_async.retry import RetryPolicy
@@ -42,19 +41,9 @@ from ocr_async.retry import RetryPolicy
 __all__ = ["RecordStream", "SourceLike", "recognize_many"]
 
 
-#: What :func:`recognize_many` takes, one per input. A ``str`` with ``://``
-#: in it is a URL; any other ``str`` or path-like is a file.
-SourceLike = (
-    str
-    | os.PathLike[str]
-    | bytes
-    | bytearray
-    | memoryview
-    | ImageFile
-    | ImageBytes
-    | ImageUrl
-    | SourceItem
-)
+#: What :func:`recognize_many` takes, one per input: what the client takes,
+#: or a :class:`SourceItem` (see :func:`ocr_async.inputs.as_source_item`).
+SourceLike = InputLike
 
 
 @dataclass(slots=True)
@@ -142,7 +131,7 @@ def recognize_many(
 
     ``sources`` is an iterable or async iterable of paths, URLs, image bytes,
     :class:`~ocr_async.ImageFile`, :class:`~ocr_async.ImageBytes`,
-    :class:`~ocr_async.ImageUrl` or :class:`~ocr_async.pipeline.sources.SourceItem`
+    :class:`~ocr_async.ImageUrl` or :class:`~ocr_async.SourceItem`
     (so :func:`ocr_async.pipeline.sources.iter_inputs` can walk folders for it). It is
     read lazily, as workers free up; a plain iterable is read on the event
     loop, so it must not block.

@@ -11,7 +11,7 @@ written, a file as the path given on the command line, or, for files found in
 a folder, that folder's path as given joined with the path inside it. In a
 path, bytes that are not valid UTF-8 are shown as ``\xNN`` and a backslash
 as ``\\``, so two files never share a source
-(:func:`ocr_async.reading.display_path`).
+(:func:`ocr_async.inputs.display_path`).
 """
 
 from __future__ import annotations
