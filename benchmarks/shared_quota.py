@@ -52,7 +52,7 @@ CONCURRENCY = 16
 CHILD = """
 import asyncio, json, resource, sys, time
 from ocr_async import OcrClient
-from ocr_async.client import RetryPolicy
+from ocr_async.retry import RetryPolicy
 from ocr_async.emulator import make_png
 from ocr_async.shared_quota import SharedQuota
 

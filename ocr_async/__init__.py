@@ -1,8 +1,7 @@
 """ocr-async: a high-throughput asyncio batch client for NHN Cloud General OCR v1.1."""
 
 from ocr_async.auth import StaticToken, TokenProvider, UserAccessKeyTokens
-from ocr_async.batch import BatchSummary, StopRequest, run_batch
-from ocr_async.client import OcrClient, RetryPolicy
+from ocr_async.client import OcrClient
 from ocr_async.errors import (
     AnswerTooLargeError,
     ApiError,
@@ -36,12 +35,17 @@ from ocr_async.models import (
     ImageUrl,
     Line,
     OcrResult,
+    Payload,
     Recognition,
     Record,
+    SourceItem,
     Word,
 )
-from ocr_async.sink import JsonlSink
-from ocr_async.stream import RecordStream, recognize_many
+from ocr_async.options import Credentials, Options, resolve_credentials
+from ocr_async.outputs.jsonl import JsonlSink
+from ocr_async.pipeline.batch import BatchSummary, StopRequest, run_batch
+from ocr_async.pipeline.record_stream import RecordStream, recognize_many
+from ocr_async.retry import RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -53,6 +57,7 @@ __all__ = [
     "BoundingBox",
     "ConfigurationError",
     "ConnectionFailedError",
+    "Credentials",
     "Endpoint",
     "ErrorInfo",
     "HttpStatusError",
@@ -70,6 +75,8 @@ __all__ = [
     "OcrClient",
     "OcrError",
     "OcrResult",
+    "Options",
+    "Payload",
     "RateController",
     "RateLimitedError",
     "Recognition",
@@ -79,6 +86,7 @@ __all__ = [
     "RetryPolicy",
     "ServerFailureError",
     "SourceError",
+    "SourceItem",
     "StaticToken",
     "StopRequest",
     "TemporarilyUnavailableError",
@@ -90,5 +98,6 @@ __all__ = [
     "Word",
     "__version__",
     "recognize_many",
+    "resolve_credentials",
     "run_batch",
 ]

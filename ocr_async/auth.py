@@ -21,20 +21,19 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from types import TracebackType
 from typing import Any, Final, Protocol, Self, runtime_checkable
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
 from ocr_async.errors import (
     ConfigurationError,
-    ConnectionFailedError,
     HttpStatusError,
     MalformedResponseError,
-    RequestTimeoutError,
     TransportError,
 )
-from ocr_async.httpio import read_capped
-from ocr_async.sanitize import Redactor, exception_text, server_text, url_origin
+from ocr_async.protocol import PreparedRequest
+from ocr_async.sanitize import Redactor, server_text, url_origin
+from ocr_async.transport import OAUTH_WORDING, AiohttpTransport, Transport
 
 __all__ = [
     "DEFAULT_OAUTH_URL",
@@ -211,7 +210,8 @@ class UserAccessKeyTokens:
     the lifetime. ``clock`` is a monotonic clock in seconds; a token's life is
     counted from the moment its request was sent. ``session`` is used if
     given (and left open); otherwise one is opened on first use and closed by
-    :meth:`aclose` or ``async with``.
+    :meth:`aclose` or ``async with``. ``transport`` replaces the aiohttp
+    transport (:mod:`ocr_async.transport`) altogether, for tests.
 
     Raises :class:`~ocr_async.errors.ConfigurationError` when the OAuth
     server refuses the key (the same key would be refused again), and a
@@ -225,14 +225,12 @@ class UserAccessKeyTokens:
         "_clock",
         "_expires_at",
         "_issued",
-        "_owns_session",
         "_pending",
         "_redactor",
         "_refresh_margin",
         "_renew_at",
-        "_session",
-        "_timeout",
         "_token",
+        "_transport",
         "_uak_id",
         "_url",
     )
@@ -247,6 +245,7 @@ class UserAccessKeyTokens:
         refresh_margin: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         timeout: float = _OAUTH_TIMEOUT,
+        transport: Transport | None = None,
     ) -> None:
         uak_id, uak_secret = uak_id.strip(), uak_secret.strip()
         if not uak_id:
@@ -268,11 +267,11 @@ class UserAccessKeyTokens:
         self._authorization = aiohttp.encode_basic_auth(uak_id, uak_secret)
         self._redactor = Redactor.for_basic_auth(uak_id, uak_secret, self._authorization)
         self._url = _oauth_base_url(oauth_url)
-        self._session = session
-        self._owns_session = session is None
+        self._transport: Transport = transport or AiohttpTransport(
+            session, timeout=timeout, wording=OAUTH_WORDING
+        )
         self._refresh_margin = refresh_margin
         self._clock = clock
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10.0))
         self._token: str | None = None
         self._expires_at = -math.inf
         self._renew_at = -math.inf
@@ -323,9 +322,7 @@ class UserAccessKeyTokens:
         if pending is not None and not pending.done():
             pending.cancel()
             await asyncio.gather(pending, return_exceptions=True)
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._transport.aclose()
 
     async def get_token(self) -> str:
         """The current token, issuing a new one when it is missing or about to expire."""
@@ -412,43 +409,21 @@ class UserAccessKeyTokens:
     async def _post(
         self, path: str, form: Mapping[str, str], redactor: Redactor
     ) -> tuple[int, bytes]:
-        session = self._session
-        if session is None:
-            session = self._session = aiohttp.ClientSession()
-        try:
-            # Set per request, so a caller's session defaults cannot change
-            # them; no redirects, so the Basic credentials go nowhere else.
-            async with session.post(
-                self._url + path,
-                data=dict(form),
-                headers={"Authorization": self._authorization},
-                timeout=self._timeout,
-                raise_for_status=False,
-                allow_redirects=False,
-            ) as response:
-                if 300 <= response.status < 400:
-                    location = response.headers.get("Location")
-                    raise _redirect_refused(response.status, location, self._url + path)
-                return response.status, await read_capped(response, _OAUTH_ANSWER_LIMIT)
-        # Messages name the failure only: the request carries the secret.
-        # aiohttp's own messages may quote the server: redacted like its text.
-        except TimeoutError:
-            raise RequestTimeoutError(
-                "timeout", "the OAuth server did not answer in time"
-            ) from None
-        except aiohttp.ClientPayloadError as exc:
-            detail = exception_text(exc, redactor)
-            raise ConnectionFailedError(
-                "connection", f"the OAuth server's answer was cut off: {detail}"
-            ) from None
-        except aiohttp.ClientConnectionError as exc:
-            detail = exception_text(exc, redactor)
-            raise ConnectionFailedError(
-                "connection", f"cannot reach the OAuth server: {detail}"
-            ) from None
-        except aiohttp.ClientError as exc:
-            detail = exception_text(exc, redactor)
-            raise TransportError("transport", f"OAuth request failed: {detail}") from None
+        request = PreparedRequest(
+            url=self._url + path,
+            headers={
+                "Authorization": self._authorization,
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+            body=urlencode(form).encode("ascii"),
+        )
+        answer = await self._transport.post(
+            request, answer_limit=_OAUTH_ANSWER_LIMIT, redactor=redactor
+        )
+        if answer.is_redirect:
+            # No redirect is followed: the Basic credentials go nowhere else.
+            raise _redirect_refused(answer.status, answer.headers.get("Location"), request.url)
+        return answer.status, answer.body
 
 
 def parse_token_answer(

@@ -1,136 +1,49 @@
-"""OcrClient: one aiohttp session, one image per call, retries with backoff.
+"""OcrClient: sends prepared payloads through a transport, retrying as the policy decides.
 
-The client only moves bytes: :mod:`ocr_async.protocol` builds every request
-and reads every answer. Retries use tenacity with an injectable ``sleep`` so
-tests record the waits instead of waiting.
+The client moves bytes and nothing else: the pre-check stage
+(:mod:`ocr_async.precheck`) reads and checks every input and hands on a
+:class:`~ocr_async.models.Payload`; :mod:`ocr_async.protocol` assembles the
+request and reads the answer; a :class:`~ocr_async.transport.Transport`
+moves the bytes; :func:`ocr_async.retry.decide` says what to do after a
+failure, and :meth:`OcrClient.send` carries that out with the rate
+controller. :meth:`OcrClient.recognize` is the same, for one path, bytes or
+URL: the pre-check stage, then :meth:`~OcrClient.send`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import random
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Final, Self
 from urllib.parse import urlsplit
 
 import aiohttp
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from ocr_async import protocol
 from ocr_async.auth import StaticToken, TokenProvider, UserAccessKeyTokens
-from ocr_async.errors import (
-    ApiError,
-    ConfigurationError,
-    ConnectionFailedError,
-    InvalidTokenError,
-    OcrError,
-    RequestTimeoutError,
-    TransportError,
-)
-from ocr_async.httpio import read_capped
-from ocr_async.limits import MAX_RETRY_AFTER, THROTTLE_ERRORS, RateController
-from ocr_async.models import (
-    Endpoint,
-    ImageBytes,
-    ImageFile,
-    ImageInput,
-    ImageUrl,
-    OcrResult,
-    Recognition,
-)
-from ocr_async.reading import read_image_file
-from ocr_async.sanitize import Redactor, exception_text
+from ocr_async.errors import ApiError, ConfigurationError, LocalCheckError, OcrError
+from ocr_async.inputs import InputLike, as_source_item
+from ocr_async.limits import THROTTLE_ERRORS, RateController
+from ocr_async.models import Endpoint, OcrResult, Payload, Recognition
+from ocr_async.options import APPKEY_ENV, Options
+from ocr_async.precheck import Precheck
+from ocr_async.retry import GiveUp, RenewToken, RetryPolicy, Tried, Wait, decide
+from ocr_async.sanitize import Redactor
+from ocr_async.transport import AiohttpTransport, Transport
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "APPKEY_ENV",
-    "BASE_URL_ENV",
-    "DEFAULT_CONCURRENCY",
-    "DEFAULT_MAX_ANSWER_BYTES",
-    "DEFAULT_TIMEOUT",
-    "PARSE_INLINE_LIMIT",
-    "OcrClient",
-    "RetryPolicy",
-    "as_image_input",
-]
+__all__ = ["PARSE_INLINE_LIMIT", "OcrClient"]
 
-#: The environment variable naming the API host (the command line and
-#: recognize_many read it; an OcrClient is given its base_url).
-BASE_URL_ENV = "NHN_OCR_BASE_URL"
-#: The environment variable holding the app key.
-APPKEY_ENV = "NHN_OCR_APPKEY"
-
-#: Requests in flight at once, and the size of the connection pool.
-DEFAULT_CONCURRENCY = 16
-#: Seconds for one request, upload and answer included.
-DEFAULT_TIMEOUT = 60.0
-#: The most of one answer that is read, counted after decompression. A dense
-#: page is about 1,000 words, some 200 kB of JSON; even a 20 MB image packed
-#: with 10-pixel text (about 40,000 words) answers under 10 MB. 64 MiB leaves
-#: ample room and still bounds memory against a gzip bomb or a server that
-#: is not the API: with 16 requests in flight, at most 1 GiB of answers.
-DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024
 #: Answers up to this size are parsed on the event loop; larger ones in a
 #: worker thread. Parsing runs at about 15 MB/s, so an inline parse holds the
 #: loop 4 ms at most, less than a thread hop would save; a 64 MB answer
 #: parsed inline would stall every other request in flight for seconds.
 PARSE_INLINE_LIMIT = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often and how patiently to try again.
-
-    Waits grow as ``initial_wait * 2**n`` up to ``max_wait``, plus a random
-    jitter of up to ``jitter`` seconds so that many workers refused at the
-    same moment do not all come back at the same moment.
-    """
-
-    #: Requests per image at most, the first included, not counting
-    #: call-limit refusals (4000006, 5000503).
-    max_attempts: int = 5
-    #: Call-limit refusals per image at most.
-    max_throttled: int = 20
-    initial_wait: float = 0.5
-    max_wait: float = 20.0
-    jitter: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ConfigurationError("max_attempts must be at least 1")
-        if self.max_throttled < 1:
-            raise ConfigurationError("max_throttled must be at least 1")
-        if self.initial_wait < 0 or self.max_wait < 0 or self.jitter < 0:
-            raise ConfigurationError("retry waits must not be negative")
-
-    def backoff(self, failures: int) -> float:
-        """Seconds to wait after the ``failures``-th backed-off failure of an image."""
-        exponential = self.initial_wait * 2.0 ** (failures - 1)
-        return min(exponential, self.max_wait) + random.uniform(0.0, self.jitter)
-
-
-def as_image_input(image: ImageInput) -> ImageFile | ImageBytes | ImageUrl:
-    """Normalise what :meth:`OcrClient.recognize` accepts.
-
-    A ``str`` with ``://`` in it is a URL; any other ``str`` or path-like is
-    a file; ``bytes`` are the image itself.
-    """
-    if isinstance(image, ImageFile | ImageBytes | ImageUrl):
-        return image
-    if isinstance(image, bytes | bytearray | memoryview):
-        return ImageBytes(bytes(image))
-    if isinstance(image, str) and "://" in image:
-        return ImageUrl(image)
-    if isinstance(image, str | os.PathLike):
-        return ImageFile(image)
-    raise TypeError(f"cannot recognize a {type(image).__name__}: pass a path, bytes or a URL")
+_REFUSED_FOR_RATE: Final = (429, 503)
 
 
 class OcrClient:
@@ -150,6 +63,12 @@ class OcrClient:
     gateway's 429) and holds the rate just under it, following it when it
     moves. ``adapt_rate=False`` turns that off (each refusal then backs off
     alone, honouring any ``Retry-After``).
+
+    Its settings are one :class:`~ocr_async.options.Options` (``options``);
+    ``concurrency``, ``timeout``, ``max_bytes``, ``max_answer_bytes``,
+    ``retry``, ``rps`` and ``adapt_rate`` are shorthand for changing it.
+    ``transport`` replaces the aiohttp transport (for tests: a fake that
+    records the requests); a transport passed in is left open.
     """
 
     def __init__(
@@ -159,26 +78,33 @@ class OcrClient:
         token: str | TokenProvider,
         base_url: str = protocol.DEFAULT_BASE_URL,
         session: aiohttp.ClientSession | None = None,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        timeout: float = DEFAULT_TIMEOUT,
-        max_bytes: int = protocol.DEFAULT_MAX_BYTES,
-        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        options: Options | None = None,
+        concurrency: int | None = None,
+        timeout: float | None = None,
+        max_bytes: int | None = None,
+        max_answer_bytes: int | None = None,
         retry: RetryPolicy | None = None,
         rps: float | None = None,
-        adapt_rate: bool = True,
+        adapt_rate: bool | None = None,
+        transport: Transport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not appkey:
-            raise ConfigurationError("no app key: set NHN_OCR_APPKEY or pass --appkey")
-        if concurrency < 1:
-            raise ConfigurationError("concurrency must be at least 1")
-        if not timeout > 0:  # also refuses NaN
-            raise ConfigurationError("timeout must be positive")
-        if max_bytes < 1:
-            raise ConfigurationError("max_bytes must be positive")
-        if max_answer_bytes < 1:
-            raise ConfigurationError("max_answer_bytes must be positive")
+            raise ConfigurationError(f"no app key: set {APPKEY_ENV} or pass --appkey")
+        if session is not None and transport is not None:
+            raise TypeError("pass either session= or transport=, not both")
+        # The keywords are shorthand for the Options they change: one value
+        # is checked once and read by everything the client does.
+        self._options = options = (options or Options()).with_changes(
+            concurrency=concurrency,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            max_answer_bytes=max_answer_bytes,
+            retry=retry,
+            rps=rps,
+            adapt_rate=adapt_rate,
+        )
         self._appkey = appkey
         self._tokens: TokenProvider = StaticToken(token) if isinstance(token, str) else token
         # Secrets blanked out of every answer: the token sent, and a User
@@ -188,31 +114,35 @@ class OcrClient:
         )
         self._redactor_for: tuple[str, Redactor] | None = None
         self._base_url = base_url
-        self._session = session
-        self._owns_session = session is None
-        self._concurrency = concurrency
+        self._owns_transport = transport is None
+        self._transport: Transport = transport or AiohttpTransport(
+            session, timeout=options.timeout, pool=None if session else options.concurrency
+        )
+        # A client that opens its own session is ready once opened and until
+        # closed; one on a caller's session or transport is ready as it is.
+        self._owns_session = session is None and transport is None
+        self._open = not self._owns_session
+        self._precheck = Precheck(options)
         # Bounds requests in flight even on a caller's session, whose pool
         # may be larger: a web backend sharing one client across handlers.
-        self._in_flight = asyncio.Semaphore(concurrency)
-        self._max_bytes = max_bytes
-        self._max_answer_bytes = max_answer_bytes
+        self._in_flight = asyncio.Semaphore(options.concurrency)
         # One multipart boundary per client, not one per request: servers
         # cache the parsed Content-Type (aiohttp keeps the last 56), and a new
         # boundary on every call costs the server a full header parse each time.
-        self._boundary = f"ocr-async-{secrets.token_hex(16)}"
-        self._retry = retry or RetryPolicy()
+        self._boundary = protocol.new_boundary()
         self._sleep = sleep
         self._clock = clock
-        self._request_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10))
-        if rps is not None or adapt_rate:
-            self._rate: RateController | None = RateController(
-                fixed_rps=rps, clock=clock, sleep=sleep
-            )
-        else:
-            self._rate = None
+        self._rate: RateController | None = None
+        if options.rps is not None or options.adapt_rate:
+            self._rate = RateController(fixed_rps=options.rps, clock=clock, sleep=sleep)
 
     def __repr__(self) -> str:
-        return f"OcrClient(base_url={self._base_url!r}, concurrency={self._concurrency})"
+        return f"OcrClient(base_url={self._base_url!r}, concurrency={self._options.concurrency})"
+
+    @property
+    def options(self) -> Options:
+        """The options this client was built with (the keywords folded in)."""
+        return self._options
 
     @property
     def rate_controller(self) -> RateController | None:
@@ -222,16 +152,16 @@ class OcrClient:
     @property
     def max_bytes(self) -> int:
         """The request-size limit applied before sending."""
-        return self._max_bytes
+        return self._options.max_bytes
+
+    @property
+    def transport(self) -> Transport:
+        """The transport that moves the bytes."""
+        return self._transport
 
     async def __aenter__(self) -> Self:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self._concurrency, limit_per_host=self._concurrency
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._request_timeout
-            )
+        await self._transport.open()
+        self._open = True
         return self
 
     async def __aexit__(
@@ -243,170 +173,128 @@ class OcrClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the session if this client opened it."""
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close what this client opened (its session); a caller's stays open."""
+        if self._owns_transport:
+            await self._transport.aclose()
+        if self._owns_session:
+            self._open = False
 
-    async def recognize(
-        self, image: ImageInput, *, endpoint: Endpoint = Endpoint.GENERAL
-    ) -> Recognition:
+    async def recognize(self, image: InputLike, *, endpoint: Endpoint | None = None) -> Recognition:
         """Recognize one image: a path, bytes, or a URL the API downloads.
+
+        The image goes through the pre-check stage (:mod:`ocr_async.precheck`,
+        as the options say: read, checked, perhaps converted or shrunk), then
+        :meth:`send`. ``endpoint`` overrides the options' endpoint.
 
         Returns a :class:`Recognition` with the result and the number of
         attempts. Raises an :class:`OcrError` whose ``attempts`` says how many
         requests were sent (0 when a pre-check refused the image locally).
         """
-        if self._session is None:
-            raise RuntimeError("OcrClient is not open: use 'async with OcrClient(...)'")
-        started = self._clock()
-        image = as_image_input(image)
-        body = await self._load(image)
-        # Built once before the loop, without the token, so that a pre-check
-        # failure costs no request and no token; each attempt then builds
-        # the request with the token current at that moment, so a token
-        # issued or renewed meanwhile (or a hiccup issuing it) is retried
-        # like any other transient failure.
-        token = ""
-        request = self._prepare(body, token, endpoint)
-        attempts = 0
-        # Call-limit refusals have their own budget: with the rate controller
-        # they are paced, not hammered, and an image must not fail merely
-        # because the run is at the quota. Other failures back off.
-        throttled = 0
-        backed_off = 0
-        renewed_token = False
-
-        def should_retry(exc: BaseException) -> bool:
-            return isinstance(exc, OcrError) and exc.retryable
-
-        def stop(state: RetryCallState) -> bool:
-            if isinstance(_failure(state), THROTTLE_ERRORS):
-                return throttled >= self._retry.max_throttled
-            return state.attempt_number - throttled >= self._retry.max_attempts
-
-        def wait(state: RetryCallState) -> float:
-            nonlocal backed_off
-            failure = _failure(state)
-            if isinstance(failure, InvalidTokenError):
-                return 0.0  # a new token is ready: try it at once
-            if isinstance(failure, THROTTLE_ERRORS) and self._rate is not None:
-                return 0.0  # the controller paces the retry and pauses everyone
-            backed_off += 1
-            wait = self._retry.backoff(backed_off)
-            if isinstance(failure, OcrError) and failure.retry_after is not None:
-                # A server's Retry-After is a floor, not a hint.
-                wait = max(wait, min(failure.retry_after, MAX_RETRY_AFTER))
-            return wait
-
-        def log_retry(state: RetryCallState) -> None:
-            wait_s = state.next_action.sleep if state.next_action else 0.0
-            log.debug(
-                "%s: attempt %d failed (%s); retrying in %.2f s",
-                _loggable(image),
-                state.attempt_number,
-                _failure(state),
-                wait_s,
+        self._check_open()
+        item = as_source_item(image)
+        payloads = await self._precheck.prepare(item, endpoint=endpoint)
+        if len(payloads) != 1:
+            raise LocalCheckError(
+                "pages",
+                f"{item.source} has {len(payloads)} pages: send them one by one "
+                "(client.send), or use recognize_many, which gives each its record",
             )
+        return await self.send(payloads[0])
 
-        retrying = AsyncRetrying(
-            stop=stop,
-            wait=wait,
-            retry=retry_if_exception(should_retry),
-            sleep=self._sleep,
-            before_sleep=log_retry,
-            reraise=True,
-        )
+    async def send(self, payload: Payload) -> Recognition:
+        """Send one pre-checked payload, retrying as the :class:`RetryPolicy` decides.
 
-        async def send_once() -> OcrResult:
-            nonlocal token, request, throttled, renewed_token
-            current = await self._tokens.get_token()
-            if current != token:
-                token, request = current, self._prepare(body, current, endpoint)
+        A payload that carries its local error raises it (``attempts`` 0).
+        Every attempt builds the request with the token current at that
+        moment, so a token issued or renewed meanwhile (or a hiccup issuing
+        it) is retried like any other transient failure.
+        """
+        self._check_open()
+        if payload.error is not None:
+            raise payload.error
+        started = self._clock()
+        tried = Tried()
+        token: str | None = None
+        request: protocol.PreparedRequest | None = None
+        while True:
+            tried = tried.attempt()
             try:
-                return await self._paced_send(request, token)
-            except THROTTLE_ERRORS:
-                throttled += 1
-                raise
-            except InvalidTokenError as exc:
-                if not renewed_token and await self._tokens.token_rejected(token):
-                    renewed_token = True
-                    exc.retryable = True  # this occurrence only: a new token is ready
-                raise
-
-        # The first attempt goes without tenacity: nearly every call succeeds
-        # at once, and tenacity's bookkeeping per attempt (it inspects every
-        # callback to see whether it is a coroutine function) costs more than
-        # the rest of the request's own Python work (docs/benchmarks.md, 2).
-        try:
-            result = await send_once()
-        except OcrError as exc:
-            if not should_retry(exc):
-                exc.attempts = 1
-                raise
-            first: OcrError | None = exc
-        else:
+                current = await self._tokens.get_token()
+                if current != token or request is None:
+                    token, request = current, self._request(payload, current)
+                result = await self._paced_send(request, current)
+            except OcrError as exc:
+                tried = await self._recover(exc, tried, token, payload)
+                continue
             return Recognition(
                 result=result,
-                endpoint=endpoint,
-                attempts=1,
+                endpoint=payload.endpoint,
+                attempts=tried.attempts,
                 elapsed_ms=(self._clock() - started) * 1000.0,
             )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number
-                    if first is not None:
-                        # Attempt 1 is the one above: hand its failure to
-                        # tenacity, which waits, logs and decides as usual.
-                        failure, first = first, None
-                        raise failure
-                    result = await send_once()
-        except OcrError as exc:
-            exc.attempts = attempts
-            raise
-        return Recognition(
-            result=result,
-            endpoint=endpoint,
-            attempts=attempts,
-            elapsed_ms=(self._clock() - started) * 1000.0,
-        )
 
-    async def _load(self, image: ImageFile | ImageBytes | ImageUrl) -> bytes | ImageUrl:
-        if isinstance(image, ImageFile):
-            return await read_image_file(image.path, self._max_bytes)
-        if isinstance(image, ImageBytes):
-            return image.data
-        return image
+    async def _recover(
+        self, failure: OcrError, tried: Tried, token: str | None, payload: Payload
+    ) -> Tried:
+        """Carry out what the policy decides after ``failure``; the counters, or raise."""
+        while True:
+            step = decide(self._options.retry, tried, failure, paced=self._rate is not None)
+            tried, decision = step.tried, step.decision
+            if isinstance(decision, GiveUp):
+                raise failure.with_attempts(tried.attempts)
+            if isinstance(decision, RenewToken):
+                try:
+                    renewed = token is not None and await self._tokens.token_rejected(token)
+                except OcrError as exc:
+                    failure = exc  # issuing the new token failed: decide on that
+                    continue
+                if not renewed:
+                    raise failure.with_attempts(tried.attempts)
+            wait = decision.seconds if isinstance(decision, Wait) else 0.0
+            log.debug(
+                "%s: attempt %d failed (%s); retrying in %.2f s",
+                _loggable(payload),
+                tried.attempts,
+                failure,
+                wait,
+            )
+            if isinstance(decision, Wait):
+                await self._sleep(wait)
+            return tried
 
-    def _prepare(
-        self, body: bytes | ImageUrl, token: str, endpoint: Endpoint
-    ) -> protocol.PreparedRequest:
-        if isinstance(body, ImageUrl):
-            return protocol.build_url_request(
+    def _check_open(self) -> None:
+        if not self._open:
+            raise RuntimeError("OcrClient is not open: use 'async with OcrClient(...)'")
+
+    def _request(self, payload: Payload, token: str) -> protocol.PreparedRequest:
+        if payload.url is not None:
+            return protocol.assemble_url_request(
                 base_url=self._base_url,
                 appkey=self._appkey,
                 token=token,
-                endpoint=endpoint,
-                image_url=body.url,
+                endpoint=payload.endpoint,
+                image_url=payload.url,
             )
-        return protocol.build_file_request(
+        # The stage checked the bytes and named their kind.
+        assert payload.image is not None
+        assert payload.kind is not None
+        return protocol.assemble_file_request(
             base_url=self._base_url,
             appkey=self._appkey,
             token=token,
-            endpoint=endpoint,
-            image=body,
-            max_bytes=self._max_bytes,
+            endpoint=payload.endpoint,
+            image=payload.image,
+            kind=payload.kind,
             boundary=self._boundary,
         )
 
     async def _paced_send(self, request: protocol.PreparedRequest, token: str) -> OcrResult:
         # Every attempt, retries included, goes through the one controller.
         if self._rate is None:
-            return await self._send(request, token)
+            return await self._exchange(request, token)
         ticket = await self._rate.acquire()
         try:
-            result = await self._send(request, token)
+            result = await self._exchange(request, token)
         except THROTTLE_ERRORS as exc:
             if self._rate.on_throttled(ticket, retry_after=exc.retry_after):
                 log.info(
@@ -420,65 +308,34 @@ class OcrClient:
         self._rate.on_success(ticket)
         return result
 
-    async def _send(self, request: protocol.PreparedRequest, token: str) -> OcrResult:
-        assert self._session is not None
+    async def _exchange(self, request: protocol.PreparedRequest, token: str) -> OcrResult:
         redactor = self._redactor(token)
-        try:
-            # Timeout and status handling are set per request, so a caller's
-            # session with other defaults (raise_for_status, 5-minute timeout)
-            # cannot change what counts as a failure or how long one may take.
-            async with (
-                self._in_flight,
-                self._session.post(
-                    request.url,
-                    data=request.body,
-                    headers=request.headers,
-                    timeout=self._request_timeout,
-                    raise_for_status=False,
-                    # Never: a redirect would carry the token elsewhere.
-                    allow_redirects=False,
-                ) as response,
-            ):
-                status = response.status
-                if 300 <= status < 400:
-                    location = response.headers.get("Location")
-                    raise protocol.redirect_error(status, location, request.url)
-                retry_after = _retry_after(response.headers) if status in (429, 503) else None
-                body = await read_capped(response, self._max_answer_bytes)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            failure = _transport_error(exc, redactor)
-        else:
-            if len(body) <= PARSE_INLINE_LIMIT:
-                return protocol.parse_response(
-                    status, body, redact=redactor, retry_after=retry_after
-                )
-            return await asyncio.to_thread(
-                protocol.parse_response, status, body, redact=redactor, retry_after=retry_after
+        async with self._in_flight:
+            answer = await self._transport.post(
+                request, answer_limit=self._options.max_answer_bytes, redactor=redactor
             )
-        # Raised out here, not in the except clause: the library's exception
-        # may quote the server, and so the token, and must not ride along as
-        # the context of ours.
-        raise failure
+        if answer.is_redirect:
+            raise protocol.redirect_error(
+                answer.status, answer.headers.get("Location"), request.url
+            )
+        retry_after = _retry_after(answer.headers) if answer.status in _REFUSED_FOR_RATE else None
+        if len(answer.body) <= PARSE_INLINE_LIMIT:
+            return protocol.parse_response(
+                answer.status, answer.body, redact=redactor, retry_after=retry_after
+            )
+        return await asyncio.to_thread(
+            protocol.parse_response,
+            answer.status,
+            answer.body,
+            redact=redactor,
+            retry_after=retry_after,
+        )
 
     def _redactor(self, token: str) -> Redactor:
         # Built once per token: the token changes rarely, answers come often.
         if self._redactor_for is None or self._redactor_for[0] != token:
             self._redactor_for = (token, self._key_redactor.with_secrets(token))
         return self._redactor_for[1]
-
-
-def _transport_error(exc: TimeoutError | aiohttp.ClientError, redactor: Redactor) -> TransportError:
-    # Messages name the failure, never the request: its headers hold the
-    # token. aiohttp's own messages may quote what the server sent (a
-    # malformed header or status line), so they are server text too.
-    if isinstance(exc, TimeoutError):
-        return RequestTimeoutError("timeout", "no complete answer in time")
-    detail = exception_text(exc, redactor)
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return ConnectionFailedError("connection", f"answer cut off: {detail}")
-    if isinstance(exc, aiohttp.ClientConnectionError):
-        return ConnectionFailedError("connection", detail)
-    return TransportError("transport", detail)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -489,17 +346,13 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     )
 
 
-def _failure(state: RetryCallState) -> BaseException | None:
-    return state.outcome.exception() if state.outcome else None
-
-
-def _loggable(image: ImageFile | ImageBytes | ImageUrl) -> str:
+def _loggable(payload: Payload) -> str:
     # A URL's query string may be a signature and its user part a password:
     # logs show scheme, host and path only.
-    if isinstance(image, ImageUrl):
-        parts = urlsplit(image.url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        query = "?..." if parts.query else ""
-        return f"{parts.scheme}://{host}{port}{parts.path}{query}"
-    return str(image)
+    if payload.url is None:
+        return payload.source
+    parts = urlsplit(payload.url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    query = "?..." if parts.query else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}{query}"

@@ -35,6 +35,8 @@ and exception class names only.
 
 from __future__ import annotations
 
+from typing import Self
+
 __all__ = [
     "AnswerTooLargeError",
     "ApiError",
@@ -65,8 +67,9 @@ class OcrError(Exception):
     ``code`` is the API's result code (an int) where there is one, including
     for local pre-checks, which carry the code the server would have answered;
     otherwise a short stable string such as ``"timeout"`` or ``"http_502"``.
-    ``attempts`` is filled in by the client: how many requests were sent
-    (0 when the error was decided locally).
+    ``attempts`` says how many requests were sent for the image (0 when the
+    error was decided locally); the client raises the error of the last
+    attempt as :meth:`with_attempts` gives it.
     """
 
     #: Whether sending the same request again may succeed.
@@ -85,6 +88,17 @@ class OcrError(Exception):
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message}"
+
+    def with_attempts(self, attempts: int) -> Self:
+        """A copy of this error saying ``attempts`` requests were sent; this one is unchanged.
+
+        The copy keeps the type, the attributes and the traceback; no
+        ``__init__`` runs again, so subclasses with other signatures copy too.
+        """
+        copied = type(self).__new__(type(self), *self.args)
+        copied.__dict__.update(self.__dict__)
+        copied.attempts = attempts
+        return copied.with_traceback(self.__traceback__)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"

@@ -1,8 +1,11 @@
-"""Image preparation before a request: endpoint choice, conversion, shrinking.
+"""The image vocabulary: what headers say, endpoint choice, conversion, shrinking.
 
-Pure functions on bytes: no file or network I/O, no asyncio. They are
-CPU-bound (decoding and encoding images), so the pipeline runs them in a
-worker thread. Each is one optional step of the pipeline:
+Pure functions on bytes: no file or network I/O, no asyncio. The header
+readers (:func:`image_size`, :func:`png_chunks`, :func:`jpeg_segments`)
+need only the standard library and never raise on damaged data: the
+pre-checks, the emulator and the review page all read sizes with them.
+The rest are CPU-bound (decoding and encoding images), so the pre-check
+stage runs them in a worker thread. Each is one optional step of it:
 
 * :func:`choose_endpoint` (``--endpoint auto``): ``/general`` or
   ``/general/cropping`` from the aspect ratio in the PNG/JPEG header; needs
@@ -38,17 +41,16 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 
 from ocr_async.errors import LocalCheckError
-from ocr_async.imageinfo import image_size
-from ocr_async.models import Endpoint
-from ocr_async.protocol import ImageType, build_file_request, check_image_bytes, sniff_image_type
+from ocr_async.models import Endpoint, ImageType
+from ocr_async.protocol import PNG_SIGNATURE, check_image_bytes, multipart_size, sniff_image_type
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -57,6 +59,7 @@ __all__ = [
     "CONVERTED_FORMATS",
     "CROPPING_RATIO",
     "JPEG_MAX_SIDE",
+    "JPEG_SOI",
     "MAX_PAGES",
     "MAX_READABLE_RATIO",
     "PILLOW_HINT",
@@ -70,7 +73,9 @@ __all__ = [
     "aspect_ratio",
     "choose_endpoint",
     "convert_to_png",
-    "multipart_overhead",
+    "image_size",
+    "jpeg_segments",
+    "png_chunks",
     "shrink_to_fit",
 ]
 
@@ -116,6 +121,81 @@ _EXIF_ORIENTATION: Final = 0x0112
 _SNIFFED_FORMAT: Final[dict[ImageType, str]] = {"jpg": "jpeg", "png": "png"}
 _GRAY_MODES: Final = frozenset({"1", "L", "LA", "La"})
 _ALPHA_MODES: Final = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+
+
+# --- what the headers say -------------------------------------------------------
+
+#: A JPEG's start-of-image marker: its segments follow it.
+JPEG_SOI: Final = b"\xff\xd8"
+# Start-of-frame markers carry the size; C4, C8 and CC share the range but
+# are other segments (T.81, table B.1).
+_JPEG_SOF: Final = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Markers without a length field.
+_JPEG_STANDALONE: Final = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+def png_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """(type, start, end) of each complete chunk body; stops at damage or IEND."""
+    pos = len(PNG_SIGNATURE)
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack_from(">I", data, pos)
+        kind = data[pos + 4 : pos + 8]
+        start, end = pos + 8, pos + 8 + length
+        if end + 4 > len(data):
+            return
+        yield kind, start, end
+        if kind == b"IEND":
+            return
+        pos = end + 4
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    # IHDR must be the first chunk (PNG spec, 5.6).
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack_from(">II", data, 16)
+    return (width, height) if width and height else None
+
+
+def jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, start, end) of each segment payload before the scan."""
+    pos = len(JPEG_SOI)
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # EOI, SOS: no more headers
+            return
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        end = pos + 2 + length
+        if length < 2 or end > len(data):
+            return
+        yield marker, pos + 4, end
+        pos = end
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    for marker, start, end in jpeg_segments(data):
+        if marker in _JPEG_SOF and end - start >= 5:
+            height, width = struct.unpack_from(">HH", data, start + 1)
+            # Height 0 means "defined later by DNL": not known from headers.
+            return (width, height) if width and height else None
+    return None
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from a PNG IHDR or a JPEG SOFn header, else None."""
+    if data.startswith(PNG_SIGNATURE):
+        return _png_size(data)
+    if data.startswith(JPEG_SOI):
+        return _jpeg_size(data)
+    return None
 
 
 # --- endpoint choice ------------------------------------------------------------
@@ -386,33 +466,8 @@ def _upright(im: Image.Image) -> Image.Image:
 # --- shrinking ------------------------------------------------------------------
 
 
-_SMALLEST_PNG: Final = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x00IEND\xaeB`\x82"
-_SMALLEST_JPEG: Final = b"\xff\xd8\xff\xd9"
-
-
-@cache
-def multipart_overhead(kind: ImageType) -> int:
-    """Bytes the multipart framing adds around an image of ``kind``.
-
-    Measured on a request built by :func:`ocr_async.protocol.build_file_request`
-    with its default (random, fixed-length) boundary, as the client sends it;
-    it differs by one byte between JPEG and PNG (the Content-Type).
-    """
-    # The smallest bytes that pass the pre-checks; only the framing matters.
-    sample = _SMALLEST_JPEG if kind == "jpg" else _SMALLEST_PNG
-    request = build_file_request(
-        base_url="http://localhost",
-        appkey="appkey",
-        token="token",
-        endpoint=Endpoint.GENERAL,
-        image=sample,
-        max_bytes=len(sample) + 1_000_000,
-    )
-    return len(request.body) - len(sample)
-
-
 def _body_size(image: bytes, kind: ImageType) -> int:
-    return len(image) + multipart_overhead(kind)
+    return multipart_size(kind, len(image))
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,7 +502,7 @@ def shrink_to_fit(data: bytes, max_body_bytes: int) -> ShrinkResult:
     """Re-encode a JPEG/PNG so that its multipart body fits ``max_body_bytes``.
 
     The limit is on the whole request body, as the server's 4131000 is (see
-    :func:`multipart_overhead`). If the input already fits it comes back
+    :func:`ocr_async.protocol.multipart_size`). If the input already fits it comes back
     unchanged (note ""). Otherwise, deterministically:
 
     1. the pixels are made ``RGB`` (or ``L`` for grayscale), transparency
@@ -478,7 +533,7 @@ def shrink_to_fit(data: bytes, max_body_bytes: int) -> ShrinkResult:
         f"MAX_UPLOAD_SIZE_EXCEEDED: request would be {body} bytes, "
         f"over the {max_body_bytes}-byte limit"
     )
-    budget = max_body_bytes - multipart_overhead("jpg")  # bytes left for the JPEG
+    budget = max_body_bytes - multipart_size("jpg", 0)  # bytes left for the JPEG
     if budget <= 0:
         raise LocalCheckError(
             4131000, f"{too_big}, which leaves no room for any image after the framing (not sent)"
@@ -551,7 +606,7 @@ def shrink_to_fit(data: bytes, max_body_bytes: int) -> ShrinkResult:
         else f"JPEG (at most {JPEG_MAX_SIDE} px a side) at "
     )
     smallest_body = min(len(image) for image in (*by_quality.values(), last))
-    smallest_body += multipart_overhead("jpg")
+    smallest_body = multipart_size("jpg", smallest_body)
     if floor_scale >= 1.0:
         why = (
             f"it is not downscaled: {width}x{height} is at most "

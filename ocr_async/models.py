@@ -1,8 +1,10 @@
-"""Immutable values that flow through the pipeline.
+"""Immutable values that flow through the pipeline, in the order they flow.
 
-Inputs (:class:`ImageFile`, :class:`ImageBytes`, :class:`ImageUrl`) go in;
-an :class:`OcrResult` comes back from the API; a :class:`Record` is the one
-JSON line written per input.
+Inputs (:class:`ImageFile`, :class:`ImageBytes`, :class:`ImageUrl`), each
+named by a :class:`SourceItem`, go into the pre-check stage, which hands
+on a :class:`Payload` per image to send; an :class:`OcrResult` comes back
+from the API; a :class:`Record` is the one JSON line written per input,
+to a :class:`RecordSink`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+from ocr_async.errors import OcrError
 
 __all__ = [
     "BoundingBox",
@@ -20,13 +24,21 @@ __all__ = [
     "ImageBytes",
     "ImageFile",
     "ImageInput",
+    "ImageType",
     "ImageUrl",
+    "JsonWritable",
     "Line",
     "OcrResult",
+    "Payload",
     "Recognition",
     "Record",
+    "RecordSink",
+    "SourceItem",
     "Word",
 ]
+
+#: The two image types the API reads, as the pre-check names them.
+ImageType = Literal["jpg", "png"]
 
 
 class Endpoint(enum.StrEnum):
@@ -78,6 +90,45 @@ class ImageUrl:
 ImageInput = (
     ImageFile | ImageBytes | ImageUrl | bytes | bytearray | memoryview | str | os.PathLike[str]
 )
+
+
+@dataclass(frozen=True, slots=True)
+class SourceItem:
+    """One input: what its record will call it (``source``), and what to send."""
+
+    source: str
+    image: ImageFile | ImageBytes | ImageUrl
+
+
+class JsonWritable(Protocol):
+    """A value a record writes as a JSON object (a :class:`Payload`'s transform, say)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """One image as the pre-check stage hands it on: ready to send, or refused.
+
+    Exactly one of ``image`` (checked JPEG or PNG bytes, whole, and within
+    the request-size limit), ``url`` (checked for scheme and port) and
+    ``error`` (the local error that stops it; nothing is sent) is set. A
+    page of a multi-page input is its own payload, named
+    ``<source>#page=<n>``.
+    """
+
+    source: str
+    endpoint: Endpoint
+    image: bytes | None = field(default=None, repr=False)
+    #: The type the pre-check found in ``image``'s first bytes.
+    kind: ImageType | None = None
+    url: str | None = None
+    #: What was done to the input before sending (converted, shrunk, endpoint
+    #: chosen); None: sent as it was.
+    transform: JsonWritable | None = None
+    error: OcrError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,10 +210,6 @@ class Recognition:
         return self.result.text
 
 
-class _JsonWritable(Protocol):
-    def to_json(self) -> dict[str, Any]: ...
-
-
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """The ``error`` member of a failed record."""
@@ -198,13 +245,17 @@ class Record:
     error: ErrorInfo | None
     #: What was done to the image before sending (--convert, --shrink,
     #: --endpoint auto); anything with a ``to_json()``. None: sent as it was.
-    transform: _JsonWritable | None = None
+    transform: JsonWritable | None = None
     #: The caller's identity for the input (a manifest row's ``id``); None
     #: when the input has none, and then ``source`` is its identity.
     id: str | None = None
     #: The caller's context for the input (a manifest row's other fields),
     #: written back untouched; must be JSON-serialisable. None: there was none.
     metadata: Mapping[str, Any] | None = None
+    #: The recognition as parsed (its ``raw`` is ``result``), for outputs
+    #: that need words and boxes (text files, ALTO, hOCR) without parsing
+    #: ``result`` again. Not written: the JSON line is the same without it.
+    parsed: OcrResult | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written as one line, keys in a stable order.
@@ -230,3 +281,11 @@ class Record:
         if self.metadata is not None:
             document["metadata"] = self.metadata
         return document
+
+
+class RecordSink(Protocol):
+    """Anything that takes finished records: a JSONL file, a text folder, a queue."""
+
+    async def write(self, record: Record) -> None:
+        """Take one record."""
+        ...

@@ -65,11 +65,10 @@ from ocrmypdf.pluginspec import OcrEngine, OrientationConfidence
 from ocr_async import __version__
 from ocr_async.errors import ConfigurationError, OcrError
 from ocr_async.imaging import convert_to_png, shrink_to_fit
-from ocr_async.models import ImageBytes, OcrResult, Record
+from ocr_async.models import ImageBytes, OcrResult, Record, SourceItem
 from ocr_async.outputs.hocr import hocr_document
 from ocr_async.outputs.layout import PageLayout
 from ocr_async.protocol import DEFAULT_MAX_BYTES, parse_result, sniff_image_type
-from ocr_async.sources import SourceItem
 
 if TYPE_CHECKING:
     from ocrmypdf._options import OcrOptions
@@ -376,7 +375,7 @@ class _Broker:
 
 
 async def _serve(address: str, concurrency: int) -> int:
-    from ocr_async.stream import recognize_many
+    from ocr_async.pipeline.record_stream import recognize_many
 
     broker = _Broker()
     try:

@@ -17,7 +17,7 @@ import math
 import secrets
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 from ocr_async.errors import (
@@ -35,25 +35,33 @@ from ocr_async.errors import (
     TooManyRequestsError,
     UnknownApiError,
 )
-from ocr_async.models import BoundingBox, Endpoint, Line, OcrResult, Word
+from ocr_async.models import BoundingBox, Endpoint, ImageType, Line, OcrResult, Word
 from ocr_async.sanitize import Redactor, server_text, strict_json, url_origin
 
 __all__ = [
     "AUTH_HEADER",
+    "BOUNDARY_LENGTH",
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_BYTES",
+    "JPEG_SIGNATURE",
     "LEGACY_BASE_URL",
     "NO_TEXT_CODE",
+    "PNG_SIGNATURE",
     "RESULT_CODES",
     "ImageType",
     "PreparedRequest",
+    "assemble_file_request",
+    "assemble_url_request",
     "build_file_request",
     "build_url_request",
+    "check_body_size",
     "check_image_bytes",
     "check_image_url",
     "decode_json",
     "endpoint_url",
     "error_for_code",
+    "multipart_size",
+    "new_boundary",
     "parse_response",
     "parse_result",
     "parse_retry_after",
@@ -77,11 +85,14 @@ NO_TEXT_CODE: Final = 4000501
 _URL_PORT_RANGE: Final = range(10000, 12001)
 _URL_PORTS: Final = frozenset({80, 443})
 
-ImageType = Literal["jpg", "png"]
-
-_PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
-_JPEG_MAGIC: Final = b"\xff\xd8\xff"
+#: The first bytes of every PNG (PNG spec, 5.2).
+PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
+#: The first bytes of a JPEG the API takes: SOI and the next marker's 0xFF.
+JPEG_SIGNATURE: Final = b"\xff\xd8\xff"
 _PNG_END: Final = b"IEND\xaeB`\x82"  # the IEND chunk type and its fixed CRC
+#: The length of every multipart boundary the client sends: the framing of a
+#: request is a function of this and the image type (:func:`multipart_size`).
+BOUNDARY_LENGTH: Final = len("ocr-async-") + 32
 _CONTENT_TYPES: Final[Mapping[ImageType, str]] = {"jpg": "image/jpeg", "png": "image/png"}
 # Characters of a body without an envelope quoted in the error message.
 _SNIPPET_LIMIT: Final = 120
@@ -154,9 +165,9 @@ def error_for_code(code: int, message: str) -> ApiError:
 
 def sniff_image_type(data: bytes) -> ImageType | None:
     """``"jpg"`` or ``"png"`` by magic bytes, or None for anything else."""
-    if data.startswith(_PNG_MAGIC):
+    if data.startswith(PNG_SIGNATURE):
         return "png"
-    if data.startswith(_JPEG_MAGIC):
+    if data.startswith(JPEG_SIGNATURE):
         return "jpg"
     return None
 
@@ -242,6 +253,95 @@ def _auth_headers(token: str) -> dict[str, str]:
     return {AUTH_HEADER: f"Bearer {token}", "Accept": "application/json"}
 
 
+def new_boundary() -> str:
+    """A fresh multipart boundary: random, and always :data:`BOUNDARY_LENGTH` long."""
+    return f"ocr-async-{secrets.token_hex(16)}"
+
+
+def _multipart_head(boundary: str, kind: ImageType) -> bytes:
+    # The part's filename is fixed: the server only needs the extension, and
+    # local names (possibly not UTF-8, possibly private) never leave the machine.
+    return (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="image"; filename="image.{kind}"\r\n'
+        f"Content-Type: {_CONTENT_TYPES[kind]}\r\n\r\n"
+    ).encode("ascii")
+
+
+def _multipart_tail(boundary: str) -> bytes:
+    return f"\r\n--{boundary}--\r\n".encode("ascii")
+
+
+def multipart_size(
+    kind: ImageType, image_bytes: int, boundary_length: int = BOUNDARY_LENGTH
+) -> int:
+    """The size of the multipart body that sends an image of ``image_bytes`` bytes.
+
+    The framing depends only on the boundary's length and the image type
+    (its Content-Type: ``image/jpeg`` is one byte longer than ``image/png``).
+    """
+    boundary = "-" * boundary_length
+    return len(_multipart_head(boundary, kind)) + image_bytes + len(_multipart_tail(boundary))
+
+
+def check_body_size(kind: ImageType, image_bytes: int, max_bytes: int) -> None:
+    """Refuse, as the server would (4131000), an image whose request body is over ``max_bytes``.
+
+    The limit applies to the whole body that would be sent, multipart
+    framing included, because the server's 4131000 is about the request.
+    """
+    size = multipart_size(kind, image_bytes)
+    if size > max_bytes:
+        raise LocalCheckError(
+            4131000,
+            f"MAX_UPLOAD_SIZE_EXCEEDED: request would be {size} bytes, "
+            f"over the {max_bytes}-byte limit (not sent)",
+        )
+
+
+def assemble_file_request(
+    *,
+    base_url: str,
+    appkey: str,
+    token: str,
+    endpoint: Endpoint,
+    image: bytes,
+    kind: ImageType,
+    boundary: str,
+) -> PreparedRequest:
+    """The multipart request that sends ``image``, already checked as ``kind``.
+
+    Checks nothing: the pre-check stage did (:func:`check_image_bytes`,
+    :func:`check_body_size`). ``boundary`` should be :data:`BOUNDARY_LENGTH`
+    long, as the size check assumed.
+    """
+    # RFC 2046 5.1.1: the boundary must not occur in the data. A boundary
+    # reused across requests (OcrClient keeps one) that happens to (about
+    # 2**-128 per image) is replaced for this request alone.
+    if boundary.encode("ascii") in image:
+        boundary = new_boundary()
+    headers = _auth_headers(token)
+    headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+    return PreparedRequest(
+        url=endpoint_url(base_url, appkey, endpoint),
+        headers=headers,
+        body=b"".join((_multipart_head(boundary, kind), image, _multipart_tail(boundary))),
+    )
+
+
+def assemble_url_request(
+    *, base_url: str, appkey: str, token: str, endpoint: Endpoint, image_url: str
+) -> PreparedRequest:
+    """The JSON request that names ``image_url``, already checked."""
+    headers = _auth_headers(token)
+    headers["Content-Type"] = "application/json"
+    return PreparedRequest(
+        url=endpoint_url(base_url, appkey, endpoint),
+        headers=headers,
+        body=json.dumps({"imageUrl": image_url}).encode("utf-8"),
+    )
+
+
 def build_file_request(
     *,
     base_url: str,
@@ -252,56 +352,36 @@ def build_file_request(
     max_bytes: int = DEFAULT_MAX_BYTES,
     boundary: str | None = None,
 ) -> PreparedRequest:
-    """Pre-check an image and build the multipart request that sends it.
+    """Check an image as the pre-check stage does, then assemble its request.
 
-    The size limit applies to the whole body that would be sent, multipart
-    framing included, because the server's 4131000 is about the request.
-    Raises :class:`LocalCheckError` (4000004, 4000003, 4131000).
+    For callers holding bytes and nothing else (the emulator's tests, a
+    script): :func:`check_image_bytes`, :func:`check_body_size`, then
+    :func:`assemble_file_request`. Raises :class:`LocalCheckError`
+    (4000004, 4000003, 4000002, 4131000).
     """
     kind = check_image_bytes(image)
-    # RFC 2046 5.1.1: the boundary must not occur in the data. A boundary
-    # reused across requests (OcrClient keeps one) that happens to (about
-    # 2**-128 per image) is replaced for this request alone.
-    if not boundary or boundary.encode("ascii") in image:
-        boundary = f"ocr-async-{secrets.token_hex(16)}"
-    # The part's filename is fixed: the server only needs the extension, and
-    # local names (possibly not UTF-8, possibly private) never leave the machine.
-    head = (
-        f"--{boundary}\r\n"
-        f'Content-Disposition: form-data; name="image"; filename="image.{kind}"\r\n'
-        f"Content-Type: {_CONTENT_TYPES[kind]}\r\n\r\n"
-    ).encode("ascii")
-    tail = f"\r\n--{boundary}--\r\n".encode("ascii")
-    size = len(head) + len(image) + len(tail)
-    if size > max_bytes:
-        raise LocalCheckError(
-            4131000,
-            f"MAX_UPLOAD_SIZE_EXCEEDED: request would be {size} bytes, "
-            f"over the {max_bytes}-byte limit (not sent)",
-        )
-    headers = _auth_headers(token)
-    headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
-    return PreparedRequest(
-        url=endpoint_url(base_url, appkey, endpoint),
-        headers=headers,
-        body=b"".join((head, image, tail)),
+    check_body_size(kind, len(image), max_bytes)
+    return assemble_file_request(
+        base_url=base_url,
+        appkey=appkey,
+        token=token,
+        endpoint=endpoint,
+        image=image,
+        kind=kind,
+        boundary=boundary or new_boundary(),
     )
 
 
 def build_url_request(
     *, base_url: str, appkey: str, token: str, endpoint: Endpoint, image_url: str
 ) -> PreparedRequest:
-    """Pre-check an image URL and build the JSON request that names it.
+    """Check an image URL (:func:`check_image_url`), then assemble its request.
 
     Raises :class:`LocalCheckError` (4000001).
     """
     check_image_url(image_url)
-    headers = _auth_headers(token)
-    headers["Content-Type"] = "application/json"
-    return PreparedRequest(
-        url=endpoint_url(base_url, appkey, endpoint),
-        headers=headers,
-        body=json.dumps({"imageUrl": image_url}).encode("utf-8"),
+    return assemble_url_request(
+        base_url=base_url, appkey=appkey, token=token, endpoint=endpoint, image_url=image_url
     )
 
 

@@ -1,6 +1,6 @@
 """How a run's counts read in English, shared by every summary we print.
 
-``ocr-async run`` (:meth:`~ocr_async.batch.BatchSummary.describe`) and
+``ocr-async run`` (:meth:`~ocr_async.pipeline.batch.BatchSummary.describe`) and
 ``ocr-async report`` (:meth:`~ocr_async.outputs.report.ReportSummary.describe`)
 open their summaries with the same two lines, ``N records: a ok, b failed;
 ...`` and ``failed by code: ...``; they are written here once, so the two

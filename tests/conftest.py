@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import pytest
+from fakes import FakeClock, ListSink, Sleeps
 from hostile_server import Hostile, running_hostile
 
 from ocr_async.emulator import EmulatorConfig, RunningEmulator, find_free_port, running_emulator
@@ -123,3 +124,24 @@ def redis_server() -> Iterator[RedisServer]:
         if server.process.poll() is None:
             server.process.kill()
             server.process.wait()
+
+
+# --- the core and the pipeline (fakes from tests/fakes.py) ---------------------------
+
+
+@pytest.fixture
+def list_sink() -> ListSink:
+    """A record sink that keeps every record written to it."""
+    return ListSink()
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    """A monotonic clock at 1000 s that moves only when told."""
+    return FakeClock()
+
+
+@pytest.fixture
+def sleeps(fake_clock: FakeClock) -> Sleeps:
+    """An injected sleep that records each wait and moves ``fake_clock`` by it."""
+    return Sleeps(fake_clock)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ocr_async.atomicfile import AtomicFile
+from ocr_async.pipeline.atomicfile import AtomicFile
 
 
 def listing(folder: Path) -> list[str]:

@@ -44,6 +44,7 @@ from ocr_async.errors import (
 )
 from ocr_async.models import Endpoint
 from ocr_async.protocol import build_file_request
+from ocr_async.transport import AiohttpTransport
 
 TOKEN = "tok-SECRET-5d2e8a"
 OTHER_TOKEN = "tok-OTHER-c09b17"
@@ -671,7 +672,9 @@ async def test_session_ownership() -> None:
         assert not session.closed  # the caller's session is the caller's
         own = UserAccessKeyTokens(UAK_ID, UAK_SECRET, oauth_url=emu.base_url)
         await own.get_token()
-        opened = own._session
+        transport = own._transport
+        assert isinstance(transport, AiohttpTransport)
+        opened = transport.session
         await own.aclose()
         assert opened is not None
         assert opened.closed

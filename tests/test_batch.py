@@ -4,10 +4,11 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 
 import pytest
+from fakes import ListSink
 
-from ocr_async.batch import BatchSummary, StopRequest, run_batch
 from ocr_async.errors import (
     AuthError,
+    ConfigurationError,
     InvalidTokenError,
     LocalCheckError,
     RateLimitedError,
@@ -16,24 +17,18 @@ from ocr_async.errors import (
 from ocr_async.models import (
     Endpoint,
     ErrorInfo,
-    ImageFile,
-    ImageInput,
+    ImageBytes,
     Line,
     OcrResult,
+    Payload,
     Recognition,
     Record,
+    SourceItem,
     Word,
 )
-from ocr_async.seen import SourceSet
-from ocr_async.sources import SourceItem
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    async def write(self, record: Record) -> None:
-        self.records.append(record)
+from ocr_async.options import Options
+from ocr_async.pipeline.batch import BatchSummary, StopRequest, run_batch
+from ocr_async.pipeline.sourceset import SourceSet
 
 
 def result_for(name: str) -> OcrResult:
@@ -49,10 +44,8 @@ class FakeRecognizer:
         self.peak = 0
         self.calls: list[str] = []
 
-    async def recognize(
-        self, image: ImageInput, *, endpoint: Endpoint = Endpoint.GENERAL
-    ) -> Recognition:
-        name = str(image)
+    async def send(self, payload: Payload) -> Recognition:
+        name = payload.source
         self.calls.append(name)
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
@@ -61,21 +54,37 @@ class FakeRecognizer:
             if name.startswith("bad"):
                 raise LocalCheckError(4000003, "INVALID_FILE_TYPE (not sent)")
             if name.startswith("busy"):
-                error = RateLimitedError(4000006, "limit")
-                error.attempts = 5
-                raise error
+                raise RateLimitedError(4000006, "limit").with_attempts(5)
             if name.startswith("auth"):
                 raise InvalidTokenError(4010006, "INVALID_TOKEN")
             if name.startswith("boom"):
                 raise ZeroDivisionError("bug")
-            return Recognition(result_for(name), endpoint, attempts=2, elapsed_ms=5.0)
+            return Recognition(result_for(name), payload.endpoint, attempts=2, elapsed_ms=5.0)
         finally:
             self.in_flight -= 1
 
 
+#: The smallest bytes the pre-check stage passes as a PNG: the fakes answer by name.
+PNG = b"\x89PNG\r\n\x1a\n" + b"IEND\xaeB`\x82"
+
+
+def item(name: str) -> SourceItem:
+    return SourceItem(name, ImageBytes(PNG, name))
+
+
 async def items_of(names: Iterable[str]) -> AsyncIterator[SourceItem]:
     for name in names:
-        yield SourceItem(name, ImageFile(name))
+        yield item(name)
+
+
+async def test_a_success_record_carries_the_parsed_result_and_writes_the_same_line() -> None:
+    sink = ListSink()
+    await run_batch(FakeRecognizer(), items_of(["page.one.png"]), sink)
+    [record] = sink.records
+    assert record.parsed == result_for("page.one.png")  # as the client parsed it
+    assert record.result == record.parsed.raw
+    assert record.text == record.parsed.text
+    assert "parsed" not in record.to_json()
 
 
 async def test_every_input_ends_as_exactly_one_record() -> None:
@@ -129,7 +138,7 @@ async def test_producer_never_runs_far_ahead() -> None:
             pulled += 1
             # at most: the queue (4) + one per worker (4) + the one being put
             assert pulled - done <= 4 + 4 + 1
-            yield SourceItem(f"{n}.png", ImageFile(f"{n}.png"))
+            yield item(f"{n}.png")
 
     def on_record(_: Record) -> None:
         nonlocal done
@@ -153,7 +162,7 @@ async def test_auth_refusal_stops_taking_inputs() -> None:
 async def test_source_failure_is_raised_after_taken_items_are_recorded() -> None:
     async def failing() -> AsyncIterator[SourceItem]:
         for n in range(5):
-            yield SourceItem(f"{n}.png", ImageFile(f"{n}.png"))
+            yield item(f"{n}.png")
         raise OSError("URL list vanished")
 
     sink = ListSink()
@@ -224,7 +233,7 @@ def test_summary_add_counts_codes_as_text() -> None:
 
 
 async def test_zero_concurrency_is_refused() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ConfigurationError, match="at least 1"):
         await run_batch(FakeRecognizer(), items_of([]), ListSink(), concurrency=0)
 
 
@@ -277,14 +286,12 @@ class GatedRecognizer:
         async with self._changed:
             await self._changed.wait_for(lambda: self.started >= count)
 
-    async def recognize(
-        self, image: ImageInput, *, endpoint: Endpoint = Endpoint.GENERAL
-    ) -> Recognition:
+    async def send(self, payload: Payload) -> Recognition:
         async with self._changed:
             self.started += 1
             self._changed.notify_all()
         await self.release.wait()
-        return Recognition(result_for(str(image)), endpoint, attempts=1, elapsed_ms=1.0)
+        return Recognition(result_for(payload.source), payload.endpoint, 1, elapsed_ms=1.0)
 
 
 async def test_graceful_stop_finishes_in_flight_and_takes_nothing_new() -> None:
@@ -308,8 +315,8 @@ async def test_grace_period_bounds_the_wait_then_abandons() -> None:
     stop = StopRequest()
     sink = ListSink()
     run = asyncio.create_task(
-        run_batch(gated, items_of(f"{n}.png" for n in range(10)), sink, concurrency=3,
-                  stop=stop, grace=0.05)
+        run_batch(gated, items_of(f"{n}.png" for n in range(10)), sink,
+                  options=Options(concurrency=3, grace=0.05), stop=stop)
     )  # fmt: skip
     await gated.wait_started(3)
     stop.request()
@@ -322,8 +329,8 @@ async def test_second_stop_request_is_immediate() -> None:
     gated = GatedRecognizer()
     stop = StopRequest()
     run = asyncio.create_task(
-        run_batch(gated, items_of(f"{n}.png" for n in range(10)), ListSink(), concurrency=2,
-                  stop=stop, grace=3600)
+        run_batch(gated, items_of(f"{n}.png" for n in range(10)), ListSink(),
+                  options=Options(concurrency=2, grace=3600), stop=stop)
     )  # fmt: skip
     await gated.wait_started(2)
     stop.request()

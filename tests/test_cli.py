@@ -31,7 +31,7 @@ from ocr_async.emulator import (
     make_png,
     running_emulator,
 )
-from ocr_async.reading import source_path
+from ocr_async.inputs import source_path
 
 
 @pytest.fixture

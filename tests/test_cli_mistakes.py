@@ -24,7 +24,6 @@ from ocr_async.cli import (
     ExitCode,
     build_parser,
     main,
-    tidy_path,
 )
 from ocr_async.emulator import RunningEmulator, make_png
 
@@ -450,25 +449,6 @@ def test_report_that_cannot_be_written_names_the_page(
 
 
 # --- resume: one spelling per path ------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("given", "tidy"),
-    [
-        pytest.param("small/a.png", "small/a.png", id="plain"),
-        pytest.param("./small/a.png", "small/a.png", id="dot-slash"),
-        pytest.param("small//./a.png", "small/a.png", id="double-slash-and-dot"),
-        pytest.param("small/", "small", id="trailing-slash"),
-        pytest.param("./", ".", id="dot-slash-alone"),
-        pytest.param(".", ".", id="dot"),
-        pytest.param("/abs//x/./y.png", "/abs/x/y.png", id="absolute"),
-        pytest.param("//x.png", "/x.png", id="double-root"),
-        pytest.param("../up/./a.png", "../up/a.png", id="dotdot-kept"),
-        pytest.param("a/../b.png", "a/../b.png", id="dotdot-inside-kept"),
-    ],
-)
-def test_tidy_path(given: str, tidy: str) -> None:
-    assert tidy_path(given) == tidy
 
 
 def make_small(root: Path) -> None:

@@ -18,11 +18,12 @@ from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestServer
 from aioresponses import aioresponses
 from aioresponses.core import RequestCall
+from fakes import FakeClock, Sleeps
 from yarl import URL
 
 from ocr_async import protocol
 from ocr_async.auth import StaticToken, TokenProvider
-from ocr_async.client import PARSE_INLINE_LIMIT, OcrClient, RetryPolicy, as_image_input
+from ocr_async.client import PARSE_INLINE_LIMIT, OcrClient
 from ocr_async.errors import (
     AnswerTooLargeError,
     AuthError,
@@ -43,6 +44,7 @@ from ocr_async.errors import (
     TransportError,
 )
 from ocr_async.models import Endpoint, ImageBytes, ImageFile, ImageInput, ImageUrl
+from ocr_async.retry import RetryPolicy
 
 TOKEN = "tok-SECRET-7f3a9c41"
 NEW_TOKEN = "tok-RENEWED-b81e07d2"
@@ -87,27 +89,6 @@ def envelope(code: int = 0, message: str = "SUCCESS", result: Any = None) -> dic
 
 def failure(code: int) -> dict[str, Any]:
     return envelope(code, f"failure {code}")
-
-
-class Sleeps:
-    """An injected sleep that records the waits and never waits."""
-
-    def __init__(self, clock: FakeClock | None = None) -> None:
-        self.waits: list[float] = []
-        self._clock = clock
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        if self._clock is not None:
-            self._clock.now += seconds
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class RenewingTokens:
@@ -736,7 +717,7 @@ async def test_renewal_after_backoff_retries_uses_the_new_token(mock: aiorespons
     assert recognition.attempts == 3
     auth = [sent_headers(c)["X-NHN-Authorization"] for c in calls_to(mock)]
     assert auth == [f"Bearer {TOKEN}", f"Bearer {TOKEN}", f"Bearer {NEW_TOKEN}"]
-    assert sleeps.waits == [0.5, 0.0]
+    assert sleeps.waits == [0.5]  # a renewed token is tried at once, with no sleep at all
 
 
 # --- session ownership and configuration -----------------------------------------
@@ -861,46 +842,6 @@ async def test_caller_session_raise_for_status_keeps_a_429_envelope(mock: aiores
     assert raised.value.code == 4000006
     assert raised.value.attempts == 2
     assert len(sleeps.waits) == 1
-
-
-# --- as_image_input -------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("image", "expected"),
-    [
-        pytest.param(IMAGE_URL, ImageUrl(IMAGE_URL), id="url-str"),
-        pytest.param("http://h/x.jpg", ImageUrl("http://h/x.jpg"), id="http-str"),
-        pytest.param("scans/a.png", ImageFile("scans/a.png"), id="plain-str"),
-        pytest.param(Path("scans/a.png"), ImageFile(Path("scans/a.png")), id="Path"),
-        pytest.param(PNG, ImageBytes(PNG), id="bytes"),
-        pytest.param(bytearray(PNG), ImageBytes(PNG), id="bytearray"),
-        pytest.param(memoryview(PNG), ImageBytes(PNG), id="memoryview"),
-        pytest.param(ImageUrl("u://x"), ImageUrl("u://x"), id="ImageUrl-kept"),
-        pytest.param(ImageFile("a"), ImageFile("a"), id="ImageFile-kept"),
-    ],
-)
-def test_as_image_input_normalises(image: Any, expected: object) -> None:
-    normalised = as_image_input(image)
-    assert normalised == expected
-    assert type(normalised) is type(expected)
-
-
-def test_as_image_input_keeps_the_same_instance() -> None:
-    image = ImageBytes(PNG, name="n")
-    assert as_image_input(image) is image
-
-
-def test_as_image_input_bytes_are_copied_to_bytes() -> None:
-    image: Any = bytearray(PNG)  # accepted, though ImageInput does not list it
-    normalised = as_image_input(image)
-    assert isinstance(normalised, ImageBytes)
-    assert type(normalised.data) is bytes
-
-
-def test_as_image_input_refuses_other_types() -> None:
-    with pytest.raises(TypeError, match="int"):
-        as_image_input(42)  # type: ignore[arg-type]
 
 
 # --- secrets --------------------------------------------------------------------

@@ -31,7 +31,7 @@ from docrunner import (
     run_block,
 )
 
-from ocr_async import auth, cli, client
+from ocr_async import auth, cli, options
 
 DOCS = ROOT / "docs"
 SCHEMA_PATH = DOCS / "record.schema.json"
@@ -204,8 +204,8 @@ def test_every_environment_variable_is_in_the_user_guide() -> None:
         auth.UAK_ID_ENV,
         auth.UAK_SECRET_ENV,
         auth.OAUTH_URL_ENV,
-        client.BASE_URL_ENV,
-        client.APPKEY_ENV,
+        options.BASE_URL_ENV,
+        options.APPKEY_ENV,
     }
     # Also any NHN_* name the package reads that the list above does not know yet.
     for path in (ROOT / "ocr_async").rglob("*.py"):

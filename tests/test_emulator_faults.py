@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ocr_async.client import OcrClient, RetryPolicy
+from ocr_async.client import OcrClient
 from ocr_async.emulator import (
     EmulatorConfig,
     FaultKind,
@@ -42,6 +42,7 @@ from ocr_async.errors import (
 )
 from ocr_async.models import Endpoint
 from ocr_async.protocol import AUTH_HEADER, PreparedRequest, build_file_request, parse_response
+from ocr_async.retry import RetryPolicy
 
 TOKEN = "fault-token"
 APPKEY = "fault-appkey"

@@ -25,6 +25,7 @@ from conftest import APPKEY, TOKEN, emulator_config
 
 from ocr_async import OcrClient
 from ocr_async.emulator import RunningEmulator, make_png, running_emulator
+from ocr_async.transport import AiohttpTransport
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND_PATH = ROOT / "examples" / "aiohttp_backend.py"
@@ -64,7 +65,9 @@ class Backend:
 
     def busy_connections(self) -> int:
         """Connections of the shared client now in use (aiohttp has no public count)."""
-        session = self.client._session
+        transport = self.client.transport
+        assert isinstance(transport, AiohttpTransport)
+        session = transport.session
         assert session is not None
         connector = session.connector
         assert connector is not None

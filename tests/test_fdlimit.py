@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ocr_async import fdlimit
 from ocr_async.emulator import make_png
+from ocr_async.pipeline import fdlimit
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_running_out_of_descriptors_gives_a_retryable_error(tmp_path: Path) -> N
         f"""
         import json, os, resource
         from ocr_async.errors import SourceError
-        from ocr_async.reading import _read_image_file
+        from ocr_async.precheck import _read
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
         held = []
         try:
@@ -68,7 +68,7 @@ def test_running_out_of_descriptors_gives_a_retryable_error(tmp_path: Path) -> N
         except OSError:
             pass
         try:
-            _read_image_file({str(image)!r}, 10_000_000)
+            _read({str(image)!r}, 10_000_000)
         except SourceError as exc:
             print(json.dumps([exc.code, exc.retryable, exc.message]))
         """

@@ -28,7 +28,6 @@ from ocr_async.imaging import (
     aspect_ratio,
     choose_endpoint,
     convert_to_png,
-    multipart_overhead,
     shrink_to_fit,
 )
 from ocr_async.models import Endpoint
@@ -408,14 +407,6 @@ def test_what_needs_no_pillow_works_without_it() -> None:
 
 
 # --- shrink_to_fit ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize("kind", ["jpg", "png"])
-def test_overhead_is_measured_from_the_real_request(kind: str) -> None:
-    image = make_jpeg("abc") if kind == "jpg" else make_png("abc")
-    assert len(request_for(image, DEFAULT_MAX_BYTES)) - len(image) == multipart_overhead(
-        "jpg" if kind == "jpg" else "png"
-    )
 
 
 def test_an_image_that_fits_comes_back_unchanged() -> None:

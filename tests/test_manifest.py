@@ -12,18 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import ListSink
 
-from ocr_async.batch import run_batch
+from ocr_async.emulator import make_png
 from ocr_async.errors import SourceError
 from ocr_async.models import (
-    Endpoint,
     ImageFile,
-    ImageInput,
     ImageUrl,
     OcrResult,
+    Payload,
     Recognition,
-    Record,
+    SourceItem,
 )
+from ocr_async.pipeline.batch import run_batch
 from ocr_async.pipeline.manifest import (
     BAD_ROW_CODE,
     ManifestEntry,
@@ -35,7 +36,6 @@ from ocr_async.pipeline.manifest import (
     entry_from_fields,
     iter_manifest,
 )
-from ocr_async.sources import SourceItem
 
 
 def parse(text: str | bytes, name: str = "rows.jsonl", **options: Any) -> list[ManifestEntry]:
@@ -523,23 +523,16 @@ async def test_rows_from_a_pipe_come_out_as_their_line_completes(stdin_pipe: io.
 
 
 class _EchoClient:
-    async def recognize(
-        self, image: ImageInput, *, endpoint: Endpoint = Endpoint.GENERAL
-    ) -> Recognition:
-        if isinstance(image, ImageFile) and str(image).endswith("missing.png"):
-            raise SourceError("not_found", "no such file")
-        return Recognition(OcrResult((), {"seen": str(image)}), endpoint, 1, 1.0)
+    async def send(self, payload: Payload) -> Recognition:
+        return Recognition(OcrResult((), {"seen": payload.source}), payload.endpoint, 1, 1.0)
 
 
-class _ListSink:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    async def write(self, record: Record) -> None:
-        self.records.append(record)
-
-
-async def test_manifest_items_are_inputs_for_run_batch_today() -> None:
+async def test_manifest_items_are_inputs_for_run_batch_today(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the rows' paths are relative; missing.png is missing
+    (tmp_path / "scans").mkdir()
+    (tmp_path / "scans" / "a.png").write_bytes(make_png("a"))
     entries = parse(
         '{"id": "a", "path": "scans/a.png", "k": 1}\n{"id": "b", "url": "https://h/b.png"}\n'
         '{"id": "c", "path": "missing.png"}\n'
@@ -550,7 +543,7 @@ async def test_manifest_items_are_inputs_for_run_batch_today() -> None:
             assert isinstance(entry, ManifestItem)
             yield entry
 
-    sink = _ListSink()
+    sink = ListSink()
     summary = await run_batch(_EchoClient(), items(), sink, concurrency=2)
     assert (summary.ok, summary.failed.total()) == (2, 1)
     assert sorted((r.source, r.ok) for r in sink.records) == [

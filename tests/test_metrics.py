@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ocr_async.batch import run_batch
+from ocr_async.emulator import make_png
 from ocr_async.errors import (
     ConnectionFailedError,
     InvalidRequestError,
@@ -21,12 +21,13 @@ from ocr_async.limits import INITIAL_RATE, RateController
 from ocr_async.models import (
     Endpoint,
     ErrorInfo,
-    ImageFile,
-    ImageInput,
+    ImageBytes,
     ImageUrl,
     OcrResult,
+    Payload,
     Recognition,
     Record,
+    SourceItem,
 )
 from ocr_async.outputs.metrics import (
     LATENCY_BUCKETS,
@@ -34,7 +35,7 @@ from ocr_async.outputs.metrics import (
     request_outcome,
     serve_metrics,
 )
-from ocr_async.sources import SourceItem
+from ocr_async.pipeline.batch import run_batch
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -189,21 +190,19 @@ class _HookedClient:
         self.waiting = 0
         self.all_waiting = asyncio.Event()
 
-    async def recognize(
-        self, image: ImageInput, *, endpoint: Endpoint = Endpoint.GENERAL
-    ) -> Recognition:
+    async def send(self, payload: Payload) -> Recognition:
         self.metrics.request_started()
         error: BaseException | None = None
         try:
-            if isinstance(image, ImageUrl):
+            if payload.url is not None:
                 self.waiting += 1
                 if self.waiting == 2:
                     self.all_waiting.set()
                 await self.release.wait()
-            elif "bad" in str(image):
+            elif "bad" in payload.source:
                 error = InvalidRequestError(4000003, "INVALID_FILE_TYPE")
                 raise error
-            return Recognition(OcrResult((), {}), endpoint, 1, 1.0)
+            return Recognition(OcrResult((), {}), payload.endpoint, 1, 1.0)
         finally:
             self.metrics.request_finished(0.2, error)
 
@@ -214,7 +213,7 @@ async def test_scraped_during_a_run() -> None:
 
     async def items() -> AsyncIterator[SourceItem]:
         for name in ("a.png", "bad.png"):
-            yield SourceItem(name, ImageFile(name))
+            yield SourceItem(name, ImageBytes(make_png(name), name))
         for n in (1, 2):
             yield SourceItem(f"https://h/{n}.png", ImageUrl(f"https://h/{n}.png"))
 

@@ -180,6 +180,15 @@ def test_success_record_to_json_exact_line() -> None:
     )
 
 
+def test_the_parsed_result_rides_along_but_is_not_written() -> None:
+    parsed = OcrResult(lines=(), raw=SUCCESS_RECORD.result or {})
+    carried = dataclasses.replace(SUCCESS_RECORD, parsed=parsed)
+    assert carried.parsed is parsed
+    assert carried.to_json() == SUCCESS_RECORD.to_json()
+    assert carried == SUCCESS_RECORD  # not part of the record's identity
+    assert "parsed" not in repr(carried)
+
+
 def test_failure_record_to_json_exact_line() -> None:
     data = FAILURE_RECORD.to_json()
     assert type(data["endpoint"]) is str

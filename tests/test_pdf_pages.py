@@ -21,7 +21,6 @@ from fpdf import FPDF
 from PIL import Image
 
 from ocr_async.errors import LocalCheckError
-from ocr_async.imaging import multipart_overhead
 from ocr_async.pipeline import pdf_pages
 from ocr_async.pipeline.pdf_pages import (
     BrokenPdfError,
@@ -32,7 +31,7 @@ from ocr_async.pipeline.pdf_pages import (
     iter_pdf_pages,
     page_source,
 )
-from ocr_async.protocol import check_image_bytes
+from ocr_async.protocol import check_image_bytes, multipart_size
 
 NANUM = Path("/usr/share/fonts/truetype/nanum/NanumGothic.ttf")
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -147,7 +146,7 @@ def test_the_dpi_is_lowered_step_by_step_until_the_page_fits(
 ) -> None:
     monkeypatch.setattr(pdf_pages, "_encode", fake_encoder({"png": 1.0, "jpg": 1.0}))
     # A4 at 200 dpi is 1654 x 2339 = 3,868,706 pixels; at 250, 2067 x 2924.
-    limit = 4_000_000 + multipart_overhead("jpg")
+    limit = multipart_size("jpg", 4_000_000)
     (page,) = iter_pdf_pages(text_pdf([("P", "big")]), max_bytes=limit)
     assert (page.dpi, page.image_type, page.size) == (200, "png", (1654, 2339))
     assert page.note.startswith("rendered page 1/1 at 200 dpi as PNG (lowered: as PNG at 300 dpi")

@@ -44,19 +44,26 @@ from ocr_async.errors import (
 from ocr_async.models import BoundingBox, Endpoint, Line, OcrResult, Word
 from ocr_async.protocol import (
     AUTH_HEADER,
+    BOUNDARY_LENGTH,
     DEFAULT_BASE_URL,
     DEFAULT_MAX_BYTES,
     LEGACY_BASE_URL,
     NO_TEXT_CODE,
     RESULT_CODES,
+    ImageType,
     PreparedRequest,
+    assemble_file_request,
+    assemble_url_request,
     build_file_request,
     build_url_request,
+    check_body_size,
     check_image_bytes,
     check_image_url,
     decode_json,
     endpoint_url,
     error_for_code,
+    multipart_size,
+    new_boundary,
     parse_response,
     parse_result,
     parse_retry_after,
@@ -715,6 +722,62 @@ def test_empty_is_reported_before_size() -> None:
     with pytest.raises(LocalCheckError) as info:
         file_request(b"", max_bytes=0)
     assert info.value.code == 4000004
+
+
+# --- checking apart from assembling ---------------------------------------------------
+
+
+def assembled(image: bytes, kind: ImageType, boundary: str) -> PreparedRequest:
+    return assemble_file_request(
+        base_url=DEFAULT_BASE_URL,
+        appkey=APPKEY,
+        token=TOKEN,
+        endpoint=Endpoint.GENERAL,
+        image=image,
+        kind=kind,
+        boundary=boundary,
+    )
+
+
+@pytest.mark.parametrize("image", [PNG, JPEG], ids=["png", "jpeg"])
+def test_multipart_size_is_the_size_of_the_assembled_body(image: bytes) -> None:
+    kind = check_image_bytes(image)
+    for boundary in (new_boundary(), new_boundary()):
+        assert len(boundary) == BOUNDARY_LENGTH
+        assert len(assembled(image, kind, boundary).body) == multipart_size(kind, len(image))
+    assert multipart_size("jpg", 0) == multipart_size("png", 0) + 1  # image/jpeg vs image/png
+
+
+def test_check_body_size_allows_the_limit_and_refuses_a_byte_more() -> None:
+    limit = multipart_size("png", len(PNG))
+    check_body_size("png", len(PNG), limit)
+    with pytest.raises(LocalCheckError) as raised:
+        check_body_size("png", len(PNG), limit - 1)
+    assert raised.value.code == 4131000
+
+
+def test_assembling_checks_nothing() -> None:
+    # The pre-check stage checked the payload; assembling only frames it.
+    assert b'filename="image.png"' in assembled(b"", "png", new_boundary()).body
+    url = assemble_url_request(
+        base_url=DEFAULT_BASE_URL,
+        appkey=APPKEY,
+        token=TOKEN,
+        endpoint=Endpoint.GENERAL,
+        image_url="ftp://not-checked",
+    )
+    assert json.loads(url.body) == {"imageUrl": "ftp://not-checked"}
+
+
+def test_build_file_request_is_the_checks_then_the_assembly() -> None:
+    boundary = "ocr-async-" + "0" * 32
+    checked = file_request(PNG, boundary=boundary)
+    plain = assembled(PNG, "png", boundary)
+    assert (checked.url, dict(checked.headers), checked.body) == (
+        plain.url,
+        dict(plain.headers),
+        plain.body,
+    )
 
 
 # --- build_url_request / check_image_url ----------------------------------------

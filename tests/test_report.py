@@ -38,6 +38,7 @@ from conftest import APPKEY, TOKEN, emulator_config
 
 from ocr_async.cli import ExitCode, main
 from ocr_async.emulator import make_png, running_emulator
+from ocr_async.inputs import display_path
 from ocr_async.outputs.report import (
     DEFAULT_LOW_CONFIDENCE,
     ReportSummary,
@@ -47,7 +48,6 @@ from ocr_async.outputs.report import (
 from ocr_async.outputs.report import writer as writer_module
 from ocr_async.outputs.report.images import Image
 from ocr_async.protocol import parse_result
-from ocr_async.reading import display_path
 
 DATA = Path(__file__).parent / "data" / "protocol"
 CHROMIUM = shutil.which("chromium")

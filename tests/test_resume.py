@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ocr_async.resume import NotAnOutputError, load_resume_index
+from ocr_async.pipeline.resume import NotAnOutputError, load_resume_index
 
 
 def line(source: str, ok: bool = True, retryable: bool = False) -> str:

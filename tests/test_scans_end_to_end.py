@@ -4,7 +4,7 @@ A 3-page TIFF, a BMP, a 1:4 receipt and an 8 MB photo, each rendered with
 Pillow from known text, go through
 ``ocr-async run DIR --convert --shrink --endpoint auto`` against the
 emulator with a real OCR engine, and every page comes back right: at least
-:data:`~ocr_async.demo.PASS_SHARE` of its known words (the demo's matching:
+:data:`~ocr_async.cli.demo.PASS_SHARE` of its known words (the demo's matching:
 case-insensitive, punctuation stripped, multiset overlap). Each record's
 ``transform`` says what was done: converted from TIFF as page n of 3, from
 BMP, shrunk for the photo, cropping chosen for the receipt.
@@ -27,7 +27,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from ocr_async import cli
-from ocr_async.demo import PASS_SHARE, words_right
+from ocr_async.cli.demo import PASS_SHARE, words_right
 from ocr_async.emulator import EmulatorConfig, running_emulator
 from ocr_async.emulator.engines import engine_from_name, real_engine
 from ocr_async.emulator.make_samples import find_font, render_text

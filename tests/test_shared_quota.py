@@ -26,10 +26,10 @@ import redis.asyncio as aioredis
 from conftest import RedisServer, free_port
 
 from ocr_async import OcrClient
-from ocr_async.client import RetryPolicy
 from ocr_async.emulator import EmulatorConfig, RunningEmulator, make_png, running_emulator
 from ocr_async.errors import ConfigurationError
 from ocr_async.limits import RateController
+from ocr_async.retry import RetryPolicy
 from ocr_async.shared_quota import (
     BEAT,
     CUT,
@@ -279,7 +279,7 @@ async def test_three_members_share_one_quota(redis_server: RedisServer) -> None:
 CHILD = """
 import asyncio, sys
 from ocr_async import OcrClient
-from ocr_async.client import RetryPolicy
+from ocr_async.retry import RetryPolicy
 from ocr_async.emulator import make_png
 from ocr_async.shared_quota import SharedQuota
 

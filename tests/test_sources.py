@@ -8,14 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ocr_async.models import ImageFile, ImageUrl
-from ocr_async.sources import (
+from ocr_async.models import ImageFile, ImageUrl, SourceItem
+from ocr_async.pipeline.sources import (
     CONVERTIBLE_EXTENSIONS,
     IMAGE_EXTENSIONS,
     MAX_URL_LINE,
-    SourceItem,
     UrlListError,
-    is_url,
     iter_inputs,
     iter_url_lines,
     iter_url_list,
@@ -36,20 +34,6 @@ def touch(path: Path, data: bytes = b"x") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        pytest.param("https://h/a.png", True, id="https"),
-        pytest.param("ftp://h/a.png", True, id="other-scheme-is-still-a-url"),
-        pytest.param("scans/a.png", False, id="relative-path"),
-        pytest.param("/abs/a.png", False, id="absolute-path"),
-        pytest.param("C:/x.png", False, id="windows-like"),
-    ],
-)
-def test_is_url(text: str, expected: bool) -> None:
-    assert is_url(text) is expected
 
 
 async def test_folder_walk_is_recursive_sorted_and_filters_by_extension(tmp_path: Path) -> None:
@@ -195,7 +179,7 @@ async def test_url_list_with_bom_and_any_line_ending(tmp_path: Path, data: bytes
 async def test_url_list_crlf_split_across_chunks_is_one_line_break(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ocr_async.sources as sources
+    import ocr_async.pipeline.sources as sources
 
     chunks = [b"https://h/1.png\r", b"\nhttps://h/2.png\r", b"\n", b"x" * (MAX_URL_LINE + 1)]
 
@@ -213,7 +197,7 @@ async def test_url_list_crlf_split_across_chunks_is_one_line_break(
 async def test_a_line_over_the_limit_is_caught_where_it_ends(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import ocr_async.sources as sources
+    import ocr_async.pipeline.sources as sources
 
     async def fake_chunks(name: str) -> AsyncIterator[bytes]:
         yield b"x" * MAX_URL_LINE  # at the limit, not yet over it
@@ -229,7 +213,7 @@ async def test_a_monstrous_line_stops_the_list_after_a_bounded_read(
 ) -> None:
     # 40 MB on one line took 26 s (quadratic); it is now refused after
     # reading just past the line limit, whatever the file's size.
-    import ocr_async.sources as sources
+    import ocr_async.pipeline.sources as sources
 
     path = tmp_path / "urls.txt"
     with path.open("wb") as handle:
@@ -294,7 +278,7 @@ async def test_walk_is_lazy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     for n in range(50):
         touch(tmp_path / f"d{n:02d}" / "x.png")
     listed: list[str] = []
-    import ocr_async.sources as sources
+    import ocr_async.pipeline.sources as sources
 
     real = sources._list_directory
 

@@ -4,9 +4,10 @@ import os
 from pathlib import Path
 
 import pytest
+from fakes import ListSink
 
 from ocr_async.models import Endpoint, ErrorInfo, Record
-from ocr_async.textdir import TextDirSink, text_path
+from ocr_async.outputs.textdir import TextDirSink, text_path
 
 
 @pytest.mark.parametrize(
@@ -38,14 +39,6 @@ def test_text_path_mirrors_and_never_leaves_the_folder(
     path = text_path(tmp_path, source)
     assert path == tmp_path / expected
     assert path.resolve().is_relative_to(tmp_path.resolve())
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    async def write(self, record: Record) -> None:
-        self.records.append(record)
 
 
 def record(source: str, text: str | None, ok: bool = True) -> Record:

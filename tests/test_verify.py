@@ -9,18 +9,21 @@ from typing import Any
 
 import pytest
 
-from ocr_async.batch import run_batch
-from ocr_async.errors import SourceError
+from ocr_async.emulator import make_png
 from ocr_async.models import (
     Endpoint,
     ErrorInfo,
-    ImageFile,
-    ImageInput,
     OcrResult,
+    Payload,
     Recognition,
     Record,
+    SourceItem,
 )
+from ocr_async.outputs.jsonl import JsonlSink, encode_record
+from ocr_async.pipeline.batch import run_batch
 from ocr_async.pipeline.manifest import ManifestItem, ManifestReader, iter_manifest
+from ocr_async.pipeline.resume import NotAnOutputError
+from ocr_async.pipeline.sources import iter_inputs
 from ocr_async.pipeline.verify import (
     Finding,
     FindingKind,
@@ -29,9 +32,6 @@ from ocr_async.pipeline.verify import (
     record_identity,
     verify_output,
 )
-from ocr_async.resume import NotAnOutputError
-from ocr_async.sink import JsonlSink, encode_record
-from ocr_async.sources import SourceItem, iter_inputs
 
 
 class Page:
@@ -232,12 +232,10 @@ def test_the_steps_run_in_order(tmp_path: Path) -> None:
 
 
 class _Client:
-    async def recognize(
-        self, image: ImageInput, *, endpoint: Endpoint = Endpoint.GENERAL
-    ) -> Recognition:
-        if isinstance(image, ImageFile) and "bad" in str(image):
-            raise SourceError("unreadable", "no")
-        return Recognition(OcrResult((), {}), endpoint, 1, 1.0)
+    """Recognizes whatever the pre-check stage lets through."""
+
+    async def send(self, payload: Payload) -> Recognition:
+        return Recognition(OcrResult((), {}), payload.endpoint, 1, 1.0)
 
 
 class _IdSink:
@@ -254,7 +252,9 @@ class _IdSink:
 async def test_a_folder_run_verifies_against_the_same_inputs(tmp_path: Path) -> None:
     scans = tmp_path / "scans"
     (scans / "sub").mkdir(parents=True)
-    for name in ("a.png", "sub/b.jpg", "bad.png", "notes.txt"):
+    for name in ("a.png", "sub/b.jpg"):
+        (scans / name).write_bytes(make_png(name))
+    for name in ("bad.png", "notes.txt"):  # bad.png is no PNG: refused by the pre-check
         (scans / name).write_bytes(b"x")
     out = tmp_path / "out.jsonl"
     async with JsonlSink(str(out)) as sink:
@@ -271,7 +271,11 @@ async def test_a_folder_run_verifies_against_the_same_inputs(tmp_path: Path) -> 
     assert verification.report.expected == 3
 
 
-async def test_a_manifest_run_verifies_by_id_read_from_the_manifest(tmp_path: Path) -> None:
+async def test_a_manifest_run_verifies_by_id_read_from_the_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the rows' paths are relative
+    (tmp_path / "b.png").write_bytes(make_png("b"))
     manifest = tmp_path / "rows.jsonl"
     manifest.write_text(
         '{"id": "a", "url": "https://h/a.png?sig=1"}\n{"path": "x.png"}\n'

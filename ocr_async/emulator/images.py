@@ -15,9 +15,9 @@ import struct
 import zlib
 from typing import Final
 
-from ocr_async.imageinfo import JPEG_SOI as _JPEG_SOI
-from ocr_async.imageinfo import PNG_SIGNATURE as _PNG_SIGNATURE
-from ocr_async.imageinfo import image_size, jpeg_segments, png_chunks
+from ocr_async.imaging import JPEG_SOI as _JPEG_SOI
+from ocr_async.imaging import image_size, jpeg_segments, png_chunks
+from ocr_async.protocol import PNG_SIGNATURE as _PNG_SIGNATURE
 
 __all__ = [
     "TEXT_KEYWORD",

@@ -1,4 +1,13 @@
-"""What a run writes besides its JSONL: page-oriented formats, logs and metrics.
+"""Where records go: the JSONL output, text files, progress, page formats, logs and metrics.
+
+Outputs take finished records (:class:`~ocr_async.models.Record`, whose
+``parsed`` is the recognition already parsed) and import the core and the
+pipeline, never :mod:`ocr_async.cli`. For every run:
+
+* :mod:`~ocr_async.outputs.jsonl`: :class:`JsonlSink`, one strict JSON line
+  per record, and the :class:`OutputLock` that keeps one run per output;
+* :mod:`~ocr_async.outputs.textdir`: ``--text-dir``, one ``.txt`` per image;
+* :mod:`~ocr_async.outputs.progress`: the progress bar on stderr.
 
 Each page-format module turns one parsed recognition
 (:class:`~ocr_async.models.OcrResult`) and the size of the image it was read

@@ -45,12 +45,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ocr_async.errors import SourceError
-from ocr_async.models import ImageFile, ImageUrl
-from ocr_async.reading import display_path
+from ocr_async.inputs import display_path, is_url
+from ocr_async.models import ImageFile, ImageUrl, SourceItem
 
 # Private, reused rather than copied: reading a file or stdin in chunks,
 # without waiting for a pipe to fill one (the refactor makes it public).
-from ocr_async.sources import SourceItem, _read_chunks, is_url
+from ocr_async.pipeline.sources import _read_chunks
 
 __all__ = [
     "BAD_ROW_CODE",

@@ -50,8 +50,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from ocr_async.errors import LocalCheckError
-from ocr_async.imaging import multipart_overhead
-from ocr_async.protocol import DEFAULT_MAX_BYTES, ImageType
+from ocr_async.models import ImageType
+from ocr_async.protocol import DEFAULT_MAX_BYTES, multipart_size
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -270,7 +270,7 @@ class PdfPages:
             kinds: tuple[ImageType, ...] = ("jpg",) if photo else ("png", "jpg")
             for kind in kinds:
                 data = _encode(image, kind)
-                body = len(data) + multipart_overhead(kind)
+                body = multipart_size(kind, len(data))
                 if body <= self._max_bytes:
                     note = f"rendered {label} at {dpi} dpi as {_NAMES[kind]}"
                     if reasons:

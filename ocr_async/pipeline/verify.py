@@ -1,7 +1,7 @@
 """Verify an output: exactly one record for every expected input, and which failed.
 
 The expected inputs are identities: the ``source`` of each input (as
-:func:`ocr_async.sources.iter_inputs` names them), or, for a manifest, each
+:func:`ocr_async.pipeline.sources.iter_inputs` names them), or, for a manifest, each
 row's ``id`` (a bad row without one: its place, ``rows.jsonl:17``; see
 :attr:`ocr_async.pipeline.manifest.ManifestProblem.identity`). A record's
 identity is its ``id`` when verifying by id and the record has one, else its
@@ -19,7 +19,7 @@ Findings, each once:
 - **unexpected**: a record whose identity nobody expected.
 
 Memory holds identities, never records, and only as 64-bit hashes
-(:class:`~ocr_async.seen.SourceSet`, at most 32 bytes each, with its
+(:class:`~ocr_async.pipeline.sourceset.SourceSet`, at most 32 bytes each, with its
 documented collision risk): names are reported when they are at hand,
 which is why the output is read twice, before and after the expected
 identities, and the expected ones only once (a manifest on stdin can be
@@ -36,8 +36,8 @@ from typing import Any
 
 # Resume judges "is this our file" and parses our lines: the same judgement
 # here, from the same functions (the refactor makes them public).
-from ocr_async.resume import NotAnOutputError, _is_torn_record, _lines, _record
-from ocr_async.seen import SourceSet
+from ocr_async.pipeline.resume import NotAnOutputError, _is_torn_record, _lines, _record
+from ocr_async.pipeline.sourceset import SourceSet
 
 __all__ = [
     "Finding",
@@ -173,7 +173,7 @@ class Verification:
     def read_output(self, on_finding: FindingSink) -> None:
         """Step 1: read every record; report failures and duplicates.
 
-        Raises :class:`~ocr_async.resume.NotAnOutputError` when the file is
+        Raises :class:`~ocr_async.pipeline.resume.NotAnOutputError` when the file is
         not an ocr-async output, and ``OSError`` when it cannot be read.
         """
         self._advance(1)

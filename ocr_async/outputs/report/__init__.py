@@ -15,7 +15,7 @@ holds one record and one image whatever the size of the run. The summary,
 known only at the end, is written first into the final file, then the two
 spools are copied after it, and the result replaces ``html_path`` in one
 step. The page and the spools have no name while they are written (on
-Linux; see :mod:`ocr_async.atomicfile`), so no failure and no kill leaves a
+Linux; see :mod:`ocr_async.pipeline.atomicfile`), so no failure and no kill leaves a
 temporary file behind. Only a
 regular file is read: ``/dev/zero`` or a pipe is refused rather than read
 forever.

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
-from ocr_async.imageinfo import image_size
+from ocr_async.imaging import image_size
+from ocr_async.inputs import is_url, source_path
 from ocr_async.outputs.report.summary import ReportSummary
 from ocr_async.protocol import sniff_image_type
-from ocr_async.reading import source_path
-from ocr_async.sources import is_url
 
 __all__ = ["Image", "ImageLoader"]
 

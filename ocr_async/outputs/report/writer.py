@@ -6,7 +6,7 @@ record and one image whatever the size of the run. The summary, known only
 at the end, is written first into the final file, then the two spools are
 copied after it, and the result replaces ``html_path`` in one step. The
 page and the spools have no name while they are written (on Linux; see
-:mod:`ocr_async.atomicfile`), so no failure and no kill leaves a temporary
+:mod:`ocr_async.pipeline.atomicfile`), so no failure and no kill leaves a temporary
 file behind. Only a regular file is read: ``/dev/zero`` or a pipe is
 refused rather than read forever.
 """
@@ -21,10 +21,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Final
 
-from ocr_async.atomicfile import AtomicFile
 from ocr_async.outputs.report.images import ImageLoader
 from ocr_async.outputs.report.render import as_text, head_html, record_html, tail_html
 from ocr_async.outputs.report.summary import MAX_RECORD_BYTES, ReportSummary, code_text, error_of
+from ocr_async.pipeline.atomicfile import AtomicFile
 from ocr_async.protocol import DEFAULT_MAX_BYTES, decode_json, parse_result
 
 __all__ = [

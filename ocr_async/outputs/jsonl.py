@@ -34,7 +34,6 @@ __all__ = [
     "OutputExistsError",
     "OutputLock",
     "OutputLockError",
-    "RecordSink",
     "encode_record",
 ]
 
@@ -169,14 +168,6 @@ class _AsyncBinaryFile(Protocol):
     async def write(self, data: bytes, /) -> int: ...
     async def flush(self) -> None: ...
     async def close(self) -> None: ...
-
-
-class RecordSink(Protocol):
-    """Anything that takes finished records."""
-
-    async def write(self, record: Record) -> None:
-        """Take one record."""
-        ...
 
 
 def encode_record(record: Record | Mapping[str, Any]) -> bytes:

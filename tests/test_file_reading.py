@@ -1,15 +1,16 @@
+"""Reading an image file: every way it can fail is one typed error, and nothing too big is read."""
+
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 
-from ocr_async import reading
+from ocr_async import precheck
 from ocr_async.errors import LocalCheckError, SourceError
-from ocr_async.reading import display_path, read_image_file, source_path
+from ocr_async.precheck import read_image_file
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(40)) + b"\x00\x00\x00\x00IEND\xaeB`\x82"
 LIMIT = 1024
@@ -23,7 +24,7 @@ def forbid_open(monkeypatch: pytest.MonkeyPatch) -> None:
 
     # The read runs in a worker thread with the builtin open, looked up
     # in the module: shadow it there.
-    monkeypatch.setattr(reading, "open", refuse, raising=False)
+    monkeypatch.setattr(precheck, "open", refuse, raising=False)
 
 
 async def source_error(path: str | os.PathLike[str]) -> SourceError:
@@ -110,7 +111,7 @@ async def test_permission_error_on_open_is_permission_denied(
     def denied(*args: Any, **kwargs: Any) -> NoReturn:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(reading, "open", denied, raising=False)
+    monkeypatch.setattr(precheck, "open", denied, raising=False)
     assert (await source_error(path)).code == "permission_denied"
 
 
@@ -186,52 +187,3 @@ async def test_undecodable_name_is_shown_escaped_in_errors(tmp_path: Path) -> No
     assert "scan\\xff.png" in error.message
     error.message.encode("utf-8")  # always valid UTF-8
     str(error).encode("utf-8")
-
-
-@pytest.mark.parametrize(
-    ("path", "shown"),
-    [
-        pytest.param(os.fsdecode(b"scan\xff.png"), "scan\\xff.png", id="undecodable-byte"),
-        pytest.param(os.fsdecode(b"dir\xfe/p\xc3\xa4ge.png"), "dir\\xfe/p\u00e4ge.png", id="mixed"),
-        pytest.param("scan.png", "scan.png", id="ascii"),
-        pytest.param("scans/2026/page-01.jpg", "scans/2026/page-01.jpg", id="relative"),
-        pytest.param("스캔 문서.png", "스캔 문서.png", id="korean"),
-        pytest.param(Path("a/b.png"), "a/b.png", id="Path"),
-        pytest.param("C:\\scans\\p.png", "C:\\\\scans\\\\p.png", id="backslash-doubled"),
-        pytest.param("\\xff.png", "\\\\xff.png", id="a-name-that-looks-escaped"),
-    ],
-)
-def test_display_path(path: str | os.PathLike[str], shown: str) -> None:
-    text = display_path(path)
-    assert text == shown
-    text.encode("utf-8")
-
-
-def test_display_path_is_stable() -> None:
-    name = os.fsdecode(b"scan\xff.png")
-    assert display_path(name) == display_path(name)
-    assert display_path(name) != display_path(os.fsdecode(b"scan\xfe.png"))
-
-
-def test_display_path_is_injective_and_source_path_reverses_it() -> None:
-    raw_names = [
-        b"\xff.png",  # the byte 0xFF
-        b"\\xff.png",  # the four characters \xff
-        b"\\\xff.png",  # a backslash, then the byte
-        b"\\\\xff.png",  # two backslashes, then xff
-        b"a\\b.png",
-        b"\xc3\xa4.png",  # valid UTF-8
-        b"\xc3.png",  # half of it
-        b"dir\xfe/x\\x41.png",
-    ]
-    rng = random.Random(8)
-    alphabet = b"\\x0aF/.\xff\xc3\xa4-"
-    raw_names += [
-        bytes(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(2000)
-    ]
-    raw_names = list(dict.fromkeys(raw_names))
-    shown = [display_path(os.fsdecode(raw)) for raw in raw_names]
-    assert len(set(shown)) == len(raw_names)  # never two paths for one text
-    for raw, text in zip(raw_names, shown, strict=True):
-        text.encode("utf-8")
-        assert os.fsencode(source_path(text)) == raw

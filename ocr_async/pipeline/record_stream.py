@@ -1,7 +1,7 @@
 """``recognize_many``: the batch pipeline as an async iterator of records.
 
 For programs that consume results as they come: a pipeline stage, a queue
-consumer, a notebook. It is :func:`ocr_async.batch.run_batch` with a sink
+consumer, a notebook. It is :func:`ocr_async.pipeline.batch.run_batch` with a sink
 that hands each record to the iterator, so it has the same fixed pool of
 workers, the same bounded memory and the same one-record-per-input rule::
 
@@ -24,53 +24,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Self
+from typing import Self
 
-from ocr_async import protocol
-from ocr_async.auth import (
-    TokenProvider,
-    UserAccessKeyTokens,
-    token_from_environment,
-    uak_from_environment,
-)
-from ocr_async.batch import BatchSummary, Recognizer, run_batch
-from ocr_async.client import (
-    APPKEY_ENV,
-    BASE_URL_ENV,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_TIMEOUT,
-    OcrClient,
-    RetryPolicy,
-)
+from ocr_async.auth import TokenProvider
+from ocr_async.client import OcrClient
 from ocr_async.errors import ConfigurationError
-from ocr_async.models import Endpoint, ImageBytes, ImageFile, ImageUrl, Record
-from ocr_async.reading import display_path
-from ocr_async.sources import SourceItem, is_url
+from ocr_async.inputs import InputLike, as_source_item
+from ocr_async.models import Record, SourceItem
+from ocr_async.options import Credentials, EndpointChoice, Options, resolve_credentials
+from ocr_async.pipeline.batch import BatchSummary, Recognizer, run_batch
+from ocr_async.retry import RetryPolicy
 
 __all__ = ["RecordStream", "SourceLike", "recognize_many"]
 
 
-#: What :func:`recognize_many` takes, one per input. A ``str`` with ``://``
-#: in it is a URL; any other ``str`` or path-like is a file.
-SourceLike = (
-    str
-    | os.PathLike[str]
-    | bytes
-    | bytearray
-    | memoryview
-    | ImageFile
-    | ImageBytes
-    | ImageUrl
-    | SourceItem
-)
-
-# The name ImageBytes gets when none is given: such inputs are numbered
-# instead, or they would all share one source name and count as duplicates.
-_UNNAMED: Final = ImageBytes(b"").name
+#: What :func:`recognize_many` takes, one per input: what the client takes,
+#: or a :class:`SourceItem` (see :func:`ocr_async.inputs.as_source_item`).
+SourceLike = InputLike
 
 
 @dataclass(slots=True)
@@ -143,11 +116,14 @@ def recognize_many(
     sources: Iterable[SourceLike] | AsyncIterable[SourceLike],
     *,
     client: Recognizer | None = None,
+    options: Options | None = None,
     appkey: str | None = None,
     token: str | TokenProvider | None = None,
     base_url: str | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    endpoint: Endpoint = Endpoint.GENERAL,
+    concurrency: int | None = None,
+    endpoint: EndpointChoice | None = None,
+    convert: bool | None = None,
+    shrink: bool | None = None,
     timeout: float | None = None,
     retry: RetryPolicy | None = None,
 ) -> RecordStream:
@@ -155,8 +131,8 @@ def recognize_many(
 
     ``sources`` is an iterable or async iterable of paths, URLs, image bytes,
     :class:`~ocr_async.ImageFile`, :class:`~ocr_async.ImageBytes`,
-    :class:`~ocr_async.ImageUrl` or :class:`~ocr_async.sources.SourceItem`
-    (so :func:`ocr_async.sources.iter_inputs` can walk folders for it). It is
+    :class:`~ocr_async.ImageUrl` or :class:`~ocr_async.SourceItem`
+    (so :func:`ocr_async.pipeline.sources.iter_inputs` can walk folders for it). It is
     read lazily, as workers free up; a plain iterable is read on the event
     loop, so it must not block.
 
@@ -166,13 +142,20 @@ def recognize_many(
     A bad input (missing, empty, not an image, refused by the API, timed
     out) gives a failed record; it never raises.
 
+    How the run behaves is one :class:`~ocr_async.Options` (``options``, by
+    default the client's or the defaults); ``concurrency``, ``endpoint``
+    (``"auto"`` picks per image), ``convert``, ``shrink``, ``timeout`` and
+    ``retry`` are shorthand for changing it. A page of a converted
+    multi-page TIFF gets its own record, named ``<source>#page=<n>``.
+
     Pass ``client`` (an open :class:`~ocr_async.OcrClient`, which is then
     left open) or the settings to build one: ``appkey`` (default: env
     ``NHN_OCR_APPKEY``), ``token`` (default: a User Access Key from
     ``NHN_UAK_ID``/``NHN_UAK_SECRET``, else ``NHN_OCR_TOKEN`` or
-    ``NHN_OCR_TOKEN_FILE``), ``base_url`` (default: env ``NHN_OCR_BASE_URL``,
-    else the NHN host), ``timeout`` and ``retry``. The stream opens that
-    client when iteration starts and closes it when the stream ends.
+    ``NHN_OCR_TOKEN_FILE``) and ``base_url`` (default: env
+    ``NHN_OCR_BASE_URL``, else the NHN host), as
+    :func:`~ocr_async.resolve_credentials` resolves them. The stream opens
+    that client when iteration starts and closes it when the stream ends.
 
     Raises :class:`~ocr_async.ConfigurationError` at once when settings are
     missing or wrong, and from the iterator when the API refuses the
@@ -180,19 +163,25 @@ def recognize_many(
     not yet taken get no record). An exception raised by ``sources`` itself
     comes out of the iterator after the records of the inputs already taken.
     """
-    if concurrency < 1:
-        raise ConfigurationError("concurrency must be at least 1")
-    owned_tokens: UserAccessKeyTokens | None = None
+    if options is None:
+        options = client.options if isinstance(client, OcrClient) else Options()
+    options = options.with_changes(
+        concurrency=concurrency,
+        endpoint=endpoint,
+        convert=convert,
+        shrink=shrink,
+        timeout=timeout,
+        retry=retry,
+    )
+    credentials: Credentials | None = None
     if client is None:
-        client, owned_tokens = _client_from_settings(
-            appkey=appkey,
-            token=token,
-            base_url=base_url,
-            concurrency=concurrency,
-            timeout=timeout,
-            retry=retry,
+        credentials = resolve_credentials(appkey=appkey, token=token, base_url=base_url)
+        client = owned = OcrClient(
+            appkey=credentials.appkey,
+            token=credentials.tokens,
+            base_url=credentials.base_url,
+            options=options,
         )
-        owned: OcrClient | None = client
     else:
         if any(value is not None for value in (appkey, token, base_url, timeout, retry)):
             raise TypeError("pass either client= or the settings to build one, not both")
@@ -202,62 +191,11 @@ def recognize_many(
         _source_items(sources),
         client,
         owned=owned,
-        owned_tokens=owned_tokens,
-        concurrency=concurrency,
-        endpoint=endpoint,
+        credentials=credentials,
+        options=options,
         outcome=outcome,
     )
     return RecordStream(records, outcome)
-
-
-def _client_from_settings(
-    *,
-    appkey: str | None,
-    token: str | TokenProvider | None,
-    base_url: str | None,
-    concurrency: int,
-    timeout: float | None,
-    retry: RetryPolicy | None,
-) -> tuple[OcrClient, UserAccessKeyTokens | None]:
-    appkey = appkey or os.environ.get(APPKEY_ENV, "").strip()
-    if not appkey:
-        raise ConfigurationError(f"no app key: pass appkey= or set {APPKEY_ENV}")
-    owned_tokens: UserAccessKeyTokens | None = None
-    if token is None:
-        # As on the command line: a User Access Key wins over a fixed token.
-        owned_tokens = uak_from_environment()
-        token = owned_tokens if owned_tokens is not None else token_from_environment()
-    client = OcrClient(
-        appkey=appkey,
-        token=token,
-        base_url=base_url or os.environ.get(BASE_URL_ENV, "").strip() or protocol.DEFAULT_BASE_URL,
-        concurrency=concurrency,
-        timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
-        retry=retry,
-    )
-    return client, owned_tokens
-
-
-def _source_item(given: SourceLike, number: int) -> SourceItem:
-    if isinstance(given, SourceItem):
-        return given
-    if isinstance(given, ImageUrl):
-        return SourceItem(given.url, given)
-    if isinstance(given, ImageFile):
-        return SourceItem(display_path(given.path), given)
-    if isinstance(given, bytes | bytearray | memoryview):
-        given = ImageBytes(bytes(given), f"bytes:{number}")
-    if isinstance(given, ImageBytes):
-        if given.name == _UNNAMED:
-            given = ImageBytes(given.data, f"bytes:{number}")
-        return SourceItem(given.name, given)
-    if isinstance(given, str) and is_url(given):
-        return SourceItem(given, ImageUrl(given))
-    if isinstance(given, str | os.PathLike):
-        return SourceItem(display_path(given), ImageFile(given))
-    raise TypeError(
-        f"cannot recognize a {type(given).__name__}: pass a path, a URL, bytes or a SourceItem"
-    )
 
 
 async def _source_items(
@@ -266,11 +204,11 @@ async def _source_items(
     number = 0
     if isinstance(sources, AsyncIterable):
         async for given in sources:
-            yield _source_item(given, number)
+            yield as_source_item(given, number)
             number += 1
     else:
         for given in sources:
-            yield _source_item(given, number)
+            yield as_source_item(given, number)
             number += 1
 
 
@@ -279,27 +217,24 @@ async def _records(
     client: Recognizer,
     *,
     owned: OcrClient | None,
-    owned_tokens: UserAccessKeyTokens | None,
-    concurrency: int,
-    endpoint: Endpoint,
+    credentials: Credentials | None,
+    options: Options,
     outcome: _Outcome,
 ) -> AsyncGenerator[Record, None]:
     # Bounded: workers wait for the consumer rather than queueing records.
     # None marks the end, whether the batch finished or failed.
-    queue: asyncio.Queue[Record | None] = asyncio.Queue(maxsize=concurrency)
+    queue: asyncio.Queue[Record | None] = asyncio.Queue(maxsize=options.concurrency)
 
     async def feed() -> BatchSummary:
         try:
-            return await run_batch(
-                client, items, _QueueSink(queue), endpoint=endpoint, concurrency=concurrency
-            )
+            return await run_batch(client, items, _QueueSink(queue), options=options)
         finally:
             if not _cancelling():
                 await queue.put(None)
 
     async with contextlib.AsyncExitStack() as stack:
-        if owned_tokens is not None:
-            stack.push_async_callback(owned_tokens.aclose)
+        if credentials is not None:
+            stack.push_async_callback(credentials.aclose)
         if owned is not None:
             await stack.enter_async_context(owned)
         batch = asyncio.create_task(feed(), name="ocr-recognize-many")

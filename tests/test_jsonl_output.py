@@ -13,9 +13,15 @@ from typing import Any
 
 import pytest
 
-from ocr_async import sink as sink_module
 from ocr_async.models import Endpoint, ErrorInfo, Record
-from ocr_async.sink import JsonlSink, OutputExistsError, OutputLock, OutputLockError, encode_record
+from ocr_async.outputs import jsonl as sink_module
+from ocr_async.outputs.jsonl import (
+    JsonlSink,
+    OutputExistsError,
+    OutputLock,
+    OutputLockError,
+    encode_record,
+)
 
 
 def record(source: str, ok: bool = True, text: str | None = "hello") -> Record:

@@ -43,8 +43,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Final
 
-from ocr_async.atomicfile import AtomicFile
-from ocr_async.seen import SourceSet
+from ocr_async.pipeline.atomicfile import AtomicFile
+from ocr_async.pipeline.sourceset import SourceSet
 
 __all__ = ["NotAnOutputError", "ResumeIndex", "load_resume_index"]
 

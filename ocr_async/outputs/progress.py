@@ -14,8 +14,9 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from ocr_async.inputs import is_url
 from ocr_async.models import Record
-from ocr_async.sources import IMAGE_EXTENSIONS, is_url
+from ocr_async.pipeline.sources import IMAGE_EXTENSIONS, walk_folder
 
 __all__ = ["Progress", "count_images"]
 
@@ -23,16 +24,17 @@ __all__ = ["Progress", "count_images"]
 def count_images(inputs: Iterable[str], extensions: frozenset[str] = IMAGE_EXTENSIONS) -> int:
     """How many inputs a run over these names will take (for the ETA).
 
-    A quick walk of the same folders; symlinked folders are not followed,
-    so the figure can fall short where the real walk finds more.
+    Walks the folders as the run does (:func:`~ocr_async.pipeline.sources.walk_folder`,
+    the same symlink rules), so the total is what the run takes. Blocking:
+    run it in a thread.
     """
     total = 0
     for given in inputs:
         if is_url(given) or not os.path.isdir(given):
             total += 1
             continue
-        for _, _, files in os.walk(given):
-            total += sum(os.path.splitext(f)[1].lower() in extensions for f in files)
+        for found in walk_folder(given, extensions):
+            total += sum(entry.skipped is None for entry in found)
     return total
 
 

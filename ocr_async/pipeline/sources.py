@@ -11,7 +11,7 @@ written, a file as the path given on the command line, or, for files found in
 a folder, that folder's path as given joined with the path inside it. In a
 path, bytes that are not valid UTF-8 are shown as ``\xNN`` and a backslash
 as ``\\``, so two files never share a source
-(:func:`ocr_async.reading.display_path`).
+(:func:`ocr_async.inputs.display_path`).
 """
 
 from __future__ import annotations
@@ -21,25 +21,25 @@ import codecs
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import aiofiles
 
-from ocr_async.models import ImageBytes, ImageFile, ImageUrl
-from ocr_async.reading import display_path
+from ocr_async.inputs import as_source_item, display_path, is_url
+from ocr_async.models import ImageFile, ImageUrl, SourceItem
 
 __all__ = [
     "CONVERTIBLE_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "MAX_URL_LINE",
+    "FolderEntry",
     "SkipReporter",
-    "SourceItem",
     "UrlListError",
-    "is_url",
     "iter_inputs",
     "iter_url_lines",
     "iter_url_list",
+    "walk_folder",
 ]
 
 #: Files found in a folder are taken by these extensions (case-insensitive);
@@ -59,19 +59,6 @@ _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 
 #: Called with (path, reason) for each folder entry that is not taken.
 SkipReporter = Callable[[str, str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class SourceItem:
-    """One input: what the record will call it, and what to send."""
-
-    source: str
-    image: ImageFile | ImageBytes | ImageUrl
-
-
-def is_url(text: str) -> bool:
-    """Whether an input names a URL rather than a path (it contains ``://``)."""
-    return "://" in text
 
 
 def _ignore(path: str, reason: str) -> None:
@@ -104,40 +91,76 @@ def _directory_key(path: str) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
-async def _walk(
-    root: str, on_skip: SkipReporter, extensions: frozenset[str]
-) -> AsyncIterator[SourceItem]:
-    # Depth first, names sorted within each directory, so runs are repeatable.
-    # Directories on the current path are remembered by (device, inode): a
-    # symlink leading back to an ancestor is reported once, not followed.
-    ancestors: list[tuple[int, int] | None] = []
+@dataclass(frozen=True, slots=True)
+class FolderEntry:
+    """A file or directory met in a folder walk: taken as an input, or skipped and why."""
 
-    async def visit(directory: str) -> AsyncIterator[SourceItem]:
-        key = await asyncio.to_thread(_directory_key, directory)
+    path: str
+    #: Why it is not an input; None when it is one.
+    skipped: str | None = None
+
+
+def walk_folder(root: str, extensions: frozenset[str]) -> Iterator[list[FolderEntry]]:
+    """Every entry below ``root``, as the run takes them: the one folder walk.
+
+    Depth first, names sorted within each directory, so runs are
+    repeatable. Symlinked folders are followed; directories on the current
+    path are remembered by (device, inode), so a symlink leading back to an
+    ancestor is reported once, not followed. Files are taken by
+    ``extensions`` (case-insensitive); broken symlinks and unreadable files
+    named like images are inputs too (reading them gives their error
+    record).
+
+    Blocking: each step lists one directory, so run it a step at a time in
+    a worker thread (:func:`iter_inputs` does). The progress bar's count
+    (:func:`ocr_async.outputs.progress.count_images`) walks with it too, so
+    the total is what the run will take.
+    """
+    ancestors: list[tuple[int, int] | None] = []
+    not_taken = f"not a {_describe(extensions)} file"
+
+    def visit(directory: str) -> Iterator[list[FolderEntry]]:
+        key = _directory_key(directory)
         if key is not None and key in ancestors:
-            on_skip(display_path(directory), "symlink loop: directory already being walked")
+            yield [FolderEntry(directory, "symlink loop: directory already being walked")]
             return
-        entries, error = await asyncio.to_thread(_list_directory, directory)
+        entries, error = _list_directory(directory)
+        found: list[FolderEntry] = []
         if error is not None:
-            on_skip(display_path(directory), f"cannot list directory: {error.strerror}")
+            found.append(FolderEntry(directory, f"cannot list directory: {error.strerror}"))
         ancestors.append(key)
         try:
             for name, is_dir in entries:
                 path = os.path.join(directory, name)
                 if is_dir:
-                    async for item in visit(path):
-                        yield item
+                    if found:
+                        yield found
+                        found = []
+                    yield from visit(path)
                 elif os.path.splitext(name)[1].lower() in extensions:
-                    # Broken symlinks and unreadable files are still inputs:
-                    # reading them produces their error record.
-                    yield SourceItem(display_path(path), ImageFile(path))
+                    found.append(FolderEntry(path))
                 else:
-                    on_skip(display_path(path), f"not a {_describe(extensions)} file")
+                    found.append(FolderEntry(path, not_taken))
+            if found:
+                yield found
         finally:
             ancestors.pop()
 
-    async for item in visit(root):
-        yield item
+    yield from visit(root)
+
+
+async def _walk(
+    root: str, on_skip: SkipReporter, extensions: frozenset[str]
+) -> AsyncIterator[SourceItem]:
+    # One step of the walk (one directory listed) per worker-thread call, so
+    # a slow disk never stalls the event loop; skips are reported on the loop.
+    steps = walk_folder(root, extensions)
+    while (found := await asyncio.to_thread(next, steps, None)) is not None:
+        for entry in found:
+            if entry.skipped is None:
+                yield SourceItem(display_path(entry.path), ImageFile(entry.path))
+            else:
+                on_skip(display_path(entry.path), entry.skipped)
 
 
 def _describe(extensions: frozenset[str]) -> str:
@@ -159,13 +182,11 @@ async def iter_inputs(
     does not exist, so that it ends as an error record instead of vanishing.
     """
     for given in inputs:
-        if is_url(given):
-            yield SourceItem(given, ImageUrl(given))
-        elif await asyncio.to_thread(os.path.isdir, given):
+        if not is_url(given) and await asyncio.to_thread(os.path.isdir, given):
             async for item in _walk(given, on_skip, extensions):
                 yield item
         else:
-            yield SourceItem(display_path(given), ImageFile(given))
+            yield as_source_item(given)
 
 
 def iter_url_lines(lines: Iterable[str]) -> Iterable[SourceItem]:

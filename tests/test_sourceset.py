@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import random
 
-from ocr_async.seen import SourceSet
+from ocr_async.pipeline.sourceset import SourceSet
 
 
 def test_add_and_contains() -> None:

@@ -16,17 +16,17 @@ from typing import Any
 import pytest
 from conftest import APPKEY, TOKEN, emulator_config
 
-import ocr_async.stream as stream_module
+import ocr_async.pipeline.record_stream as stream_module
 from ocr_async import (
     ConfigurationError,
     Endpoint,
     ImageBytes,
     ImageFile,
-    ImageInput,
     ImageUrl,
     Line,
     OcrClient,
     OcrResult,
+    Payload,
     Recognition,
     Record,
     RetryPolicy,
@@ -39,9 +39,9 @@ from ocr_async.emulator import (
     make_png,
     running_emulator,
 )
-from ocr_async.models import Word
-from ocr_async.sources import SourceItem, iter_inputs
-from ocr_async.stream import SourceLike
+from ocr_async.models import SourceItem, Word
+from ocr_async.pipeline.record_stream import SourceLike
+from ocr_async.pipeline.sources import iter_inputs
 
 
 @pytest.fixture
@@ -99,20 +99,27 @@ class FakeRecognizer:
         self.in_flight = 0
         self.peak = 0
 
-    async def recognize(
-        self, image: ImageInput, *, endpoint: Endpoint = Endpoint.GENERAL
-    ) -> Recognition:
-        assert isinstance(image, ImageBytes)
+    async def send(self, payload: Payload) -> Recognition:
+        assert payload.image is not None
         self.calls += 1
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         try:
-            text = image.data.decode()
+            text = payload.image[len(PNG_START) : -len(PNG_END)].decode()
             await asyncio.sleep(float(text))
         finally:
             self.in_flight -= 1
         result = OcrResult(lines=(Line((Word(text, 1.0, None),)),), raw={"text": text})
-        return Recognition(result=result, endpoint=endpoint, attempts=1, elapsed_ms=1.0)
+        return Recognition(result=result, endpoint=payload.endpoint, attempts=1, elapsed_ms=1.0)
+
+
+PNG_START = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"IEND\xaeB`\x82"
+
+
+def answers_after(seconds: str) -> bytes:
+    """Bytes the pre-check passes as a PNG, telling FakeRecognizer how long to take."""
+    return PNG_START + seconds.encode() + PNG_END
 
 
 async def collect(records: AsyncIterator[Record]) -> list[Record]:
@@ -277,7 +284,7 @@ async def test_the_endpoint_is_used_for_every_input(emulator: RunningEmulator) -
 
 async def test_records_come_as_they_finish_not_in_input_order() -> None:
     fake = FakeRecognizer()
-    inputs = [b"0.3", b"0.0", b"0.1"]
+    inputs = [answers_after("0.3"), answers_after("0.0"), answers_after("0.1")]
 
     records = await collect(recognize_many(inputs, client=fake, concurrency=3))
 
@@ -304,7 +311,7 @@ async def test_a_slow_consumer_holds_the_inputs_back() -> None:
         nonlocal pulled
         while True:
             pulled += 1
-            yield b"0"
+            yield answers_after("0")
 
     concurrency = 4
     taken = 0

@@ -22,13 +22,14 @@ from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ocr_async.client import OcrClient
 from ocr_async.errors import AuthError, ConfigurationError, OcrError
-from ocr_async.fdlimit import fit_concurrency
-from ocr_async.models import Endpoint, ErrorInfo, ImageInput, Recognition, Record
-from ocr_async.prepare import Preparation, PreparedImage
-from ocr_async.seen import SourceSet
-from ocr_async.sink import RecordSink
-from ocr_async.sources import SourceItem
+from ocr_async.models import ErrorInfo, Payload, Recognition, Record, RecordSink, SourceItem
+from ocr_async.options import EndpointChoice, Options
+from ocr_async.pipeline.fdlimit import fit_concurrency
+from ocr_async.pipeline.sourceset import SourceSet
+from ocr_async.precheck import Precheck
+from ocr_async.wording import counted, outcome_lines
 
 __all__ = ["BatchSummary", "Recognizer", "StopRequest", "run_batch"]
 
@@ -38,8 +39,8 @@ log = logging.getLogger(__name__)
 class Recognizer(Protocol):
     """What the pipeline needs of a client: :class:`ocr_async.OcrClient` is one."""
 
-    async def recognize(self, image: ImageInput, *, endpoint: Endpoint = ...) -> Recognition:
-        """Recognize one image or raise an :class:`OcrError`."""
+    async def send(self, payload: Payload) -> Recognition:
+        """Recognize one pre-checked image, or raise an :class:`OcrError`."""
         ...
 
 
@@ -84,15 +85,12 @@ class BatchSummary:
 
     def describe(self) -> str:
         """A few human lines for stderr."""
-        failed = self.failed.total()
-        lines = [
-            f"{counted(self.records, 'record')}: {self.ok} ok, {failed} failed"
-            f"; {counted(self.retries, 'retry', 'retries')}; {self.images_per_s:.1f} images/s "
-            f"over {self.elapsed_s:.1f} s"
-        ]
-        if failed:
-            by_code = ", ".join(f"{code} x{n}" for code, n in sorted(self.failed.items()))
-            lines.append(f"failed by code: {by_code}")
+        lines = outcome_lines(
+            self.ok,
+            self.failed,
+            counted(self.retries, "retry", "retries"),
+            f"{self.images_per_s:.1f} images/s over {self.elapsed_s:.1f} s",
+        )
         if self.skipped:
             lines.append(f"skipped {counted(self.skipped, 'non-image file')} found in folders")
         if self.duplicates:
@@ -107,24 +105,17 @@ class BatchSummary:
         return "\n".join(lines)
 
 
-def counted(count: int, word: str, plural: str | None = None) -> str:
-    """``1 record``, ``2 records``: ``count`` and ``word`` in the right number."""
-    return f"{count} {word if count == 1 else plural or word + 's'}"
-
-
-def _failure_record(
-    prepared: PreparedImage, error: ErrorInfo, attempts: int, elapsed_ms: float
-) -> Record:
+def _failure_record(payload: Payload, error: ErrorInfo, attempts: int, elapsed_ms: float) -> Record:
     return Record(
-        source=prepared.source,
+        source=payload.source,
         ok=False,
-        endpoint=prepared.endpoint,
+        endpoint=payload.endpoint,
         attempts=attempts,
         elapsed_ms=elapsed_ms,
         text=None,
         result=None,
         error=error,
-        transform=prepared.transform,
+        transform=payload.transform,
     )
 
 
@@ -136,36 +127,38 @@ def _error_info(exc: OcrError) -> ErrorInfo:
 
 
 async def _recognize_one(
-    client: Recognizer, prepared: PreparedImage, clock: Callable[[], float]
+    client: Recognizer, payload: Payload, clock: Callable[[], float]
 ) -> tuple[Record, Exception | None]:
-    if prepared.error is not None:
-        return _failure_record(prepared, _error_info(prepared.error), 0, 0.0), prepared.error
+    if payload.error is not None:
+        return _failure_record(payload, _error_info(payload.error), 0, 0.0), payload.error
     started = clock()
     try:
-        recognition = await client.recognize(prepared.image, endpoint=prepared.endpoint)
+        recognition = await client.send(payload)
     except OcrError as exc:
         elapsed = (clock() - started) * 1000.0
-        return _failure_record(prepared, _error_info(exc), exc.attempts, elapsed), exc
+        return _failure_record(payload, _error_info(exc), exc.attempts, elapsed), exc
     except ConfigurationError as exc:
         # The token provider cannot get a token (the OAuth server refused the
         # User Access Key): not about this image, and fatal for the run.
         info = ErrorInfo("credentials", str(exc), True, True)
-        return _failure_record(prepared, info, 0, (clock() - started) * 1000.0), exc
+        return _failure_record(payload, info, 0, (clock() - started) * 1000.0), exc
     except Exception as exc:
         # A bug of ours must cost one record, not the batch.
-        log.exception("unexpected error on %s", prepared.source)
+        log.exception("unexpected error on %s", payload.source)
         info = ErrorInfo("internal_error", f"{type(exc).__name__}: {exc}", True, False)
-        return _failure_record(prepared, info, 0, (clock() - started) * 1000.0), None
+        return _failure_record(payload, info, 0, (clock() - started) * 1000.0), None
+    result = recognition.result
     record = Record(
-        source=prepared.source,
+        source=payload.source,
         ok=True,
-        endpoint=prepared.endpoint,
+        endpoint=payload.endpoint,
         attempts=recognition.attempts,
         elapsed_ms=recognition.elapsed_ms,
-        text=recognition.text,
-        result=recognition.result.raw,
+        text=result.text,
+        result=result.raw,
         error=None,
-        transform=prepared.transform,
+        transform=payload.transform,
+        parsed=result,
     )
     return record, None
 
@@ -194,38 +187,41 @@ async def run_batch(
     items: AsyncIterable[SourceItem],
     sink: RecordSink,
     *,
-    endpoint: Endpoint = Endpoint.GENERAL,
-    concurrency: int = 16,
+    options: Options | None = None,
+    concurrency: int | None = None,
+    endpoint: EndpointChoice | None = None,
     on_record: Callable[[Record], None] | None = None,
     on_skip: Callable[[str, str], None] | None = None,
-    preparation: Preparation | None = None,
     already_done: SourceSet | None = None,
     stop: StopRequest | None = None,
-    grace: float = 10.0,
     clock: Callable[[], float] = time.monotonic,
 ) -> BatchSummary:
-    """Recognize every item with ``concurrency`` workers; write one record each.
+    """Recognize every item with ``options.concurrency`` workers; write one record each.
 
-    ``preparation`` may convert, shrink or pick the endpoint per image (and
-    then its ``endpoint`` is used instead of ``endpoint``); a multi-page input
-    gives one record per page.
+    ``options`` (by default the client's, for an :class:`~ocr_async.OcrClient`)
+    says how many workers, which endpoint (``"auto"``: per image), whether
+    to convert or shrink images first, and the grace period of a stop;
+    ``concurrency`` and ``endpoint`` are shorthand for changing it. A
+    multi-page input gives one record per page.
 
     Sources in ``already_done`` (from a resumed output) and sources seen
     earlier in this run are skipped and counted, and ``on_skip`` hears of
     each duplicate. ``stop`` ends the run early (see :class:`StopRequest`).
 
-    ``concurrency`` is lowered, with a warning, when the open-file limit
-    has no room for that many connections (see :mod:`ocr_async.fdlimit`).
+    The concurrency is lowered, with a warning, when the open-file limit
+    has no room for that many connections (see :mod:`ocr_async.pipeline.fdlimit`).
 
     Returns the summary. Raises what ``items`` raises (an unreadable URL
     list, say) after the records of everything already taken are written.
     """
-    if concurrency < 1:
-        raise ValueError("concurrency must be at least 1")
-    concurrency, lowered = fit_concurrency(concurrency)
+    if options is None:
+        options = client.options if isinstance(client, OcrClient) else Options()
+    options = options.with_changes(concurrency=concurrency, endpoint=endpoint)
+    concurrency, lowered = fit_concurrency(options.concurrency)
     if lowered is not None:
         log.warning("%s", lowered)
-    preparation = preparation or Preparation(endpoint=endpoint)
+    grace = options.grace
+    precheck = Precheck(options)
     summary = BatchSummary()
     queue: asyncio.Queue[SourceItem | None] = asyncio.Queue(maxsize=concurrency)
     stopping = asyncio.Event()
@@ -258,13 +254,13 @@ async def run_batch(
         while (item := await queue.get()) is not None:
             if stopping.is_set():
                 continue  # left for a resumed run; drain so the producer can finish
-            for prepared in await preparation.prepare(item):
+            for payload in await precheck.prepare(item):
                 # Pages are named after their file: a resumed run checks each.
-                paged = prepared.source != item.source
-                if paged and already_done is not None and prepared.source in already_done:
+                paged = payload.source != item.source
+                if paged and already_done is not None and payload.source in already_done:
                     summary.already_done += 1
                     continue
-                record, error = await _recognize_one(client, prepared, clock)
+                record, error = await _recognize_one(client, payload, clock)
                 await sink.write(record)
                 summary.add(record)
                 if on_record is not None:

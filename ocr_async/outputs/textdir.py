@@ -38,10 +38,9 @@ import threading
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ocr_async.models import Record
-from ocr_async.seen import SourceSet
-from ocr_async.sink import RecordSink
-from ocr_async.sources import is_url
+from ocr_async.inputs import is_url
+from ocr_async.models import Record, RecordSink
+from ocr_async.pipeline.sourceset import SourceSet
 
 __all__ = ["TextDirSink", "text_path"]
 

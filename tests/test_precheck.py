@@ -1,0 +1,190 @@
+"""The pre-check stage: every input read, checked and made ready, or refused with its error."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from ocr_async import protocol
+from ocr_async.emulator import make_jpeg, make_png
+from ocr_async.models import Endpoint, ImageBytes, ImageFile, ImageUrl, Payload, SourceItem
+from ocr_async.options import Options
+from ocr_async.precheck import Precheck
+
+Image = pytest.importorskip("PIL.Image", reason="Pillow is the optional 'image' extra")
+
+
+def item_for(path: Path) -> SourceItem:
+    return SourceItem(str(path), ImageFile(path))
+
+
+async def one(precheck: Precheck, item: SourceItem) -> Payload:
+    (payload,) = await precheck.prepare(item)
+    return payload
+
+
+# --- every input is read and checked --------------------------------------------------
+
+
+async def test_a_file_is_read_checked_and_handed_on_as_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "scan.jpg"
+    path.write_bytes(make_jpeg("scan"))
+    payload = await one(Precheck(Options(endpoint=Endpoint.CROPPING)), item_for(path))
+    assert payload == Payload(
+        str(path), Endpoint.CROPPING, image=path.read_bytes(), kind="jpg", url=None
+    )
+
+
+async def test_a_url_is_checked_never_fetched_and_goes_to_general_with_auto() -> None:
+    url = "https://img.example.test/long.png"
+    options = Options(endpoint="auto", convert=True, shrink=True)
+    payload = await one(Precheck(options), SourceItem(url, ImageUrl(url)))
+    assert payload == Payload(url, Endpoint.GENERAL, url=url)
+
+
+async def test_a_url_the_api_refuses_is_refused_here() -> None:
+    url = "http://img.example.test:8080/a.png"
+    payload = await one(Precheck(Options()), SourceItem(url, ImageUrl(url)))
+    assert payload.url is None
+    assert payload.error is not None
+    assert (payload.error.code, payload.error.local) == (4000001, True)
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        pytest.param(b"", 4000004, id="empty"),
+        pytest.param(b"GIF89a not an image we send", 4000003, id="not-jpeg-or-png"),
+        pytest.param(make_png("cut")[:-12], 4000002, id="png-cut-off"),
+        pytest.param(make_png("big") + bytes(5000), 4131000, id="body-over-the-limit"),
+    ],
+)
+async def test_what_the_server_would_refuse_is_refused_with_its_code(
+    tmp_path: Path, data: bytes, code: int
+) -> None:
+    path = tmp_path / "input.png"
+    path.write_bytes(data)
+    precheck = Precheck(Options(max_bytes=len(make_png("big")) + 2000))
+    for item in (item_for(path), SourceItem("bytes:0", ImageBytes(data, "bytes:0"))):
+        payload = await one(precheck, item)
+        assert payload.image is None
+        assert payload.error is not None
+        assert (payload.error.code, payload.error.local, payload.error.attempts) == (code, True, 0)
+
+
+async def test_the_size_limit_counts_the_multipart_framing(tmp_path: Path) -> None:
+    image = make_png("edge")
+    framed = protocol.multipart_size("png", len(image))
+    fits = await one(Precheck(Options(max_bytes=framed)), SourceItem("a", ImageBytes(image)))
+    over = await one(Precheck(Options(max_bytes=framed - 1)), SourceItem("a", ImageBytes(image)))
+    assert fits.image == image
+    assert over.error is not None
+    assert over.error.code == 4131000
+    assert f"request would be {framed} bytes" in over.error.message
+
+
+async def test_a_file_larger_than_the_limit_is_refused_from_its_size(tmp_path: Path) -> None:
+    path = tmp_path / "huge.png"
+    path.write_bytes(make_png("huge") + bytes(10_000))
+    payload = await one(Precheck(Options(max_bytes=1000)), item_for(path))
+    assert payload.error is not None
+    assert payload.error.code == 4131000
+    assert f"{path} is {path.stat().st_size} bytes" in payload.error.message
+
+
+async def test_an_unreadable_file_is_one_source_error(tmp_path: Path) -> None:
+    for options in (Options(), Options(convert=True)):
+        payload = await one(Precheck(options), item_for(tmp_path / "gone.tiff"))
+        assert payload.error is not None
+        assert payload.error.code == "not_found"
+
+
+async def test_the_endpoint_can_be_chosen_per_input(tmp_path: Path) -> None:
+    precheck = Precheck(Options(endpoint="auto"))
+    wide = SourceItem("wide", ImageBytes(make_png("wide", 400, 100)))
+    (payload,) = await precheck.prepare(wide, endpoint=Endpoint.GENERAL)
+    assert (payload.endpoint, payload.transform) == (Endpoint.GENERAL, None)
+
+
+# --- the steps that change images ---------------------------------------------------
+
+
+async def test_auto_endpoint_chooses_by_aspect_ratio(tmp_path: Path) -> None:
+    wide = tmp_path / "receipt.png"
+    wide.write_bytes(make_png("long", 400, 100))  # 1:4
+    square = tmp_path / "page.png"
+    square.write_bytes(make_png("page", 100, 100))
+    too_long = tmp_path / "strip.png"
+    too_long.write_bytes(make_png("strip", 1200, 100))  # 1:12
+    precheck = Precheck(Options(endpoint="auto"))
+
+    long_one = await one(precheck, item_for(wide))
+    plain = await one(precheck, item_for(square))
+    refused = await one(precheck, item_for(too_long))
+
+    assert long_one.endpoint is Endpoint.CROPPING
+    assert long_one.transform is not None
+    assert long_one.transform.to_json() == {"endpoint_chosen": "cropping", "aspect_ratio": 4.0}
+    assert long_one.image == wide.read_bytes()
+    assert plain.endpoint is Endpoint.GENERAL
+    assert refused.error is not None
+    assert refused.error.code == 4000505
+
+
+async def test_multipage_tiff_becomes_one_payload_per_page(tmp_path: Path) -> None:
+    pages = [Image.new("L", (200 + 10 * n, 100), 255) for n in range(3)]
+    buffer = io.BytesIO()
+    pages[0].save(buffer, format="TIFF", save_all=True, append_images=pages[1:])
+    path = tmp_path / "scan.tiff"
+    path.write_bytes(buffer.getvalue())
+
+    payloads = await Precheck(Options(convert=True)).prepare(item_for(path))
+
+    assert [p.source for p in payloads] == [f"{path}#page={n}" for n in (1, 2, 3)]
+    for n, page in enumerate(payloads):
+        assert page.image is not None
+        assert page.kind == "png"
+        assert page.transform is not None
+        record = page.transform.to_json()
+        assert (record["converted_from"], record["page"], record["pages"]) == ("tiff", n + 1, 3)
+        with Image.open(io.BytesIO(page.image)) as im:
+            assert im.size == (200 + 10 * n, 100)
+
+
+async def test_shrink_fits_an_oversized_image_and_says_so(tmp_path: Path) -> None:
+    noise = Image.frombytes("RGB", (1600, 1200), os.urandom(1600 * 1200 * 3))
+    buffer = io.BytesIO()
+    noise.save(buffer, format="PNG")
+    path = tmp_path / "photo.png"
+    path.write_bytes(buffer.getvalue())
+    limit = 1024 * 1024
+    assert path.stat().st_size > limit
+
+    payload = await one(Precheck(Options(shrink=True, max_bytes=limit)), item_for(path))
+
+    assert payload.error is None
+    assert payload.image is not None
+    assert payload.kind == "jpg"
+    assert protocol.multipart_size("jpg", len(payload.image)) <= limit
+    assert payload.transform is not None
+    assert payload.transform.to_json()["shrunk"]["from_bytes"] == path.stat().st_size
+
+
+async def test_unconvertible_file_is_one_local_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.tiff"
+    path.write_text("not a tiff")
+    payload = await one(Precheck(Options(convert=True)), item_for(path))
+    assert payload.error is not None
+    assert payload.error.code == 4000003
+    assert payload.source == str(path)
+
+
+async def test_in_memory_images_are_prepared_from_their_bytes() -> None:
+    data = make_png("in memory", 400, 100)  # 1:4
+    item = SourceItem("bytes:0", ImageBytes(data, "bytes:0"))
+    payload = await one(Precheck(Options(endpoint="auto")), item)
+    assert payload.endpoint is Endpoint.CROPPING
+    assert payload.image == data
