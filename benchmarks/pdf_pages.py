@@ -64,7 +64,7 @@ def rss_kib() -> int:
 
 
 def child_stream(pdf: str) -> dict[str, Any]:
-    from ocr_async.pipeline.pdf_pages import iter_pdf_pages
+    from ocr_async.pdfpages import iter_pdf_pages
 
     started = time.perf_counter()
     count = 0
@@ -98,7 +98,7 @@ def child_searchable(pdf: str, out: str) -> dict[str, Any]:
 
     from ocr_async.models import OcrResult
     from ocr_async.outputs.searchable_pdf import SearchablePage, write_searchable_pdf
-    from ocr_async.pipeline.pdf_pages import iter_pdf_pages
+    from ocr_async.pdfpages import iter_pdf_pages
 
     marks: dict[str, int] = {}
 

@@ -20,9 +20,9 @@ import pikepdf
 from fpdf import FPDF
 from PIL import Image
 
+from ocr_async import pdfpages
 from ocr_async.errors import LocalCheckError
-from ocr_async.pipeline import pdf_pages
-from ocr_async.pipeline.pdf_pages import (
+from ocr_async.pdfpages import (
     BrokenPdfError,
     EmptyPdfError,
     EncryptedPdfError,
@@ -144,7 +144,7 @@ def fake_encoder(sizes: dict[str, float]) -> object:
 def test_the_dpi_is_lowered_step_by_step_until_the_page_fits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(pdf_pages, "_encode", fake_encoder({"png": 1.0, "jpg": 1.0}))
+    monkeypatch.setattr(pdfpages, "_encode", fake_encoder({"png": 1.0, "jpg": 1.0}))
     # A4 at 200 dpi is 1654 x 2339 = 3,868,706 pixels; at 250, 2067 x 2924.
     limit = multipart_size("jpg", 4_000_000)
     (page,) = iter_pdf_pages(text_pdf([("P", "big")]), max_bytes=limit)
@@ -156,13 +156,13 @@ def test_the_dpi_is_lowered_step_by_step_until_the_page_fits(
 def test_a_png_over_the_limit_goes_as_jpeg_at_the_same_dpi(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(pdf_pages, "_encode", fake_encoder({"png": 1.0, "jpg": 0.1}))
+    monkeypatch.setattr(pdfpages, "_encode", fake_encoder({"png": 1.0, "jpg": 0.1}))
     (page,) = iter_pdf_pages(text_pdf([("P", "x")]), max_bytes=2_000_000)
     assert (page.dpi, page.image_type) == (300, "jpg")
 
 
 def test_a_page_that_never_fits_fails_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pdf_pages, "_encode", fake_encoder({"png": 1.0, "jpg": 1.0}))
+    monkeypatch.setattr(pdfpages, "_encode", fake_encoder({"png": 1.0, "jpg": 1.0}))
     doc = text_pdf([("P", "small")])
     # Page 2 is A4; page 1 a business card that fits at 300 dpi.
     with pikepdf.open(io.BytesIO(doc)) as pdf:
@@ -294,15 +294,15 @@ def test_an_earlier_failure_does_not_colour_the_next_verdict() -> None:
 def test_a_pdf_file_is_reopened_now_and_then_and_pages_stay_right(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pdf_pages, "_REOPEN_EVERY", 2)
+    monkeypatch.setattr(pdfpages, "_REOPEN_EVERY", 2)
     opened: list[str] = []
-    real_open = pdf_pages._open
+    real_open = pdfpages._open
 
     def counting_open(*args: object) -> object:
         opened.append("open")
         return real_open(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pdf_pages, "_open", counting_open)
+    monkeypatch.setattr(pdfpages, "_open", counting_open)
     path = tmp_path / "five.pdf"
     path.write_bytes(text_pdf([("P" if n % 2 else "L", f"page {n}") for n in range(5)]))
     sizes = [page.size for page in iter_pdf_pages(path, dpi=36)]
