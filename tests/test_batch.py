@@ -337,3 +337,49 @@ async def test_second_stop_request_is_immediate() -> None:
     stop.request()
     summary = await asyncio.wait_for(run, 5)  # not an hour
     assert summary.interrupted is True
+
+
+# --- multi-page inputs: resumed and stopped page by page -----------------------------
+
+
+def pdf_item(name: str, pages: int) -> SourceItem:
+    from pdfs import text_pdf
+
+    return SourceItem(name, ImageBytes(text_pdf([("P", str(n)) for n in range(pages)]), name))
+
+
+async def one_pdf(name: str, pages: int) -> AsyncIterator[SourceItem]:
+    yield pdf_item(name, pages)
+
+
+async def test_a_resumed_pdf_sends_only_the_pages_not_done() -> None:
+    pytest.importorskip("pypdfium2", reason="PDF input needs the 'pdf' extra")
+    done = SourceSet()
+    for n in (1, 2, 3):
+        done.add(f"book.pdf#page={n}")
+    fake = FakeRecognizer()
+    sink = ListSink()
+    summary = await run_batch(
+        fake, one_pdf("book.pdf", 5), sink, options=Options(pdf_dpi=72), already_done=done
+    )
+    assert fake.calls == ["book.pdf#page=4", "book.pdf#page=5"]
+    assert [r.source for r in sink.records] == fake.calls
+    assert summary.already_done == 3
+
+
+async def test_a_stop_mid_pdf_leaves_its_other_pages_for_a_resumed_run() -> None:
+    pytest.importorskip("pypdfium2", reason="PDF input needs the 'pdf' extra")
+    gated = GatedRecognizer()
+    stop = StopRequest()
+    sink = ListSink()
+    run = asyncio.create_task(
+        run_batch(gated, one_pdf("long.pdf", 6), sink,
+                  options=Options(concurrency=2, pdf_dpi=72), stop=stop)
+    )  # fmt: skip
+    await gated.wait_started(1)
+    stop.request()
+    gated.release.set()
+    summary = await asyncio.wait_for(run, 10)
+    assert summary.interrupted is True
+    assert gated.started == 1  # the page in flight, and no page after it
+    assert [r.source for r in sink.records] == ["long.pdf#page=1"]

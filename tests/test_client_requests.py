@@ -212,3 +212,24 @@ async def test_a_transport_passed_in_is_opened_and_left_open() -> None:
     async with client:
         await client.send(image_payload())
     assert (transport.opened, transport.closed) == (1, 0)
+
+
+async def test_recognize_reads_a_one_page_pdf_and_refuses_a_longer_one_unrendered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pypdfium2", reason="PDF input needs the 'pdf' extra")
+    from pdfs import count_renders, text_pdf
+
+    rendered = count_renders(monkeypatch)
+    one, long = tmp_path / "one.pdf", tmp_path / "long.pdf"
+    one.write_bytes(text_pdf([("P", "single")]))
+    long.write_bytes(text_pdf([("P", str(n)) for n in range(50)]))
+    client, transport, _ = client_on([ok("single")], options=Options(pdf_dpi=72))
+
+    assert (await client.recognize(one)).text == "single"
+    assert transport.posts[0].request.body.count(b"\x89PNG") == 1
+    with pytest.raises(LocalCheckError, match="has several pages") as caught:
+        await client.recognize(long)
+    assert caught.value.code == "pages"
+    assert rendered == [1, 1, 2]  # two pages of fifty were enough to refuse
+    assert len(transport.posts) == 1

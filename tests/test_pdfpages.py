@@ -1,7 +1,7 @@
 """PDF input: pages rendered one at a time, fitted to the limit, bad PDFs refused clearly.
 
-Test PDFs are made here: text pages with fpdf2 (vector text in DejaVu Sans
-and NanumGothic, portrait and landscape), scan-like pages with Pillow (a
+Test PDFs are made by tests/pdfs.py: text pages with fpdf2 (vector text in
+NanumGothic, portrait and landscape), scan-like pages with Pillow (a
 JPEG photo per page), and encrypted, broken and empty ones.
 """
 
@@ -17,7 +17,7 @@ pytest.importorskip("pypdfium2", reason="PDF input needs the 'pdf' extra")
 pytest.importorskip("fpdf", reason="the test PDFs are written with fpdf2")
 
 import pikepdf
-from fpdf import FPDF
+from pdfs import photo_pdf, text_pdf, zero_page_pdf
 from PIL import Image
 
 from ocr_async import pdfpages
@@ -32,35 +32,6 @@ from ocr_async.pdfpages import (
     page_source,
 )
 from ocr_async.protocol import check_image_bytes, multipart_size
-
-NANUM = Path("/usr/share/fonts/truetype/nanum/NanumGothic.ttf")
-DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-
-A4 = (595.28, 841.89)  # points
-
-
-def text_pdf(pages: list[tuple[str, str]], password: str | None = None) -> bytes:
-    """One page per (orientation, text): "P" portrait or "L" landscape A4."""
-    pdf = FPDF(unit="pt", format="A4")
-    font = "helvetica"
-    if NANUM.exists():
-        pdf.add_font("nanum", fname=NANUM)
-        font = "nanum"
-    for orientation, text in pages:
-        pdf.add_page(orientation=orientation)
-        pdf.set_font(font, size=24)
-        pdf.text(72, 144, text)
-    if password is not None:
-        pdf.set_encryption(owner_password="owner", user_password=password)
-    return bytes(pdf.output())
-
-
-def photo_pdf(count: int, size: tuple[int, int] = (600, 800)) -> bytes:
-    """Scan-like pages: each a JPEG-compressed photograph filling the page."""
-    images = [Image.effect_noise(size, 60 + n).convert("RGB") for n in range(count)]
-    buffer = io.BytesIO()
-    images[0].save(buffer, "PDF", save_all=True, append_images=images[1:], resolution=100)
-    return buffer.getvalue()
 
 
 def test_pages_are_rendered_in_order_named_like_tiff_pages(tmp_path: Path) -> None:
@@ -221,9 +192,7 @@ def test_a_rotated_page_is_rendered_upright() -> None:
             "not a PDF that can be read",
             id="truncated",
         ),
-        pytest.param(
-            lambda: _zero_pages(), EmptyPdfError, "pdf_empty", "has no page", id="no-pages"
-        ),
+        pytest.param(zero_page_pdf, EmptyPdfError, "pdf_empty", "has no page", id="no-pages"),
         pytest.param(lambda: b"", EmptyPdfError, "pdf_empty", "the file is empty", id="empty"),
     ],
 )
@@ -242,13 +211,6 @@ def test_bad_pdfs_get_one_clear_local_error(
         assert caught.value.message.startswith("box/bad.pdf: ")
         assert says in caught.value.message
         assert caught.value.message.endswith("(not sent)")
-
-
-def _zero_pages() -> bytes:
-    buffer = io.BytesIO()
-    with pikepdf.new() as pdf:
-        pdf.save(buffer)
-    return buffer.getvalue()
 
 
 def test_a_pdf_with_only_an_owner_password_opens() -> None:
@@ -288,7 +250,7 @@ def test_an_earlier_failure_does_not_colour_the_next_verdict() -> None:
     with pytest.raises(EncryptedPdfError):
         PdfPages(text_pdf([("P", "secret")], password="user"))
     with pytest.raises(EmptyPdfError):
-        PdfPages(_zero_pages())
+        PdfPages(zero_page_pdf())
 
 
 def test_a_pdf_file_is_reopened_now_and_then_and_pages_stay_right(

@@ -62,3 +62,24 @@ def test_records_with_id_and_metadata_validate(record: Record, fields: dict[str,
 def test_the_schema_refuses_a_wrong_id_or_metadata(change: dict[str, Any]) -> None:
     document = {**OK.to_json(), "id": "doc-1", "metadata": {}, **change}
     assert not VALIDATOR.is_valid(document)
+
+
+def test_a_pdf_page_and_a_pdf_that_cannot_be_opened_validate() -> None:
+    from ocr_async.imaging import Transform
+
+    page = Transform(converted_from="pdf", page=3, pages=5, size=(2481, 3508), dpi=300,
+                     notes=("rendered page 3/5 at 300 dpi as PNG",))  # fmt: skip
+    record = dataclasses.replace(OK, source="book.pdf#page=3", transform=page)
+    assert record.to_json()["transform"] == {
+        "converted_from": "pdf",
+        "page": 3,
+        "pages": 5,
+        "size": [2481, 3508],
+        "dpi": 300,
+        "note": "rendered page 3/5 at 300 dpi as PNG",
+    }
+    VALIDATOR.validate(record.to_json())
+    error = ErrorInfo(
+        "pdf_encrypted", "book.pdf: the PDF is encrypted", local=True, retryable=False
+    )
+    VALIDATOR.validate(dataclasses.replace(FAILED, source="book.pdf", error=error).to_json())

@@ -36,11 +36,12 @@ from ocr_async.options import (
 from ocr_async.outputs.jsonl import JsonlSink, OutputExistsError, OutputLock, OutputLockError
 from ocr_async.outputs.progress import Progress
 from ocr_async.outputs.textdir import TextDirSink
+from ocr_async.pdfpages import is_pdf_name, pdf_support
 from ocr_async.pipeline.batch import StopRequest, run_batch
 from ocr_async.pipeline.resume import NotAnOutputError, ResumeIndex, load_resume_index
 from ocr_async.pipeline.sources import (
     CONVERTIBLE_EXTENSIONS,
-    IMAGE_EXTENSIONS,
+    WALKED_EXTENSIONS,
     UrlListError,
     iter_inputs,
     iter_url_list,
@@ -117,6 +118,7 @@ def _check_run_args(args: argparse.Namespace) -> None:
     # only the URL is checked now, in the order the mistakes were always told.
     _check_base_url(resolve_base_url(args.base_url))
     _check_pillow(args)
+    _check_pdf_support(args.inputs)
 
 
 def _check_base_url(url: str) -> None:
@@ -157,6 +159,16 @@ def _check_pillow(args: argparse.Namespace) -> None:
         raise UsageError(
             f"{' and '.join(flags)} {needs} Pillow, which is not installed: {PILLOW_HINT}"
         ) from None
+
+
+def _check_pdf_support(inputs: Sequence[str]) -> None:
+    # A PDF named on the command line without the extra is a usage error, as
+    # --convert without Pillow is. PDFs met in folders are known only once
+    # walked: each gets its error record (retryable: --resume --retry-failed
+    # reads them once the extra is installed).
+    named = [given for given in inputs if not is_url(given) and is_pdf_name(given)]
+    if named and (missing := pdf_support()) is not None:
+        raise UsageError(f"{display_path(named[0])} is a PDF, and {missing}")
 
 
 def _check_inputs_exist(inputs: Sequence[str]) -> None:
@@ -291,7 +303,7 @@ async def _run_with(
     except OSError as exc:
         raise CannotProceedError(f"cannot open {args.output}: {exc}") from None
     progress = Progress(enabled=sys.stderr.isatty() and not args.no_progress)
-    extensions = IMAGE_EXTENSIONS | (CONVERTIBLE_EXTENSIONS if options.convert else frozenset())
+    extensions = WALKED_EXTENSIONS | (CONVERTIBLE_EXTENSIONS if options.convert else frozenset())
     if args.urls is None:
         progress.count_in_background(list(args.inputs), extensions)
     skips = _SkipLog()

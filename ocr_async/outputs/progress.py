@@ -16,13 +16,15 @@ from tqdm import tqdm
 
 from ocr_async.inputs import is_url
 from ocr_async.models import Record
-from ocr_async.pipeline.sources import IMAGE_EXTENSIONS, walk_folder
+from ocr_async.pipeline.sources import WALKED_EXTENSIONS, walk_folder
 
 __all__ = ["Progress", "count_images"]
 
 
-def count_images(inputs: Iterable[str], extensions: frozenset[str] = IMAGE_EXTENSIONS) -> int:
+def count_images(inputs: Iterable[str], extensions: frozenset[str] = WALKED_EXTENSIONS) -> int:
     """How many inputs a run over these names will take (for the ETA).
+
+    A PDF or a multi-page TIFF counts once, though it gives a record per page.
 
     Walks the folders as the run does (:func:`~ocr_async.pipeline.sources.walk_folder`,
     the same symlink rules), so the total is what the run takes. Blocking:
@@ -61,7 +63,7 @@ class Progress:
         return not self._bar.disable
 
     def count_in_background(
-        self, inputs: list[str], extensions: frozenset[str] = IMAGE_EXTENSIONS
+        self, inputs: list[str], extensions: frozenset[str] = WALKED_EXTENSIONS
     ) -> None:
         """Learn the total from a walk in a thread; until then there is no ETA."""
         if self.enabled:

@@ -202,11 +202,14 @@ async def run_batch(
     says how many workers, which endpoint (``"auto"``: per image), whether
     to convert or shrink images first, and the grace period of a stop;
     ``concurrency`` and ``endpoint`` are shorthand for changing it. A
-    multi-page input gives one record per page.
+    multi-page input (a PDF, a converted TIFF) gives one record per page;
+    its pages are made one at a time, as they are sent.
 
     Sources in ``already_done`` (from a resumed output) and sources seen
     earlier in this run are skipped and counted, and ``on_skip`` hears of
-    each duplicate. ``stop`` ends the run early (see :class:`StopRequest`).
+    each duplicate; a page in ``already_done`` is skipped before it is made
+    (a PDF page is never rendered). ``stop`` ends the run early (see
+    :class:`StopRequest`), between two pages of an input too.
 
     The concurrency is lowered, with a warning, when the open-file limit
     has no room for that many connections (see :mod:`ocr_async.pipeline.fdlimit`).
@@ -250,24 +253,33 @@ async def run_batch(
         for _ in range(concurrency):
             await queue.put(None)
 
+    def done_before(source: str) -> bool:
+        # Pages are named after their file: a resumed run checks each, and
+        # the pre-check stage asks before it renders one.
+        if already_done is not None and source in already_done:
+            summary.already_done += 1
+            return True
+        return False
+
     async def work() -> None:
         while (item := await queue.get()) is not None:
             if stopping.is_set():
                 continue  # left for a resumed run; drain so the producer can finish
-            for payload in await precheck.prepare(item):
-                # Pages are named after their file: a resumed run checks each.
-                paged = payload.source != item.source
-                if paged and already_done is not None and payload.source in already_done:
-                    summary.already_done += 1
-                    continue
-                record, error = await _recognize_one(client, payload, clock)
-                await sink.write(record)
-                summary.add(record)
-                if on_record is not None:
-                    on_record(record)
-                if isinstance(error, AuthError | ConfigurationError) and not stopping.is_set():
-                    summary.aborted = f"the API refused the credentials ({error})"
-                    stopping.set()
+            async with contextlib.aclosing(precheck.payloads(item, skip=done_before)) as pages:
+                async for payload in pages:
+                    await finish(payload)
+                    if stopping.is_set():
+                        break  # the other pages are left for a resumed run, page by page
+
+    async def finish(payload: Payload) -> None:
+        record, error = await _recognize_one(client, payload, clock)
+        await sink.write(record)
+        summary.add(record)
+        if on_record is not None:
+            on_record(record)
+        if isinstance(error, AuthError | ConfigurationError) and not stopping.is_set():
+            summary.aborted = f"the API refused the credentials ({error})"
+            stopping.set()
 
     async def supervise(tasks: list[asyncio.Task[None]]) -> None:
         assert stop is not None
