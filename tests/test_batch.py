@@ -17,6 +17,7 @@ from ocr_async.errors import (
 from ocr_async.models import (
     Endpoint,
     ErrorInfo,
+    FinishedPage,
     ImageBytes,
     Line,
     OcrResult,
@@ -383,3 +384,27 @@ async def test_a_stop_mid_pdf_leaves_its_other_pages_for_a_resumed_run() -> None
     assert summary.interrupted is True
     assert gated.started == 1  # the page in flight, and no page after it
     assert [r.source for r in sink.records] == ["long.pdf#page=1"]
+
+
+async def test_page_files_get_each_page_with_its_image_before_its_record() -> None:
+    pytest.importorskip("pypdfium2", reason="PDF input needs the 'pdf' extra")
+    sink = ListSink()
+    seen: list[tuple[str, str, bool, int]] = []
+
+    class Pages:
+        async def write_page(self, page: FinishedPage) -> None:
+            written = len(sink.records)  # records written before this page's
+            image = page.payload.image or b""
+            seen.append((page.input, page.record.source, image.startswith(PNG[:8]), written))
+
+    async def inputs() -> AsyncIterator[SourceItem]:
+        yield item("a.png")
+        yield pdf_item("book.pdf", 2)
+
+    await run_batch(FakeRecognizer(), inputs(), sink, options=Options(concurrency=1, pdf_dpi=72),
+                    pages=Pages())  # fmt: skip
+    assert seen == [
+        ("a.png", "a.png", True, 0),
+        ("book.pdf", "book.pdf#page=1", True, 1),
+        ("book.pdf", "book.pdf#page=2", True, 2),
+    ]

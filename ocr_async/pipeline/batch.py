@@ -24,7 +24,16 @@ from typing import Protocol
 
 from ocr_async.client import OcrClient
 from ocr_async.errors import AuthError, ConfigurationError, OcrError
-from ocr_async.models import ErrorInfo, Payload, Recognition, Record, RecordSink, SourceItem
+from ocr_async.models import (
+    ErrorInfo,
+    FinishedPage,
+    PageSink,
+    Payload,
+    Recognition,
+    Record,
+    RecordSink,
+    SourceItem,
+)
 from ocr_async.options import EndpointChoice, Options
 from ocr_async.pipeline.fdlimit import fit_concurrency
 from ocr_async.pipeline.sourceset import SourceSet
@@ -195,6 +204,7 @@ async def run_batch(
     already_done: SourceSet | None = None,
     stop: StopRequest | None = None,
     clock: Callable[[], float] = time.monotonic,
+    pages: PageSink | None = None,
 ) -> BatchSummary:
     """Recognize every item with ``options.concurrency`` workers; write one record each.
 
@@ -210,6 +220,10 @@ async def run_batch(
     each duplicate; a page in ``already_done`` is skipped before it is made
     (a PDF page is never rendered). ``stop`` ends the run early (see
     :class:`StopRequest`), between two pages of an input too.
+
+    ``pages`` (ALTO, hOCR, searchable PDF files) gets each image or page
+    with its record and the image sent (:class:`~ocr_async.models.FinishedPage`),
+    before the record goes to ``sink``.
 
     The concurrency is lowered, with a warning, when the open-file limit
     has no room for that many connections (see :mod:`ocr_async.pipeline.fdlimit`).
@@ -265,14 +279,17 @@ async def run_batch(
         while (item := await queue.get()) is not None:
             if stopping.is_set():
                 continue  # left for a resumed run; drain so the producer can finish
-            async with contextlib.aclosing(precheck.payloads(item, skip=done_before)) as pages:
-                async for payload in pages:
-                    await finish(payload)
+            async with contextlib.aclosing(precheck.payloads(item, skip=done_before)) as stream:
+                async for payload in stream:
+                    await finish(item, payload)
                     if stopping.is_set():
                         break  # the other pages are left for a resumed run, page by page
 
-    async def finish(payload: Payload) -> None:
+    async def finish(item: SourceItem, payload: Payload) -> None:
         record, error = await _recognize_one(client, payload, clock)
+        if pages is not None:
+            # Before the record: a record written means its page files are there.
+            await pages.write_page(FinishedPage(item.source, record, payload))
         await sink.write(record)
         summary.add(record)
         if on_record is not None:
