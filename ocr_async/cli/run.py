@@ -34,6 +34,14 @@ from ocr_async.options import (
     resolve_credentials,
 )
 from ocr_async.outputs.jsonl import JsonlSink, OutputExistsError, OutputLock, OutputLockError
+from ocr_async.outputs.pagefiles import (
+    AltoFolder,
+    HocrFolder,
+    PageFiles,
+    PageFormat,
+    SearchablePdfFolder,
+    digitize_support,
+)
 from ocr_async.outputs.progress import Progress
 from ocr_async.outputs.textdir import TextDirSink
 from ocr_async.pdfpages import is_pdf_name, pdf_support
@@ -119,6 +127,7 @@ def _check_run_args(args: argparse.Namespace) -> None:
     _check_base_url(resolve_base_url(args.base_url))
     _check_pillow(args)
     _check_pdf_support(args.inputs)
+    _check_page_outputs(args)
 
 
 def _check_base_url(url: str) -> None:
@@ -171,6 +180,33 @@ def _check_pdf_support(inputs: Sequence[str]) -> None:
         raise UsageError(f"{display_path(named[0])} is a PDF, and {missing}")
 
 
+#: The page-output flags and what each writes.
+_PAGE_OUTPUTS = (("--alto", "alto"), ("--hocr", "hocr"), ("--searchable-pdf", "searchable_pdf"))
+
+
+def _check_page_outputs(args: argparse.Namespace) -> None:
+    wanted = [(flag, getattr(args, name)) for flag, name in _PAGE_OUTPUTS if getattr(args, name)]
+    for flag, folder in wanted:
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise UsageError(f"{flag} {folder!r} is a file: name a folder (made if needed)")
+    for flag, _ in wanted:
+        missing = digitize_support(pdf=flag == "--searchable-pdf")
+        if missing is not None:
+            raise UsageError(f"{flag} {missing}")
+
+
+def _page_files(args: argparse.Namespace) -> PageFiles | None:
+    """The page outputs asked for, or None."""
+    formats: list[PageFormat] = []
+    if args.alto:
+        formats.append(AltoFolder(Path(args.alto)))
+    if args.hocr:
+        formats.append(HocrFolder(Path(args.hocr)))
+    if args.searchable_pdf:
+        formats.append(SearchablePdfFolder(Path(args.searchable_pdf), resumed=args.resume))
+    return PageFiles(formats) if formats else None
+
+
 def _check_inputs_exist(inputs: Sequence[str]) -> None:
     # A path mistyped on the command line is a usage error, not an error
     # record: the run does not start, so no output is created that the
@@ -200,6 +236,7 @@ def _options(args: argparse.Namespace) -> Options:
         convert=args.convert,
         shrink=args.shrink,
         grace=args.grace,
+        pdf_dpi=args.pdf_dpi,
     )
 
 
@@ -308,6 +345,7 @@ async def _run_with(
         progress.count_in_background(list(args.inputs), extensions)
     skips = _SkipLog()
     texts = TextDirSink(sink, Path(args.text_dir)) if args.text_dir else None
+    page_files = _page_files(args)
     stop = StopRequest()
     _install_stop_handlers(stop, progress)
     failure: OSError | None = None
@@ -325,7 +363,10 @@ async def _run_with(
                 on_skip=_log_skip,
                 already_done=resumed.done if resumed else None,
                 stop=stop,
+                pages=page_files,
             )
+            if page_files is not None:
+                await page_files.finish()
     except OSError as exc:
         failure = exc
     except UrlListError as exc:
@@ -348,6 +389,8 @@ async def _run_with(
     print(summary.describe(), file=sys.stderr)
     if texts is not None:
         print(texts.describe(), file=sys.stderr)
+    if page_files is not None:
+        print(page_files.describe(), file=sys.stderr)
     if (rate := _describe_rate(client.rate_controller)) is not None:
         print(rate, file=sys.stderr)
     if summary.interrupted:
@@ -373,6 +416,7 @@ async def _run_with(
         )
     # A text file asked for and missing fails the run too: its warning may go unread.
     texts_failed = texts.failed if texts is not None else 0
+    texts_failed += page_files.failed if page_files is not None else 0
     return (
         ExitCode.SOME_FAILED if summary.failed or earlier_failures or texts_failed else ExitCode.OK
     )
