@@ -24,8 +24,10 @@ pages, holding one page image at a time.
 
 Placement: each line's words share one baseline and one font size, taken
 from the line's box, so text extraction keeps them on one line; each word
-is scaled horizontally to fill its own box. A word without a box cannot be
-placed and is left out.
+is scaled horizontally to fill its own box, and followed by a space (but the
+last of a line), so that extraction separates two words even where the gap
+between them is too small to be taken for one. A word without a box cannot
+be placed and is left out.
 
 The font must have Hangul: NanumGothic (Debian ``fonts-nanum``) is looked
 for in the usual places, or pass ``font=``; DejaVu Sans, when installed,
@@ -177,15 +179,19 @@ def _place_line(pdf: FPDF, line: PlacedLine, to_points: float) -> None:
     size = rect.height * to_points
     baseline = rect.bottom * to_points - _DESCENT * size
     pdf.set_font_size(size)
-    for word in line.words:
-        if word.rect is None or word.rect.width == 0:
-            continue
+    placed = [word for word in line.words if word.rect is not None and word.rect.width > 0]
+    for number, word in enumerate(placed, 1):
+        assert word.rect is not None
         pdf.set_stretching(100)
         natural = pdf.get_string_width(word.text)
         if natural <= 0:
             continue
         pdf.set_stretching(word.rect.width * to_points / natural * 100)
-        pdf.text(word.rect.left * to_points, baseline, word.text)
+        # A space after each word but the last, in the same string: readers
+        # that guess spaces from gaps (PDFium) find none between two Hangul
+        # words set close together, and drop a space shown on its own there.
+        text = word.text if number == len(placed) else word.text + " "
+        pdf.text(word.rect.left * to_points, baseline, text)
 
 
 def join_pages(pages: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str]) -> int:
