@@ -408,3 +408,57 @@ async def test_page_files_get_each_page_with_its_image_before_its_record() -> No
         ("book.pdf", "book.pdf#page=1", True, 1),
         ("book.pdf", "book.pdf#page=2", True, 2),
     ]
+
+
+class Gathering:
+    """Answers the first request at once, then holds each until ``wanted`` are in flight."""
+
+    def __init__(self, wanted: int) -> None:
+        self.wanted = wanted
+        self.in_flight = 0
+        self.peak = 0
+        self.calls = 0
+        self._enough = asyncio.Event()
+
+    async def send(self, payload: Payload) -> Recognition:
+        self.calls += 1
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            if self.calls > 1:
+                if self.in_flight >= self.wanted:
+                    self._enough.set()
+                await self._enough.wait()
+            return Recognition(result_for(payload.source), payload.endpoint, 1, elapsed_ms=1.0)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_the_pages_of_one_pdf_are_sent_side_by_side_within_the_pool() -> None:
+    pytest.importorskip("pypdfium2", reason="PDF input needs the 'pdf' extra")
+    gathering = Gathering(wanted=3)
+    sink = ListSink()
+    summary = await asyncio.wait_for(
+        run_batch(gathering, one_pdf("long.pdf", 8), sink,
+                  options=Options(concurrency=3, pdf_dpi=72)),
+        30,
+    )  # fmt: skip
+    assert summary.ok == 8
+    assert sorted(r.source for r in sink.records) == [f"long.pdf#page={n}" for n in range(1, 9)]
+    assert gathering.peak == 3  # one worker's pages filled the pool, and no more
+
+
+async def test_pages_and_images_together_never_exceed_the_pool() -> None:
+    pytest.importorskip("pypdfium2", reason="PDF input needs the 'pdf' extra")
+    fake = FakeRecognizer()
+
+    async def inputs() -> AsyncIterator[SourceItem]:
+        yield pdf_item("a.pdf", 6)
+        for n in range(10):
+            yield item(f"{n}.png")
+        yield pdf_item("b.pdf", 5)
+
+    sink = ListSink()
+    await run_batch(fake, inputs(), sink, options=Options(concurrency=4, pdf_dpi=72))
+    assert len(sink.records) == 21
+    assert fake.peak <= 4

@@ -397,6 +397,10 @@ class PageFiles:
         self.formats = tuple(formats)
         #: Successful URL inputs, which have no page files.
         self.urls = 0
+        # Making a PDF page decodes its image whole (a 300-dpi A4 page is
+        # 26 MB of pixels): as many at once as there are cores, which is all
+        # the CPU-bound work can use, not one per request in flight.
+        self._writers = asyncio.Semaphore(os.cpu_count() or 2)
 
     async def write_page(self, page: FinishedPage) -> None:
         """Write the files of one finished page (successes only)."""
@@ -410,7 +414,8 @@ class PageFiles:
                 for form in self.formats:
                     form.not_written(page.record.source, "the image's header gives no size")
             return
-        await asyncio.to_thread(self._write, image)
+        async with self._writers:
+            await asyncio.to_thread(self._write, image)
 
     def _write(self, image: PageImage) -> None:
         for form in self.formats:

@@ -2,7 +2,11 @@
 
 Memory stays flat however many inputs there are: one producer feeds a queue
 bounded at the pool size, and a fixed number of workers take from it. There
-is never a task, a future or a list per input.
+is never a task, a future or a list per input. The pages of a multi-page
+input (a PDF, a TIFF) fan out: its worker makes them one at a time and each
+page after the first is sent by a task of its own, so that one long PDF
+keeps every connection busy; sends in flight, and the images they hold,
+stay at most the pool size whatever the mix.
 
 Every input that a worker takes ends as exactly one record, whatever goes
 wrong with it. An :class:`~ocr_async.errors.AuthError` is the exception to
@@ -275,15 +279,42 @@ async def run_batch(
             return True
         return False
 
+    # A slot is taken before an image is read or a page rendered, and given
+    # back once its record is written: images in memory stay at most this many.
+    slots = asyncio.Semaphore(concurrency)
+
     async def work() -> None:
-        while (item := await queue.get()) is not None:
-            if stopping.is_set():
-                continue  # left for a resumed run; drain so the producer can finish
-            async with contextlib.aclosing(precheck.payloads(item, skip=done_before)) as stream:
-                async for payload in stream:
-                    await finish(item, payload)
-                    if stopping.is_set():
-                        break  # the other pages are left for a resumed run, page by page
+        # This worker's pages beyond the first of an input, sent alongside:
+        # one long PDF then fills every slot, not one.
+        async with asyncio.TaskGroup() as alongside:
+            while (item := await queue.get()) is not None:
+                if stopping.is_set():
+                    continue  # left for a resumed run; drain so the producer can finish
+                stream = precheck.payloads(item, skip=done_before)
+                async with contextlib.aclosing(stream):
+                    first = True
+                    # After a stop request the other pages are left for a resumed run.
+                    while not stopping.is_set():
+                        await slots.acquire()
+                        try:
+                            payload = await anext(stream, None)
+                        except BaseException:
+                            slots.release()
+                            raise
+                        if payload is None:
+                            slots.release()
+                            break
+                        if first:
+                            first = False
+                            await send_in_slot(item, payload)
+                        else:
+                            alongside.create_task(send_in_slot(item, payload))
+
+    async def send_in_slot(item: SourceItem, payload: Payload) -> None:
+        try:
+            await finish(item, payload)
+        finally:
+            slots.release()
 
     async def finish(item: SourceItem, payload: Payload) -> None:
         record, error = await _recognize_one(client, payload, clock)
@@ -318,7 +349,10 @@ async def run_batch(
             if stop is not None:
                 supervisor = asyncio.create_task(supervise(tasks), name="ocr-stop")
     except BaseExceptionGroup as failure:
-        raise failure.exceptions[0] from None
+        first: BaseException = failure
+        while isinstance(first, BaseExceptionGroup):  # a worker's own group nests one
+            first = first.exceptions[0]
+        raise first from None
     finally:
         if supervisor is not None:
             supervisor.cancel()
