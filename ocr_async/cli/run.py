@@ -14,18 +14,18 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from ocr_async import protocol
 from ocr_async.cli.exits import CannotProceedError, ExitCode, UsageError
+from ocr_async.cli.sources import CommandInputs, check_inputs_exist
 from ocr_async.client import OcrClient
 from ocr_async.errors import ConfigurationError, OcrError
 from ocr_async.imaging import PILLOW_HINT
-from ocr_async.inputs import display_path, is_url, tidy_path
 from ocr_async.limits import RateController
-from ocr_async.models import Endpoint, ImageUrl, SourceItem
+from ocr_async.models import Endpoint
 from ocr_async.options import (
     BASE_URL_ENV,
     Credentials,
@@ -37,15 +37,9 @@ from ocr_async.outputs.jsonl import JsonlSink, OutputExistsError, OutputLock, Ou
 from ocr_async.outputs.progress import Progress
 from ocr_async.outputs.textdir import TextDirSink
 from ocr_async.pipeline.batch import StopRequest, run_batch
+from ocr_async.pipeline.manifest import ManifestError
 from ocr_async.pipeline.resume import NotAnOutputError, ResumeIndex, load_resume_index
-from ocr_async.pipeline.sources import (
-    CONVERTIBLE_EXTENSIONS,
-    IMAGE_EXTENSIONS,
-    UrlListError,
-    iter_inputs,
-    iter_url_list,
-)
-from ocr_async.pipeline.sourceset import SourceSet
+from ocr_async.pipeline.sources import CONVERTIBLE_EXTENSIONS, IMAGE_EXTENSIONS, UrlListError
 from ocr_async.retry import RetryPolicy
 from ocr_async.wording import counted
 
@@ -69,37 +63,10 @@ class _SkipLog:
         _log_skip(path, reason)
 
 
-async def _all_items(
-    inputs: Sequence[str],
-    urls: str | None,
-    on_skip: _SkipLog,
-    extensions: frozenset[str],
-    done: SourceSet | None = None,
-) -> AsyncIterator[SourceItem]:
-    async for item in iter_inputs(inputs, on_skip=on_skip, extensions=extensions):
-        if isinstance(item.image, ImageUrl):
-            yield item
-            continue
-        # An output written before sources were tidied keeps its spelling,
-        # so that resuming it with the same command still skips what is done.
-        tidy = tidy_path(item.source)
-        if tidy != item.source and not (done is not None and item.source in done):
-            item = SourceItem(tidy, item.image)
-        yield item
-    if urls is not None:
-        async for item in iter_url_list(urls):
-            yield item
-
-
 def _check_run_args(args: argparse.Namespace) -> None:
     if args.output is None:
         raise UsageError("no output: pass --output OUT.jsonl (or --output - for stdout)")
-    if not args.inputs and args.urls is None:
-        raise UsageError("nothing to do: name INPUT files/folders/URLs or --urls FILE")
-    if args.urls not in (None, "-") and (
-        os.path.isdir(args.urls) or not os.access(args.urls, os.R_OK)
-    ):
-        raise UsageError(f"cannot read the URL list {args.urls!r}: give a readable file")
+    _inputs(args, frozenset()).check()
     if args.output != "-" and os.path.isdir(args.output):
         raise UsageError(
             f"the output {args.output!r} is a folder: name a file, "
@@ -159,19 +126,23 @@ def _check_pillow(args: argparse.Namespace) -> None:
         ) from None
 
 
-def _check_inputs_exist(inputs: Sequence[str]) -> None:
-    # A path mistyped on the command line is a usage error, not an error
-    # record: the run does not start, so no output is created that the
-    # corrected run would have to overwrite. A file that goes missing once
-    # the run has started still gets its not_found record.
-    missing = [given for given in inputs if not is_url(given) and not os.path.lexists(given)]
-    if not missing:
-        return
-    shown = ", ".join(repr(display_path(given)) for given in missing[:3])
-    if len(missing) > 3:
-        shown += f" and {len(missing) - 3} more"
-    raise UsageError(
-        f"no such file or folder: {shown}; check the path (nothing was sent, no output written)"
+def _extensions(options: Options) -> frozenset[str]:
+    """What a folder walk takes: JPEG and PNG, and with ``--convert`` what becomes PNG."""
+    return IMAGE_EXTENSIONS | (CONVERTIBLE_EXTENSIONS if options.convert else frozenset())
+
+
+def _inputs(
+    args: argparse.Namespace,
+    extensions: frozenset[str],
+    on_skip: Callable[[str, str], None] = _log_skip,
+) -> CommandInputs:
+    """The run's inputs: INPUT..., --urls or --manifest, named as verify names them."""
+    return CommandInputs(
+        args.inputs,
+        urls=args.urls,
+        manifest=args.manifest,
+        extensions=extensions,
+        on_skip=on_skip,
     )
 
 
@@ -201,7 +172,7 @@ async def run_command(args: argparse.Namespace) -> ExitCode:
         token_file=args.token_file,
         appkey_flag="--appkey",
     )
-    _check_inputs_exist(args.inputs)
+    check_inputs_exist(args.inputs)
     uak = credentials.user_access_key
     if uak is None:
         return await _run_with(args, options, credentials)
@@ -286,27 +257,29 @@ async def _run_with(
         base_url=credentials.base_url,
         options=options,
     )
+    skips = _SkipLog()
+    inputs = _inputs(args, _extensions(options), skips)
+    await inputs.prime()  # a manifest that is none stops here, before the output exists
+    if inputs.reader is not None:
+        log.info("manifest %s", inputs.reader.describe())
     try:
         sink, resumed = await _open_output(args)
     except OSError as exc:
         raise CannotProceedError(f"cannot open {args.output}: {exc}") from None
     progress = Progress(enabled=sys.stderr.isatty() and not args.no_progress)
-    extensions = IMAGE_EXTENSIONS | (CONVERTIBLE_EXTENSIONS if options.convert else frozenset())
-    if args.urls is None:
-        progress.count_in_background(list(args.inputs), extensions)
-    skips = _SkipLog()
+    if args.urls is None and args.manifest is None:
+        progress.count_in_background(list(args.inputs), inputs.extensions)
     texts = TextDirSink(sink, Path(args.text_dir)) if args.text_dir else None
     stop = StopRequest()
     _install_stop_handlers(stop, progress)
     failure: OSError | None = None
     bad_list: UrlListError | None = None
+    bad_manifest: ManifestError | None = None
     try:
         async with client:
             summary = await run_batch(
                 client,
-                _all_items(
-                    args.inputs, args.urls, skips, extensions, resumed.done if resumed else None
-                ),
+                inputs.items(resumed.done if resumed else None),
                 sink if texts is None else texts,
                 options=options,
                 on_record=progress.update,
@@ -318,6 +291,8 @@ async def _run_with(
         failure = exc
     except UrlListError as exc:
         bad_list = exc
+    except ManifestError as exc:
+        bad_manifest = exc
     finally:
         progress.close()
         try:
@@ -331,6 +306,11 @@ async def _run_with(
         raise UsageError(
             f"{bad_list} (the records of the inputs before it are written; "
             "fix the list, then run again with --resume)"
+        )
+    if bad_manifest is not None:
+        raise CannotProceedError(
+            f"the manifest could not be read on: {bad_manifest} (the records of the rows "
+            "before it are written; fix the manifest, then run again with --resume)"
         )
     summary.skipped = skips.count
     print(summary.describe(), file=sys.stderr)

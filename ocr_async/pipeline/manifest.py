@@ -43,7 +43,7 @@ import csv
 import enum
 import json
 import os
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from ocr_async.errors import SourceError
@@ -424,7 +424,7 @@ def entry_from_fields(fields: Mapping[str, Any], where: str) -> SourceItem:
     return bad_row(where, why, id=identity, metadata=metadata)
 
 
-async def iter_manifest(reader: ManifestReader) -> AsyncIterator[SourceItem]:
+async def iter_manifest(reader: ManifestReader) -> AsyncGenerator[SourceItem, None]:
     """Every entry of the manifest ``reader.name`` names (``-``: stdin), as it is read.
 
     Read in chunks, off the event loop; rows from a pipe come out as soon as
