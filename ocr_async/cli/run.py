@@ -19,8 +19,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ocr_async import protocol
+from ocr_async.cli.dryrun import dry_run
 from ocr_async.cli.exits import CannotProceedError, ExitCode, UsageError
-from ocr_async.cli.sources import CommandInputs, check_inputs_exist
+from ocr_async.cli.sources import CommandInputs, SkipCounter, check_inputs_exist, log_skip
 from ocr_async.client import OcrClient
 from ocr_async.errors import ConfigurationError, OcrError
 from ocr_async.imaging import PILLOW_HINT
@@ -35,8 +36,9 @@ from ocr_async.options import (
 )
 from ocr_async.outputs.jsonl import JsonlSink, OutputExistsError, OutputLock, OutputLockError
 from ocr_async.outputs.progress import Progress
+from ocr_async.outputs.runmeta import RunMeta, write_run_meta
 from ocr_async.outputs.textdir import TextDirSink
-from ocr_async.pipeline.batch import StopRequest, run_batch
+from ocr_async.pipeline.batch import BatchSummary, StopRequest, run_batch
 from ocr_async.pipeline.manifest import ManifestError
 from ocr_async.pipeline.resume import NotAnOutputError, ResumeIndex, load_resume_index
 from ocr_async.pipeline.sources import CONVERTIBLE_EXTENSIONS, IMAGE_EXTENSIONS, UrlListError
@@ -46,21 +48,6 @@ from ocr_async.wording import counted
 __all__ = ["run_command"]
 
 log = logging.getLogger("ocr_async")
-
-
-def _log_skip(path: str, reason: str) -> None:
-    log.info("skipped %s: %s", path, reason)
-
-
-class _SkipLog:
-    """Counts folder entries passed over, and names them with --verbose."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, path: str, reason: str) -> None:
-        self.count += 1
-        _log_skip(path, reason)
 
 
 def _check_run_args(args: argparse.Namespace) -> None:
@@ -134,7 +121,7 @@ def _extensions(options: Options) -> frozenset[str]:
 def _inputs(
     args: argparse.Namespace,
     extensions: frozenset[str],
-    on_skip: Callable[[str, str], None] = _log_skip,
+    on_skip: Callable[[str, str], None] = log_skip,
 ) -> CommandInputs:
     """The run's inputs: INPUT..., --urls or --manifest, named as verify names them."""
     return CommandInputs(
@@ -166,6 +153,11 @@ async def run_command(args: argparse.Namespace) -> ExitCode:
     """Run ``ocr-async run``; the exit code of how the run went (errors are raised)."""
     _check_run_args(args)
     options = _options(args)
+    if args.dry_run:
+        # It sends nothing, so it needs no credentials (and issues no token).
+        check_inputs_exist(args.inputs)
+        skips = SkipCounter()
+        return await dry_run(args, options, _inputs(args, _extensions(options), skips), skips)
     credentials = resolve_credentials(
         appkey=args.appkey,
         base_url=args.base_url,
@@ -257,7 +249,7 @@ async def _run_with(
         base_url=credentials.base_url,
         options=options,
     )
-    skips = _SkipLog()
+    skips = SkipCounter()
     inputs = _inputs(args, _extensions(options), skips)
     await inputs.prime()  # a manifest that is none stops here, before the output exists
     if inputs.reader is not None:
@@ -283,7 +275,7 @@ async def _run_with(
                 sink if texts is None else texts,
                 options=options,
                 on_record=progress.update,
-                on_skip=_log_skip,
+                on_skip=log_skip,
                 already_done=resumed.done if resumed else None,
                 stop=stop,
             )
@@ -318,6 +310,8 @@ async def _run_with(
         print(texts.describe(), file=sys.stderr)
     if (rate := _describe_rate(client.rate_controller)) is not None:
         print(rate, file=sys.stderr)
+    if args.output != "-":
+        await _keep_run_meta(args.output, summary, client.rate_controller)
     if summary.interrupted:
         return ExitCode.INTERRUPTED
     if summary.aborted:
@@ -344,6 +338,25 @@ async def _run_with(
     return (
         ExitCode.SOME_FAILED if summary.failed or earlier_failures or texts_failed else ExitCode.OK
     )
+
+
+async def _keep_run_meta(
+    output: str, summary: BatchSummary, controller: RateController | None
+) -> None:
+    """Keep what the run measured beside the output (OUT.meta.json), for a dry run's estimate."""
+    if (controller is not None and controller.sent == 0) or summary.records == 0:
+        return  # nothing sent: no rate to keep, and the last one still holds
+    meta = RunMeta(
+        elapsed_s=summary.elapsed_s,
+        records=summary.records,
+        requests=None if controller is None else controller.sent,
+        settled_calls_per_s=None if controller is None else controller.settled_rate,
+        quota_estimate=None if controller is None else controller.quota_estimate,
+    )
+    try:
+        await asyncio.to_thread(write_run_meta, output, meta)
+    except OSError as exc:
+        log.warning("could not keep the run's rate for the next --dry-run: %s", exc)
 
 
 def _install_stop_handlers(stop: StopRequest, progress: Progress) -> None:

@@ -16,6 +16,7 @@ from the items, after the rows before it.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
@@ -26,11 +27,30 @@ from ocr_async.pipeline.manifest import ManifestError, ManifestReader, iter_mani
 from ocr_async.pipeline.sources import iter_inputs, iter_url_list
 from ocr_async.pipeline.sourceset import SourceSet
 
-__all__ = ["CommandInputs", "check_inputs_exist"]
+__all__ = ["CommandInputs", "SkipCounter", "check_inputs_exist", "log_skip"]
+
+log = logging.getLogger("ocr_async")
 
 
 def _ignore(path: str, reason: str) -> None:
     del path, reason
+
+
+def log_skip(path: str, reason: str) -> None:
+    """Name an input passed over (with ``--verbose``)."""
+    log.info("skipped %s: %s", path, reason)
+
+
+class SkipCounter:
+    """Counts folder entries passed over, and names them with ``--verbose``."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, path: str, reason: str) -> None:
+        """Count one entry passed over, and say why with ``--verbose``."""
+        self.count += 1
+        log_skip(path, reason)
 
 
 class CommandInputs:

@@ -157,8 +157,11 @@ def _lines(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
         offset += len(line)
 
 
-def load_resume_index(path: str, *, retry_failed: bool = False) -> ResumeIndex:
+def load_resume_index(path: str, *, retry_failed: bool = False, mend: bool = True) -> ResumeIndex:
     """Read and mend the output at ``path``; a missing file is an empty index.
+
+    With ``mend=False`` (a dry run) the index is the same but the file is
+    left exactly as it is: no torn line cut, no failed record removed.
 
     Blocking file I/O: call it in a thread from async code. Raises
     :class:`NotAnOutputError` (the file unchanged) when the file is not this
@@ -189,6 +192,8 @@ def load_resume_index(path: str, *, retry_failed: bool = False) -> ResumeIndex:
             index.done.add(record_key(record))
             index.kept += 1
             index.failed_kept += record["ok"] is not True
+    if not mend:
+        return index
     if index.removed_for_retry:
         _rewrite_without_retried(path)
     elif torn_at is not None:
