@@ -16,17 +16,20 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ocr_async import protocol
 from ocr_async.cli.dryrun import dry_run
 from ocr_async.cli.exits import CannotProceedError, ExitCode, UsageError
+from ocr_async.cli.logs import notice
+from ocr_async.cli.logs import summary as tell_summary
 from ocr_async.cli.sources import CommandInputs, SkipCounter, check_inputs_exist, log_skip
 from ocr_async.client import OcrClient
 from ocr_async.errors import ConfigurationError, OcrError
 from ocr_async.imaging import PILLOW_HINT
 from ocr_async.limits import RateController
-from ocr_async.models import Endpoint
+from ocr_async.models import Endpoint, Record
 from ocr_async.options import (
     BASE_URL_ENV,
     Credentials,
@@ -44,6 +47,9 @@ from ocr_async.pipeline.resume import NotAnOutputError, ResumeIndex, load_resume
 from ocr_async.pipeline.sources import CONVERTIBLE_EXTENSIONS, IMAGE_EXTENSIONS, UrlListError
 from ocr_async.retry import RetryPolicy
 from ocr_async.wording import counted
+
+if TYPE_CHECKING:  # prometheus-client is the optional 'metrics' extra: imported when asked for
+    from ocr_async.outputs.metrics import OcrMetrics
 
 __all__ = ["run_command"]
 
@@ -167,7 +173,7 @@ async def run_command(args: argparse.Namespace) -> ExitCode:
     check_inputs_exist(args.inputs)
     uak = credentials.user_access_key
     if uak is None:
-        return await _run_with(args, options, credentials)
+        return await _run_observed(args, options, credentials)
     # A User Access Key (NHN_UAK_ID/NHN_UAK_SECRET) issues its own tokens and
     # wins over a fixed token; it is asked for one before any image is read,
     # so a refused key stops the run at once (exit 3), not image by image.
@@ -176,7 +182,7 @@ async def run_command(args: argparse.Namespace) -> ExitCode:
             await uak.get_token()
         except (ConfigurationError, OcrError) as exc:
             raise CannotProceedError(f"cannot get a token: {exc}") from None
-        code = await _run_with(args, options, credentials)
+        code = await _run_observed(args, options, credentials)
         log.info("tokens issued from the User Access Key: %d", uak.issued)
         return code
 
@@ -207,11 +213,14 @@ async def _open_locked_output(
             )
         except NotAnOutputError as exc:
             raise UsageError(f"cannot resume: {exc}") from None
-        print(
-            f"ocr-async: resuming {args.output}: {counted(resumed.kept, 'record')} kept, "
+        notice(
+            f"resuming {args.output}: {counted(resumed.kept, 'record')} kept, "
             f"{counted(resumed.removed_broken, 'broken line')} removed, "
             f"{counted(resumed.removed_for_retry, 'failed record')} to send again",
-            file=sys.stderr,
+            event="resume",
+            kept=resumed.kept,
+            removed_broken=resumed.removed_broken,
+            removed_for_retry=resumed.removed_for_retry,
         )
     sink = JsonlSink(args.output, overwrite=args.overwrite, append=args.resume, lock=lock)
     try:
@@ -240,15 +249,45 @@ def _describe_rate(controller: RateController | None) -> str | None:
     )
 
 
-async def _run_with(
+async def _run_observed(
     args: argparse.Namespace, options: Options, credentials: Credentials
+) -> ExitCode:
+    """The run; with --metrics-port, its metrics served on loopback until after the summary."""
+    if args.metrics_port is None:
+        return await _run_with(args, options, credentials)
+    try:
+        from ocr_async.outputs.metrics import OcrMetrics, serve_metrics
+    except ImportError as exc:
+        raise UsageError(f"--metrics-port: {exc}") from None
+    metrics = OcrMetrics()
+    try:
+        server = await serve_metrics(metrics, args.metrics_port)
+    except OSError as exc:
+        raise CannotProceedError(
+            f"cannot serve metrics on 127.0.0.1:{args.metrics_port}: {exc}"
+        ) from None
+    notice(f"metrics at {server.url}", event="metrics", url=server.url)
+    try:
+        return await _run_with(args, options, credentials, metrics)
+    finally:
+        await server.close()
+
+
+async def _run_with(
+    args: argparse.Namespace,
+    options: Options,
+    credentials: Credentials,
+    metrics: OcrMetrics | None = None,
 ) -> ExitCode:
     client = OcrClient(
         appkey=credentials.appkey,
         token=credentials.tokens,
         base_url=credentials.base_url,
         options=options,
+        observer=metrics,
     )
+    if metrics is not None:
+        metrics.watch(client.rate_controller)
     skips = SkipCounter()
     inputs = _inputs(args, _extensions(options), skips)
     await inputs.prime()  # a manifest that is none stops here, before the output exists
@@ -258,7 +297,10 @@ async def _run_with(
         sink, resumed = await _open_output(args)
     except OSError as exc:
         raise CannotProceedError(f"cannot open {args.output}: {exc}") from None
-    progress = Progress(enabled=sys.stderr.isatty() and not args.no_progress)
+    # No bar between JSON lines: a log collector reads stderr.
+    progress = Progress(
+        enabled=sys.stderr.isatty() and not args.no_progress and args.log_format != "json"
+    )
     if args.urls is None and args.manifest is None:
         progress.count_in_background(list(args.inputs), inputs.extensions)
     texts = TextDirSink(sink, Path(args.text_dir)) if args.text_dir else None
@@ -274,7 +316,7 @@ async def _run_with(
                 inputs.items(resumed.done if resumed else None),
                 sink if texts is None else texts,
                 options=options,
-                on_record=progress.update,
+                on_record=progress.update if metrics is None else _both(progress, metrics),
                 on_skip=log_skip,
                 already_done=resumed.done if resumed else None,
                 stop=stop,
@@ -305,11 +347,13 @@ async def _run_with(
             "before it are written; fix the manifest, then run again with --resume)"
         )
     summary.skipped = skips.count
-    print(summary.describe(), file=sys.stderr)
+    tell_summary(summary.describe(), event="summary", **_summary_fields(summary))
     if texts is not None:
-        print(texts.describe(), file=sys.stderr)
+        tell_summary(
+            texts.describe(), event="text_files", written=texts.written, failed=texts.failed
+        )
     if (rate := _describe_rate(client.rate_controller)) is not None:
-        print(rate, file=sys.stderr)
+        tell_summary(rate, event="rate", **_rate_fields(client.rate_controller))
     if args.output != "-":
         await _keep_run_meta(args.output, summary, client.rate_controller)
     if summary.interrupted:
@@ -319,25 +363,66 @@ async def _run_with(
     if resumed is not None and resumed.kept and not summary.already_done and summary.records:
         # Sources are matched as spelled: most likely the same inputs, named
         # from another folder or by another path.
-        print(
-            f"ocr-async: note: none of the {counted(resumed.kept, 'record')} already in "
-            f"{args.output} matched an input of this run, so every input was sent; a source "
-            "is matched as spelled: resume from the same folder, with the same paths",
-            file=sys.stderr,
+        how = (
+            "a row is matched by its id: is it the same manifest?"
+            if args.manifest is not None
+            else "a source is matched as spelled: resume from the same folder, with the same paths"
+        )
+        notice(
+            f"note: none of the {counted(resumed.kept, 'record')} already in {args.output} "
+            f"matched an input of this run, so every input was sent; {how}",
+            event="resume_matched_nothing",
         )
     # A resumed job is judged whole: failures an earlier run recorded count.
     earlier_failures = resumed.failed_kept if resumed else 0
     if earlier_failures:
         remain = "remains" if earlier_failures == 1 else "remain"
-        print(
+        tell_summary(
             f"{counted(earlier_failures, 'failed record')} from earlier runs {remain}",
-            file=sys.stderr,
+            event="earlier_failures",
+            failed_kept=earlier_failures,
         )
     # A text file asked for and missing fails the run too: its warning may go unread.
     texts_failed = texts.failed if texts is not None else 0
     return (
         ExitCode.SOME_FAILED if summary.failed or earlier_failures or texts_failed else ExitCode.OK
     )
+
+
+def _summary_fields(summary: BatchSummary) -> dict[str, Any]:
+    """The summary's figures, for --log-format json."""
+    return {
+        "records": summary.records,
+        "ok": summary.ok,
+        "failed": dict(summary.failed),
+        "retries": summary.retries,
+        "skipped": summary.skipped,
+        "duplicates": summary.duplicates,
+        "already_done": summary.already_done,
+        "interrupted": summary.interrupted,
+        "aborted": summary.aborted,
+        "elapsed_s": round(summary.elapsed_s, 3),
+        "images_per_s": round(summary.images_per_s, 2),
+    }
+
+
+def _rate_fields(controller: RateController | None) -> dict[str, Any]:
+    assert controller is not None
+    return {
+        "settled_calls_per_s": round(controller.settled_rate, 2),
+        "sent": controller.sent,
+        "throttled": controller.throttled,
+        "fixed_rps": controller.fixed_rps,
+        "quota_estimate": controller.quota_estimate,
+    }
+
+
+def _both(progress: Progress, metrics: OcrMetrics) -> Callable[[Record], None]:
+    def on_record(record: Record) -> None:
+        progress.update(record)
+        metrics.on_record(record)
+
+    return on_record
 
 
 async def _keep_run_meta(
@@ -366,12 +451,12 @@ def _install_stop_handlers(stop: StopRequest, progress: Progress) -> None:
     def on_signal(name: str) -> None:
         progress.close()
         if stop.graceful.is_set():
-            print(f"ocr-async: {name} again: stopping now", file=sys.stderr)
+            notice(f"{name} again: stopping now", event="signal", signal=name)
         else:
-            print(
-                f"ocr-async: {name}: finishing requests in flight, then stopping "
-                "(again to stop at once)",
-                file=sys.stderr,
+            notice(
+                f"{name}: finishing requests in flight, then stopping (again to stop at once)",
+                event="signal",
+                signal=name,
             )
         stop.request()
 
