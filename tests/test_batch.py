@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 
 import pytest
 from fakes import ListSink
@@ -18,6 +20,7 @@ from ocr_async.models import (
     Endpoint,
     ErrorInfo,
     ImageBytes,
+    ImageFile,
     Line,
     OcrResult,
     Payload,
@@ -264,6 +267,52 @@ async def test_already_done_sources_are_skipped() -> None:
     )
     assert fake.calls == ["b.png"]
     assert summary.already_done == 2
+
+
+async def test_inputs_with_an_id_are_known_by_it_and_their_records_carry_it() -> None:
+    done = SourceSet()
+    done.add("\0done")
+    done.add("c.png")  # a path called like an id is another input
+    given = [
+        SourceItem("a.png", ImageBytes(PNG, "a.png"), id="x", metadata={"n": 1}),
+        SourceItem("b.png", ImageBytes(PNG, "b.png"), id="x"),  # the same id: a duplicate
+        SourceItem("c.png", ImageBytes(PNG, "c.png"), id="done"),
+        SourceItem("d.png", ImageBytes(PNG, "d.png"), id="c.png"),
+    ]
+
+    async def items() -> AsyncIterator[SourceItem]:
+        for one in given:
+            yield one
+
+    fake = FakeRecognizer()
+    sink = ListSink()
+    summary = await run_batch(fake, items(), sink, already_done=done)
+    assert sorted(fake.calls) == ["a.png", "d.png"]
+    assert (summary.duplicates, summary.already_done) == (1, 1)
+    by_source = {record.source: record for record in sink.records}
+    assert (by_source["a.png"].id, by_source["a.png"].metadata) == ("x", {"n": 1})
+    assert by_source["a.png"].sha256 == hashlib.sha256(PNG).hexdigest()
+    assert by_source["a.png"].to_json()["sha256"] == by_source["a.png"].sha256
+
+
+async def test_pages_of_an_input_with_an_id_are_known_by_the_id(tmp_path: Path) -> None:
+    image = pytest.importorskip("PIL.Image", reason="Pillow is the optional 'image' extra")
+    pages = [image.new("L", (60, 40), 255) for _ in range(3)]
+    path = tmp_path / "scan.tiff"
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    done = SourceSet()
+    done.add("\0doc#page=2")
+    done.add(f"{path}#page=3")  # by its source: not this input's key
+
+    async def items() -> AsyncIterator[SourceItem]:
+        yield SourceItem(str(path), ImageFile(path), id="doc")
+
+    fake = FakeRecognizer()
+    sink = ListSink()
+    summary = await run_batch(fake, items(), sink, already_done=done, options=Options(convert=True))
+    assert sorted(fake.calls) == [f"{path}#page=1", f"{path}#page=3"]
+    assert summary.already_done == 1
+    assert {record.id for record in sink.records} == {"doc"}
 
 
 async def test_auth_failure_records_are_retryable_later() -> None:

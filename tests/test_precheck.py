@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from ocr_async import protocol
 from ocr_async.emulator import make_jpeg, make_png
+from ocr_async.errors import SourceError
 from ocr_async.models import Endpoint, ImageBytes, ImageFile, ImageUrl, Payload, SourceItem
 from ocr_async.options import Options
-from ocr_async.precheck import Precheck
+from ocr_async.precheck import Precheck, content_sha256
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow is the optional 'image' extra")
 
@@ -33,8 +37,14 @@ async def test_a_file_is_read_checked_and_handed_on_as_bytes(tmp_path: Path) -> 
     path = tmp_path / "scan.jpg"
     path.write_bytes(make_jpeg("scan"))
     payload = await one(Precheck(Options(endpoint=Endpoint.CROPPING)), item_for(path))
+    data = path.read_bytes()
     assert payload == Payload(
-        str(path), Endpoint.CROPPING, image=path.read_bytes(), kind="jpg", url=None
+        str(path),
+        Endpoint.CROPPING,
+        image=data,
+        kind="jpg",
+        url=None,
+        sha256=hashlib.sha256(data).hexdigest(),
     )
 
 
@@ -152,6 +162,9 @@ async def test_multipage_tiff_becomes_one_payload_per_page(tmp_path: Path) -> No
         assert (record["converted_from"], record["page"], record["pages"]) == ("tiff", n + 1, 3)
         with Image.open(io.BytesIO(page.image)) as im:
             assert im.size == (200 + 10 * n, 100)
+        # Each page's hash is of the PNG sent, not of the TIFF on disk.
+        assert page.sha256 == content_sha256(page.image)
+    assert len({page.sha256 for page in payloads}) == 3
 
 
 async def test_shrink_fits_an_oversized_image_and_says_so(tmp_path: Path) -> None:
@@ -171,6 +184,7 @@ async def test_shrink_fits_an_oversized_image_and_says_so(tmp_path: Path) -> Non
     assert protocol.multipart_size("jpg", len(payload.image)) <= limit
     assert payload.transform is not None
     assert payload.transform.to_json()["shrunk"]["from_bytes"] == path.stat().st_size
+    assert payload.sha256 == content_sha256(payload.image) != content_sha256(path.read_bytes())
 
 
 async def test_unconvertible_file_is_one_local_error(tmp_path: Path) -> None:
@@ -188,3 +202,75 @@ async def test_in_memory_images_are_prepared_from_their_bytes() -> None:
     payload = await one(Precheck(Options(endpoint="auto")), item)
     assert payload.endpoint is Endpoint.CROPPING
     assert payload.image == data
+
+
+async def test_a_large_in_memory_image_is_hashed_too() -> None:
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (200, 200), os.urandom(200 * 200 * 3)).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    assert len(data) > 64 * 1024  # hashed in a worker thread
+    payload = await one(Precheck(Options()), SourceItem("big", ImageBytes(data, "big")))
+    assert payload.sha256 == hashlib.sha256(data).hexdigest()
+
+
+# --- what rides along: id, metadata; what does not: a hash of a URL or a refusal ------------
+
+
+async def test_an_inputs_id_and_metadata_ride_on_every_payload(tmp_path: Path) -> None:
+    pages = [Image.new("L", (100, 100), 255) for _ in range(2)]
+    path = tmp_path / "two.tiff"
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    item = SourceItem(str(path), ImageFile(path), id="doc-1", metadata={"k": [1]})
+    payloads = await Precheck(Options(convert=True)).prepare(item)
+    assert [(p.id, p.metadata) for p in payloads] == [("doc-1", {"k": [1]})] * 2
+
+
+async def test_a_url_and_a_refused_file_carry_no_hash(tmp_path: Path) -> None:
+    url = "https://img.example.test/a.png"
+    assert (await one(Precheck(Options()), SourceItem(url, ImageUrl(url)))).sha256 is None
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    refused = await one(Precheck(Options()), item_for(path))
+    assert (refused.error is not None, refused.sha256) == (True, None)
+
+
+async def test_an_item_with_its_error_is_refused_at_once_and_nothing_read() -> None:
+    error = SourceError("bad_manifest_row", "rows.jsonl:3: the row has no id")
+    item = SourceItem("rows.jsonl:3", None, metadata={"k": 1}, error=error)
+    payload = await one(Precheck(Options(convert=True)), item)
+    assert payload == Payload("rows.jsonl:3", Endpoint.GENERAL, error=error, metadata={"k": 1})
+
+
+# --- the content hash ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "digest"),
+    [
+        pytest.param(
+            b"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", id="empty"
+        ),
+        pytest.param(
+            b"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", id="abc"
+        ),
+    ],
+)
+def test_known_digests(data: bytes, digest: str) -> None:
+    assert content_sha256(data) == digest
+
+
+def test_every_buffer_of_the_same_bytes_hashes_alike() -> None:
+    data = bytes(range(256)) * 100
+    assert content_sha256(data) == content_sha256(bytearray(data))
+    assert content_sha256(data) == content_sha256(memoryview(data))
+    assert content_sha256(data) != content_sha256(data[:-1])
+
+
+@pytest.mark.skipif(shutil.which("sha256sum") is None, reason="no sha256sum")
+def test_it_matches_sha256sum(tmp_path: Path) -> None:
+    path = tmp_path / "scan.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(5000))
+    printed = subprocess.run(
+        ["sha256sum", str(path)], check=True, capture_output=True, text=True
+    ).stdout
+    assert printed.split()[0] == content_sha256(path.read_bytes())

@@ -23,6 +23,5 @@ never :mod:`ocr_async.outputs` or :mod:`ocr_async.cli`.
 * :mod:`~ocr_async.pipeline.fdlimit`: how many workers the open-file limit
   leaves room for;
 * :mod:`~ocr_async.pipeline.pdf_pages`: a PDF as a stream of page images,
-  rendered one at a time (the ``pdf`` extra), for the pre-check's page step;
-* :mod:`~ocr_async.pipeline.contenthash`: the sha256 of the bytes sent.
+  rendered one at a time (the ``pdf`` extra), for the pre-check's page step.
 """

@@ -116,6 +116,9 @@ def _failure_record(payload: Payload, error: ErrorInfo, attempts: int, elapsed_m
         result=None,
         error=error,
         transform=payload.transform,
+        id=payload.id,
+        metadata=payload.metadata,
+        sha256=payload.sha256,
     )
 
 
@@ -158,6 +161,9 @@ async def _recognize_one(
         result=result.raw,
         error=None,
         transform=payload.transform,
+        id=payload.id,
+        metadata=payload.metadata,
+        sha256=payload.sha256,
         parsed=result,
     )
     return record, None
@@ -204,9 +210,10 @@ async def run_batch(
     ``concurrency`` and ``endpoint`` are shorthand for changing it. A
     multi-page input gives one record per page.
 
-    Sources in ``already_done`` (from a resumed output) and sources seen
-    earlier in this run are skipped and counted, and ``on_skip`` hears of
-    each duplicate. ``stop`` ends the run early (see :class:`StopRequest`).
+    Inputs whose :attr:`~ocr_async.models.SourceItem.key` (the id of a
+    manifest row, else the source) is in ``already_done`` (from a resumed
+    output) and inputs seen earlier in this run are skipped and counted,
+    and ``on_skip`` hears of each duplicate. ``stop`` ends the run early (see :class:`StopRequest`).
 
     The concurrency is lowered, with a warning, when the open-file limit
     has no room for that many connections (see :mod:`ocr_async.pipeline.fdlimit`).
@@ -234,13 +241,15 @@ async def run_batch(
             async for item in items:
                 if stopping.is_set():
                     break
-                if already_done is not None and item.source in already_done:
+                # Known by its key: its id (a manifest row), else its source.
+                if already_done is not None and item.key in already_done:
                     summary.already_done += 1
-                elif not seen.add(item.source):
+                elif not seen.add(item.key):
                     # Sending it again would pay twice for one answer.
                     summary.duplicates += 1
                     if on_skip is not None:
-                        on_skip(item.source, "duplicate input: already taken in this run")
+                        why = "input" if item.id is None else f"id {item.id!r}"
+                        on_skip(item.source, f"duplicate {why}: already taken in this run")
                 else:
                     await queue.put(item)
         except Exception as exc:
@@ -255,9 +264,11 @@ async def run_batch(
             if stopping.is_set():
                 continue  # left for a resumed run; drain so the producer can finish
             for payload in await precheck.prepare(item):
-                # Pages are named after their file: a resumed run checks each.
+                # Pages are named after their file (<source>#page=<n>), and
+                # keyed after it (<key>#page=<n>): a resumed run checks each.
                 paged = payload.source != item.source
-                if paged and already_done is not None and payload.source in already_done:
+                page_key = item.key + payload.source.removeprefix(item.source)
+                if paged and already_done is not None and page_key in already_done:
                     summary.already_done += 1
                     continue
                 record, error = await _recognize_one(client, payload, clock)
