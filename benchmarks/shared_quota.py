@@ -40,7 +40,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.harness import APPKEY, TOKEN, Emulator, emulator_process, machine
+from benchmarks import APPKEY, TOKEN
+from benchmarks.harness import Emulator, emulator_process, machine
 
 LATENCY = 0.03
 BURST = 5

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Protocol, Self
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -33,11 +33,11 @@ from ocr_async.options import APPKEY_ENV, Options
 from ocr_async.precheck import Precheck
 from ocr_async.retry import GiveUp, RenewToken, RetryPolicy, Tried, Wait, decide
 from ocr_async.sanitize import Redactor
-from ocr_async.transport import AiohttpTransport, Transport
+from ocr_async.transport import AiohttpTransport, Answer, Transport
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PARSE_INLINE_LIMIT", "OcrClient"]
+__all__ = ["PARSE_INLINE_LIMIT", "OcrClient", "RequestObserver"]
 
 #: Answers up to this size are parsed on the event loop; larger ones in a
 #: worker thread. Parsing runs at about 15 MB/s, so an inline parse holds the
@@ -45,6 +45,26 @@ __all__ = ["PARSE_INLINE_LIMIT", "OcrClient"]
 #: parsed inline would stall every other request in flight for seconds.
 PARSE_INLINE_LIMIT = 64 * 1024
 _REFUSED_FOR_RATE: Final = (429, 503)
+
+
+class RequestObserver(Protocol):
+    """Hears of every HTTP request the client sends, retries included: metrics, say.
+
+    :class:`ocr_async.outputs.metrics.OcrMetrics` is one. Called on the
+    event loop; keep both calls cheap.
+    """
+
+    def request_started(self) -> None:
+        """A request is about to be sent (it has its place among those in flight)."""
+        ...
+
+    def request_finished(self, elapsed_s: float, error: BaseException | None = None) -> None:
+        """The request started ``elapsed_s`` ago has its parsed answer, or failed with ``error``.
+
+        Called exactly once per :meth:`request_started`: also when the
+        answer is an API error, and when the request is cancelled.
+        """
+        ...
 
 
 class OcrClient:
@@ -69,7 +89,9 @@ class OcrClient:
     ``concurrency``, ``timeout``, ``max_bytes``, ``max_answer_bytes``,
     ``retry``, ``rps`` and ``adapt_rate`` are shorthand for changing it.
     ``transport`` replaces the aiohttp transport (for tests: a fake that
-    records the requests); a transport passed in is left open.
+    records the requests); a transport passed in is left open. ``observer``
+    (a :class:`RequestObserver`, such as
+    :class:`~ocr_async.outputs.metrics.OcrMetrics`) hears of every request.
     """
 
     def __init__(
@@ -88,6 +110,7 @@ class OcrClient:
         rps: float | None = None,
         adapt_rate: bool | None = None,
         transport: Transport | None = None,
+        observer: RequestObserver | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -133,6 +156,7 @@ class OcrClient:
         self._boundary = protocol.new_boundary()
         self._sleep = sleep
         self._clock = clock
+        self._observer = observer
         self._rate: RateController | None = None
         if options.rps is not None or options.adapt_rate:
             self._rate = RateController(fixed_rps=options.rps, clock=clock, sleep=sleep)
@@ -313,10 +337,30 @@ class OcrClient:
 
     async def _exchange(self, request: protocol.PreparedRequest, token: str) -> OcrResult:
         redactor = self._redactor(token)
-        async with self._in_flight:
-            answer = await self._transport.post(
-                request, answer_limit=self._options.max_answer_bytes, redactor=redactor
-            )
+        observer = self._observer
+        started: float | None = None
+        failure: BaseException | None = None
+        try:
+            async with self._in_flight:
+                # Observed from here: a request waiting for its turn is not in flight.
+                if observer is not None:
+                    started = self._clock()
+                    observer.request_started()
+                answer = await self._transport.post(
+                    request, answer_limit=self._options.max_answer_bytes, redactor=redactor
+                )
+            # Parsed inside the observation, so an API error counts as an answer.
+            return await self._parse(request, answer, redactor)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            if observer is not None and started is not None:
+                observer.request_finished(self._clock() - started, failure)
+
+    async def _parse(
+        self, request: protocol.PreparedRequest, answer: Answer, redactor: Redactor
+    ) -> OcrResult:
         if answer.is_redirect:
             raise protocol.redirect_error(
                 answer.status, answer.headers.get("Location"), request.url

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 
 import pytest
 from fakes import ListSink
@@ -19,6 +21,7 @@ from ocr_async.models import (
     ErrorInfo,
     FinishedPage,
     ImageBytes,
+    ImageFile,
     Line,
     OcrResult,
     Payload,
@@ -267,6 +270,52 @@ async def test_already_done_sources_are_skipped() -> None:
     assert summary.already_done == 2
 
 
+async def test_inputs_with_an_id_are_known_by_it_and_their_records_carry_it() -> None:
+    done = SourceSet()
+    done.add("\0done")
+    done.add("c.png")  # a path called like an id is another input
+    given = [
+        SourceItem("a.png", ImageBytes(PNG, "a.png"), id="x", metadata={"n": 1}),
+        SourceItem("b.png", ImageBytes(PNG, "b.png"), id="x"),  # the same id: a duplicate
+        SourceItem("c.png", ImageBytes(PNG, "c.png"), id="done"),
+        SourceItem("d.png", ImageBytes(PNG, "d.png"), id="c.png"),
+    ]
+
+    async def items() -> AsyncIterator[SourceItem]:
+        for one in given:
+            yield one
+
+    fake = FakeRecognizer()
+    sink = ListSink()
+    summary = await run_batch(fake, items(), sink, already_done=done)
+    assert sorted(fake.calls) == ["a.png", "d.png"]
+    assert (summary.duplicates, summary.already_done) == (1, 1)
+    by_source = {record.source: record for record in sink.records}
+    assert (by_source["a.png"].id, by_source["a.png"].metadata) == ("x", {"n": 1})
+    assert by_source["a.png"].sha256 == hashlib.sha256(PNG).hexdigest()
+    assert by_source["a.png"].to_json()["sha256"] == by_source["a.png"].sha256
+
+
+async def test_pages_of_an_input_with_an_id_are_known_by_the_id(tmp_path: Path) -> None:
+    image = pytest.importorskip("PIL.Image", reason="Pillow is the optional 'image' extra")
+    pages = [image.new("L", (60, 40), 255) for _ in range(3)]
+    path = tmp_path / "scan.tiff"
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    done = SourceSet()
+    done.add("\0doc#page=2")
+    done.add(f"{path}#page=3")  # by its source: not this input's key
+
+    async def items() -> AsyncIterator[SourceItem]:
+        yield SourceItem(str(path), ImageFile(path), id="doc")
+
+    fake = FakeRecognizer()
+    sink = ListSink()
+    summary = await run_batch(fake, items(), sink, already_done=done, options=Options(convert=True))
+    assert sorted(fake.calls) == [f"{path}#page=1", f"{path}#page=3"]
+    assert summary.already_done == 1
+    assert {record.id for record in sink.records} == {"doc"}
+
+
 async def test_auth_failure_records_are_retryable_later() -> None:
     sink = ListSink()
     await run_batch(FakeRecognizer(), items_of(["auth.png"]), sink)
@@ -462,3 +511,31 @@ async def test_pages_and_images_together_never_exceed_the_pool() -> None:
     await run_batch(fake, inputs(), sink, options=Options(concurrency=4, pdf_dpi=72))
     assert len(sink.records) == 21
     assert fake.peak <= 4
+
+
+async def test_pages_of_a_pdf_with_an_id_are_known_by_the_id_before_rendering(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("pypdfium2", reason="PDF input needs the 'pdf' extra")
+    from pdfs import count_renders, text_pdf
+
+    rendered = count_renders(monkeypatch)
+    done = SourceSet()
+    done.add("\0doc#page=1")
+    done.add("\0doc#page=3")
+
+    async def items() -> AsyncIterator[SourceItem]:
+        data = text_pdf([("P", str(n)) for n in range(3)])
+        yield SourceItem("book.pdf", ImageBytes(data, "book.pdf"), id="doc")
+
+    fake = FakeRecognizer()
+    sink = ListSink()
+    options = Options(pdf_dpi=72)
+    summary = await run_batch(fake, items(), sink, already_done=done, options=options)
+    assert fake.calls == ["book.pdf#page=2"]
+    assert rendered == [2]
+    assert summary.already_done == 2
+    (record,) = sink.records
+    assert record.id == "doc"
+    assert record.transform is not None
+    assert record.transform.to_json()["page"] == 2

@@ -14,18 +14,23 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ocr_async import protocol
+from ocr_async.cli.dryrun import dry_run
 from ocr_async.cli.exits import CannotProceedError, ExitCode, UsageError
+from ocr_async.cli.logs import notice
+from ocr_async.cli.logs import summary as tell_summary
+from ocr_async.cli.sources import CommandInputs, SkipCounter, check_inputs_exist, log_skip
 from ocr_async.client import OcrClient
 from ocr_async.errors import ConfigurationError, OcrError
 from ocr_async.imaging import PILLOW_HINT
-from ocr_async.inputs import display_path, is_url, tidy_path
+from ocr_async.inputs import display_path, is_url
 from ocr_async.limits import RateController
-from ocr_async.models import Endpoint, ImageUrl, SourceItem
+from ocr_async.models import Endpoint, Record
 from ocr_async.options import (
     BASE_URL_ENV,
     Credentials,
@@ -43,72 +48,28 @@ from ocr_async.outputs.pagefiles import (
     digitize_support,
 )
 from ocr_async.outputs.progress import Progress
+from ocr_async.outputs.runmeta import RunMeta, write_run_meta
 from ocr_async.outputs.textdir import TextDirSink
 from ocr_async.pdfpages import is_pdf_name, pdf_support
-from ocr_async.pipeline.batch import StopRequest, run_batch
+from ocr_async.pipeline.batch import BatchSummary, StopRequest, run_batch
+from ocr_async.pipeline.manifest import ManifestError
 from ocr_async.pipeline.resume import NotAnOutputError, ResumeIndex, load_resume_index
-from ocr_async.pipeline.sources import (
-    CONVERTIBLE_EXTENSIONS,
-    WALKED_EXTENSIONS,
-    UrlListError,
-    iter_inputs,
-    iter_url_list,
-)
-from ocr_async.pipeline.sourceset import SourceSet
+from ocr_async.pipeline.sources import CONVERTIBLE_EXTENSIONS, WALKED_EXTENSIONS, UrlListError
 from ocr_async.retry import RetryPolicy
 from ocr_async.wording import counted
+
+if TYPE_CHECKING:  # prometheus-client is the optional 'metrics' extra: imported when asked for
+    from ocr_async.outputs.metrics import OcrMetrics
 
 __all__ = ["run_command"]
 
 log = logging.getLogger("ocr_async")
 
 
-def _log_skip(path: str, reason: str) -> None:
-    log.info("skipped %s: %s", path, reason)
-
-
-class _SkipLog:
-    """Counts folder entries passed over, and names them with --verbose."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, path: str, reason: str) -> None:
-        self.count += 1
-        _log_skip(path, reason)
-
-
-async def _all_items(
-    inputs: Sequence[str],
-    urls: str | None,
-    on_skip: _SkipLog,
-    extensions: frozenset[str],
-    done: SourceSet | None = None,
-) -> AsyncIterator[SourceItem]:
-    async for item in iter_inputs(inputs, on_skip=on_skip, extensions=extensions):
-        if isinstance(item.image, ImageUrl):
-            yield item
-            continue
-        # An output written before sources were tidied keeps its spelling,
-        # so that resuming it with the same command still skips what is done.
-        tidy = tidy_path(item.source)
-        if tidy != item.source and not (done is not None and item.source in done):
-            item = SourceItem(tidy, item.image)
-        yield item
-    if urls is not None:
-        async for item in iter_url_list(urls):
-            yield item
-
-
 def _check_run_args(args: argparse.Namespace) -> None:
     if args.output is None:
         raise UsageError("no output: pass --output OUT.jsonl (or --output - for stdout)")
-    if not args.inputs and args.urls is None:
-        raise UsageError("nothing to do: name INPUT files/folders/URLs or --urls FILE")
-    if args.urls not in (None, "-") and (
-        os.path.isdir(args.urls) or not os.access(args.urls, os.R_OK)
-    ):
-        raise UsageError(f"cannot read the URL list {args.urls!r}: give a readable file")
+    _inputs(args, frozenset()).check()
     if args.output != "-" and os.path.isdir(args.output):
         raise UsageError(
             f"the output {args.output!r} is a folder: name a file, "
@@ -207,19 +168,23 @@ def _page_files(args: argparse.Namespace) -> PageFiles | None:
     return PageFiles(formats) if formats else None
 
 
-def _check_inputs_exist(inputs: Sequence[str]) -> None:
-    # A path mistyped on the command line is a usage error, not an error
-    # record: the run does not start, so no output is created that the
-    # corrected run would have to overwrite. A file that goes missing once
-    # the run has started still gets its not_found record.
-    missing = [given for given in inputs if not is_url(given) and not os.path.lexists(given)]
-    if not missing:
-        return
-    shown = ", ".join(repr(display_path(given)) for given in missing[:3])
-    if len(missing) > 3:
-        shown += f" and {len(missing) - 3} more"
-    raise UsageError(
-        f"no such file or folder: {shown}; check the path (nothing was sent, no output written)"
+def _extensions(options: Options) -> frozenset[str]:
+    """What a folder walk takes: JPEG, PNG and PDF, and with ``--convert`` what becomes PNG."""
+    return WALKED_EXTENSIONS | (CONVERTIBLE_EXTENSIONS if options.convert else frozenset())
+
+
+def _inputs(
+    args: argparse.Namespace,
+    extensions: frozenset[str],
+    on_skip: Callable[[str, str], None] = log_skip,
+) -> CommandInputs:
+    """The run's inputs: INPUT..., --urls or --manifest, named as verify names them."""
+    return CommandInputs(
+        args.inputs,
+        urls=args.urls,
+        manifest=args.manifest,
+        extensions=extensions,
+        on_skip=on_skip,
     )
 
 
@@ -244,16 +209,21 @@ async def run_command(args: argparse.Namespace) -> ExitCode:
     """Run ``ocr-async run``; the exit code of how the run went (errors are raised)."""
     _check_run_args(args)
     options = _options(args)
+    if args.dry_run:
+        # It sends nothing, so it needs no credentials (and issues no token).
+        check_inputs_exist(args.inputs)
+        skips = SkipCounter()
+        return await dry_run(args, options, _inputs(args, _extensions(options), skips), skips)
     credentials = resolve_credentials(
         appkey=args.appkey,
         base_url=args.base_url,
         token_file=args.token_file,
         appkey_flag="--appkey",
     )
-    _check_inputs_exist(args.inputs)
+    check_inputs_exist(args.inputs)
     uak = credentials.user_access_key
     if uak is None:
-        return await _run_with(args, options, credentials)
+        return await _run_observed(args, options, credentials)
     # A User Access Key (NHN_UAK_ID/NHN_UAK_SECRET) issues its own tokens and
     # wins over a fixed token; it is asked for one before any image is read,
     # so a refused key stops the run at once (exit 3), not image by image.
@@ -262,7 +232,7 @@ async def run_command(args: argparse.Namespace) -> ExitCode:
             await uak.get_token()
         except (ConfigurationError, OcrError) as exc:
             raise CannotProceedError(f"cannot get a token: {exc}") from None
-        code = await _run_with(args, options, credentials)
+        code = await _run_observed(args, options, credentials)
         log.info("tokens issued from the User Access Key: %d", uak.issued)
         return code
 
@@ -293,11 +263,14 @@ async def _open_locked_output(
             )
         except NotAnOutputError as exc:
             raise UsageError(f"cannot resume: {exc}") from None
-        print(
-            f"ocr-async: resuming {args.output}: {counted(resumed.kept, 'record')} kept, "
+        notice(
+            f"resuming {args.output}: {counted(resumed.kept, 'record')} kept, "
             f"{counted(resumed.removed_broken, 'broken line')} removed, "
             f"{counted(resumed.removed_for_retry, 'failed record')} to send again",
-            file=sys.stderr,
+            event="resume",
+            kept=resumed.kept,
+            removed_broken=resumed.removed_broken,
+            removed_for_retry=resumed.removed_for_retry,
         )
     sink = JsonlSink(args.output, overwrite=args.overwrite, append=args.resume, lock=lock)
     try:
@@ -326,41 +299,76 @@ def _describe_rate(controller: RateController | None) -> str | None:
     )
 
 
-async def _run_with(
+async def _run_observed(
     args: argparse.Namespace, options: Options, credentials: Credentials
+) -> ExitCode:
+    """The run; with --metrics-port, its metrics served on loopback until after the summary."""
+    if args.metrics_port is None:
+        return await _run_with(args, options, credentials)
+    try:
+        from ocr_async.outputs.metrics import OcrMetrics, serve_metrics
+    except ImportError as exc:
+        raise UsageError(f"--metrics-port: {exc}") from None
+    metrics = OcrMetrics()
+    try:
+        server = await serve_metrics(metrics, args.metrics_port)
+    except OSError as exc:
+        raise CannotProceedError(
+            f"cannot serve metrics on 127.0.0.1:{args.metrics_port}: {exc}"
+        ) from None
+    notice(f"metrics at {server.url}", event="metrics", url=server.url)
+    try:
+        return await _run_with(args, options, credentials, metrics)
+    finally:
+        await server.close()
+
+
+async def _run_with(
+    args: argparse.Namespace,
+    options: Options,
+    credentials: Credentials,
+    metrics: OcrMetrics | None = None,
 ) -> ExitCode:
     client = OcrClient(
         appkey=credentials.appkey,
         token=credentials.tokens,
         base_url=credentials.base_url,
         options=options,
+        observer=metrics,
     )
+    if metrics is not None:
+        metrics.watch(client.rate_controller)
+    skips = SkipCounter()
+    inputs = _inputs(args, _extensions(options), skips)
+    await inputs.prime()  # a manifest that is none stops here, before the output exists
+    if inputs.reader is not None:
+        log.info("manifest %s", inputs.reader.describe())
     try:
         sink, resumed = await _open_output(args)
     except OSError as exc:
         raise CannotProceedError(f"cannot open {args.output}: {exc}") from None
-    progress = Progress(enabled=sys.stderr.isatty() and not args.no_progress)
-    extensions = WALKED_EXTENSIONS | (CONVERTIBLE_EXTENSIONS if options.convert else frozenset())
-    if args.urls is None:
-        progress.count_in_background(list(args.inputs), extensions)
-    skips = _SkipLog()
+    # No bar between JSON lines: a log collector reads stderr.
+    progress = Progress(
+        enabled=sys.stderr.isatty() and not args.no_progress and args.log_format != "json"
+    )
+    if args.urls is None and args.manifest is None:
+        progress.count_in_background(list(args.inputs), inputs.extensions)
     texts = TextDirSink(sink, Path(args.text_dir)) if args.text_dir else None
     page_files = _page_files(args)
     stop = StopRequest()
     _install_stop_handlers(stop, progress)
     failure: OSError | None = None
     bad_list: UrlListError | None = None
+    bad_manifest: ManifestError | None = None
     try:
         async with client:
             summary = await run_batch(
                 client,
-                _all_items(
-                    args.inputs, args.urls, skips, extensions, resumed.done if resumed else None
-                ),
+                inputs.items(resumed.done if resumed else None),
                 sink if texts is None else texts,
                 options=options,
-                on_record=progress.update,
-                on_skip=_log_skip,
+                on_record=progress.update if metrics is None else _both(progress, metrics),
+                on_skip=log_skip,
                 already_done=resumed.done if resumed else None,
                 stop=stop,
                 pages=page_files,
@@ -371,6 +379,8 @@ async def _run_with(
         failure = exc
     except UrlListError as exc:
         bad_list = exc
+    except ManifestError as exc:
+        bad_manifest = exc
     finally:
         progress.close()
         try:
@@ -385,14 +395,23 @@ async def _run_with(
             f"{bad_list} (the records of the inputs before it are written; "
             "fix the list, then run again with --resume)"
         )
+    if bad_manifest is not None:
+        raise CannotProceedError(
+            f"the manifest could not be read on: {bad_manifest} (the records of the rows "
+            "before it are written; fix the manifest, then run again with --resume)"
+        )
     summary.skipped = skips.count
-    print(summary.describe(), file=sys.stderr)
+    tell_summary(summary.describe(), event="summary", **_summary_fields(summary))
     if texts is not None:
-        print(texts.describe(), file=sys.stderr)
+        tell_summary(
+            texts.describe(), event="text_files", written=texts.written, failed=texts.failed
+        )
     if page_files is not None:
-        print(page_files.describe(), file=sys.stderr)
+        tell_summary(page_files.describe(), event="page_files", failed=page_files.failed)
     if (rate := _describe_rate(client.rate_controller)) is not None:
-        print(rate, file=sys.stderr)
+        tell_summary(rate, event="rate", **_rate_fields(client.rate_controller))
+    if args.output != "-":
+        await _keep_run_meta(args.output, summary, client.rate_controller)
     if summary.interrupted:
         return ExitCode.INTERRUPTED
     if summary.aborted:
@@ -400,19 +419,24 @@ async def _run_with(
     if resumed is not None and resumed.kept and not summary.already_done and summary.records:
         # Sources are matched as spelled: most likely the same inputs, named
         # from another folder or by another path.
-        print(
-            f"ocr-async: note: none of the {counted(resumed.kept, 'record')} already in "
-            f"{args.output} matched an input of this run, so every input was sent; a source "
-            "is matched as spelled: resume from the same folder, with the same paths",
-            file=sys.stderr,
+        how = (
+            "a row is matched by its id: is it the same manifest?"
+            if args.manifest is not None
+            else "a source is matched as spelled: resume from the same folder, with the same paths"
+        )
+        notice(
+            f"note: none of the {counted(resumed.kept, 'record')} already in {args.output} "
+            f"matched an input of this run, so every input was sent; {how}",
+            event="resume_matched_nothing",
         )
     # A resumed job is judged whole: failures an earlier run recorded count.
     earlier_failures = resumed.failed_kept if resumed else 0
     if earlier_failures:
         remain = "remains" if earlier_failures == 1 else "remain"
-        print(
+        tell_summary(
             f"{counted(earlier_failures, 'failed record')} from earlier runs {remain}",
-            file=sys.stderr,
+            event="earlier_failures",
+            failed_kept=earlier_failures,
         )
     # A text file asked for and missing fails the run too: its warning may go unread.
     texts_failed = texts.failed if texts is not None else 0
@@ -422,6 +446,61 @@ async def _run_with(
     )
 
 
+def _summary_fields(summary: BatchSummary) -> dict[str, Any]:
+    """The summary's figures, for --log-format json."""
+    return {
+        "records": summary.records,
+        "ok": summary.ok,
+        "failed": dict(summary.failed),
+        "retries": summary.retries,
+        "skipped": summary.skipped,
+        "duplicates": summary.duplicates,
+        "already_done": summary.already_done,
+        "interrupted": summary.interrupted,
+        "aborted": summary.aborted,
+        "elapsed_s": round(summary.elapsed_s, 3),
+        "images_per_s": round(summary.images_per_s, 2),
+    }
+
+
+def _rate_fields(controller: RateController | None) -> dict[str, Any]:
+    assert controller is not None
+    return {
+        "settled_calls_per_s": round(controller.settled_rate, 2),
+        "sent": controller.sent,
+        "throttled": controller.throttled,
+        "fixed_rps": controller.fixed_rps,
+        "quota_estimate": controller.quota_estimate,
+    }
+
+
+def _both(progress: Progress, metrics: OcrMetrics) -> Callable[[Record], None]:
+    def on_record(record: Record) -> None:
+        progress.update(record)
+        metrics.on_record(record)
+
+    return on_record
+
+
+async def _keep_run_meta(
+    output: str, summary: BatchSummary, controller: RateController | None
+) -> None:
+    """Keep what the run measured beside the output (OUT.meta.json), for a dry run's estimate."""
+    if (controller is not None and controller.sent == 0) or summary.records == 0:
+        return  # nothing sent: no rate to keep, and the last one still holds
+    meta = RunMeta(
+        elapsed_s=summary.elapsed_s,
+        records=summary.records,
+        requests=None if controller is None else controller.sent,
+        settled_calls_per_s=None if controller is None else controller.settled_rate,
+        quota_estimate=None if controller is None else controller.quota_estimate,
+    )
+    try:
+        await asyncio.to_thread(write_run_meta, output, meta)
+    except OSError as exc:
+        log.warning("could not keep the run's rate for the next --dry-run: %s", exc)
+
+
 def _install_stop_handlers(stop: StopRequest, progress: Progress) -> None:
     # SIGINT and SIGTERM both stop gracefully first; the second one stops now.
     loop = asyncio.get_running_loop()
@@ -429,12 +508,12 @@ def _install_stop_handlers(stop: StopRequest, progress: Progress) -> None:
     def on_signal(name: str) -> None:
         progress.close()
         if stop.graceful.is_set():
-            print(f"ocr-async: {name} again: stopping now", file=sys.stderr)
+            notice(f"{name} again: stopping now", event="signal", signal=name)
         else:
-            print(
-                f"ocr-async: {name}: finishing requests in flight, then stopping "
-                "(again to stop at once)",
-                file=sys.stderr,
+            notice(
+                f"{name}: finishing requests in flight, then stopping (again to stop at once)",
+                event="signal",
+                signal=name,
             )
         stop.request()
 

@@ -21,6 +21,5 @@ never :mod:`ocr_async.outputs` or :mod:`ocr_async.cli`.
 * :mod:`~ocr_async.pipeline.verify`: whether an output holds exactly one
   record for every expected input;
 * :mod:`~ocr_async.pipeline.fdlimit`: how many workers the open-file limit
-  leaves room for;
-* :mod:`~ocr_async.pipeline.contenthash`: the sha256 of the bytes sent.
+  leaves room for.
 """

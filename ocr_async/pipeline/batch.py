@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
@@ -129,6 +130,9 @@ def _failure_record(payload: Payload, error: ErrorInfo, attempts: int, elapsed_m
         result=None,
         error=error,
         transform=payload.transform,
+        id=payload.id,
+        metadata=payload.metadata,
+        sha256=payload.sha256,
     )
 
 
@@ -171,6 +175,9 @@ async def _recognize_one(
         result=result.raw,
         error=None,
         transform=payload.transform,
+        id=payload.id,
+        metadata=payload.metadata,
+        sha256=payload.sha256,
         parsed=result,
     )
     return record, None
@@ -219,11 +226,12 @@ async def run_batch(
     multi-page input (a PDF, a converted TIFF) gives one record per page;
     its pages are made one at a time, as they are sent.
 
-    Sources in ``already_done`` (from a resumed output) and sources seen
-    earlier in this run are skipped and counted, and ``on_skip`` hears of
-    each duplicate; a page in ``already_done`` is skipped before it is made
-    (a PDF page is never rendered). ``stop`` ends the run early (see
-    :class:`StopRequest`), between two pages of an input too.
+    Inputs whose :attr:`~ocr_async.models.SourceItem.key` (the id of a
+    manifest row, else the source) is in ``already_done`` (from a resumed
+    output) and inputs seen earlier in this run are skipped and counted,
+    and ``on_skip`` hears of each duplicate; a page in ``already_done`` is
+    skipped before it is made (a PDF page is never rendered). ``stop`` ends
+    the run early (see :class:`StopRequest`), between two pages of an input too.
 
     ``pages`` (ALTO, hOCR, searchable PDF files) gets each image or page
     with its record and the image sent (:class:`~ocr_async.models.FinishedPage`),
@@ -255,13 +263,15 @@ async def run_batch(
             async for item in items:
                 if stopping.is_set():
                     break
-                if already_done is not None and item.source in already_done:
+                # Known by its key: its id (a manifest row), else its source.
+                if already_done is not None and item.key in already_done:
                     summary.already_done += 1
-                elif not seen.add(item.source):
+                elif not seen.add(item.key):
                     # Sending it again would pay twice for one answer.
                     summary.duplicates += 1
                     if on_skip is not None:
-                        on_skip(item.source, "duplicate input: already taken in this run")
+                        why = "input" if item.id is None else f"id {item.id!r}"
+                        on_skip(item.source, f"duplicate {why}: already taken in this run")
                 else:
                     await queue.put(item)
         except Exception as exc:
@@ -271,10 +281,13 @@ async def run_batch(
         for _ in range(concurrency):
             await queue.put(None)
 
-    def done_before(source: str) -> bool:
-        # Pages are named after their file: a resumed run checks each, and
-        # the pre-check stage asks before it renders one.
-        if already_done is not None and source in already_done:
+    def done_before(item: SourceItem, source: str) -> bool:
+        # Pages are named after their file (<source>#page=<n>) and keyed after
+        # it (<key>#page=<n>): a resumed run checks each, and the pre-check
+        # stage asks before it makes one (a PDF page is never rendered).
+        if already_done is None or source == item.source:
+            return False  # the input itself was checked when it was taken
+        if item.key + source.removeprefix(item.source) in already_done:
             summary.already_done += 1
             return True
         return False
@@ -290,7 +303,7 @@ async def run_batch(
             while (item := await queue.get()) is not None:
                 if stopping.is_set():
                     continue  # left for a resumed run; drain so the producer can finish
-                stream = precheck.payloads(item, skip=done_before)
+                stream = precheck.payloads(item, skip=functools.partial(done_before, item))
                 async with contextlib.aclosing(stream):
                     first = True
                     # After a stop request the other pages are left for a resumed run.
