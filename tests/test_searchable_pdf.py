@@ -186,8 +186,19 @@ def _corners(box: BoundingBox | None) -> tuple[float, ...]:
     return (box.x1, box.y1, box.x2, box.y2, box.x3, box.y3, box.x4, box.y4)
 
 
+@pytest.fixture(params=["qpdf", "pikepdf"])
+def joiner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Join with the qpdf command line (skipped when absent), or with pikepdf alone."""
+    if request.param == "qpdf" and shutil.which("qpdf") is None:
+        pytest.skip("no qpdf command line here (apt-get install qpdf)")
+    if request.param == "pikepdf":
+        monkeypatch.setattr(searchable_pdf, "QPDF", "no-such-qpdf-command")
+    name: str = request.param
+    return name
+
+
 def test_join_pages_keeps_order_and_joins_in_rounds(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, joiner: str
 ) -> None:
     monkeypatch.setattr(searchable_pdf, "_MAX_OPEN", 2)
     parts = []
@@ -208,6 +219,24 @@ def test_join_pages_keeps_order_and_joins_in_rounds(
         "joined.pdf",
         *(f"part{n}.pdf" for n in range(5)),
     ]
+    pikepdf = pytest.importorskip("pikepdf")
+    with pikepdf.open(out) as joined:
+        assert str(joined.docinfo["/Creator"]).startswith("ocr-async ")
+
+
+def test_a_part_qpdf_cannot_read_is_an_error_not_a_half_pdf(tmp_path: Path) -> None:
+    if shutil.which("qpdf") is None:
+        pytest.skip("no qpdf command line here (apt-get install qpdf)")
+    png, result = draw_page([["fine"]], (300, 200), "PNG")
+    good = tmp_path / "good.pdf"
+    good.write_bytes(page_pdf(SearchablePage(png, result)))
+    bad = tmp_path / "bad.pdf"
+    bad.write_bytes(b"%PDF-1.7 not a page")
+    out = tmp_path / "joined.pdf"
+    pikepdf = pytest.importorskip("pikepdf")
+    with pytest.raises((RuntimeError, pikepdf.PdfError)):
+        join_pages([good, bad], out)
+    assert not out.exists()
 
 
 def test_no_page_is_no_pdf(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from ocr_async.cli.dryrun import dry_run
 from ocr_async.cli.exits import CannotProceedError, ExitCode, UsageError
 from ocr_async.cli.logs import notice
 from ocr_async.cli.logs import summary as tell_summary
+from ocr_async.cli.memory import return_large_buffers
 from ocr_async.cli.sources import CommandInputs, SkipCounter, check_inputs_exist, log_skip
 from ocr_async.client import OcrClient
 from ocr_async.errors import ConfigurationError, OcrError
@@ -209,6 +210,7 @@ async def run_command(args: argparse.Namespace) -> ExitCode:
     """Run ``ocr-async run``; the exit code of how the run went (errors are raised)."""
     _check_run_args(args)
     options = _options(args)
+    return_large_buffers()  # page images and bodies back to the system once freed
     if args.dry_run:
         # It sends nothing, so it needs no credentials (and issues no token).
         check_inputs_exist(args.inputs)

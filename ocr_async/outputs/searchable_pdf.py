@@ -12,10 +12,13 @@ Two libraries, each for what it does well:
   extracted Hangul would be glyph numbers, and has render mode 3 and
   horizontal scaling built in. It keeps a document in memory until the end,
   so it is given one page at a time.
-* pikepdf (qpdf) joins the one-page PDFs into one file. qpdf copies a
-  page's objects but leaves the image data in the page's file until it
-  writes the result, so joining 200 pages does not hold 200 images in
-  memory.
+* qpdf joins the one-page PDFs into one file. Its command line (Debian
+  ``qpdf``) copies each page's image data from the page's file while it
+  writes the result: joining 200 scanned pages (1 GB) takes 50 MB. Without
+  it, pikepdf (the same library, which the ``digitize`` extra brings) does
+  the join, but copies every foreign page's data into memory as it adds
+  the page (pikepdf asks qpdf for an immediate copy), so it holds the whole
+  output until it is written: 1.1 GB for the same 200 pages.
 
 :func:`page_pdf` makes one page (call it per record, as records arrive; a
 page on disk survives an interrupted run), :func:`join_pages` joins pages
@@ -40,6 +43,8 @@ import functools
 import io
 import logging
 import os
+import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
@@ -59,6 +64,7 @@ __all__ = [
     "DEFAULT_DPI",
     "FALLBACK_FONTS",
     "HANGUL_FONTS",
+    "QPDF",
     "PageOpener",
     "SearchablePage",
     "find_font",
@@ -81,8 +87,11 @@ FALLBACK_FONTS: Final = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",)
 #: Part of a line's height below its baseline (Hangul and Latin fonts have
 #: a descent of about a fifth of their size).
 _DESCENT: Final = 0.2
-#: How many page files qpdf keeps open at once when joining (each stays
-#: open until the result is written); more pages are joined in rounds.
+#: The qpdf command line (Debian ``qpdf``), which joins pages in flat memory;
+#: without it pikepdf (the same library) joins them holding the whole output.
+QPDF: Final = "qpdf"
+#: How many page files are open at once when joining (each stays open until
+#: the result is written); more pages are joined in rounds.
 _MAX_OPEN: Final = 200
 _POINTS_PER_INCH: Final = 72.0
 
@@ -198,10 +207,10 @@ def join_pages(pages: Iterable[str | os.PathLike[str]], out: str | os.PathLike[s
     """Join one-page (or any) PDFs, in order, into ``out``; return the page count.
 
     ``out`` appears whole or not at all: it is written beside its final
-    name and renamed. Image data is copied from the page files while the
-    result is written, never held in memory all at once; past
-    ``_MAX_OPEN`` files the pages are joined in rounds. Raises
-    :class:`ValueError` when there is no page.
+    name and renamed. With the qpdf command line, image data is copied from
+    the page files while the result is written, never held in memory all
+    at once (see the module's notes); past ``_MAX_OPEN`` files the pages
+    are joined in rounds. Raises :class:`ValueError` when there is no page.
     """
     openers = [functools.partial(_open_page, Path(p)) for p in pages]
     if not openers:
@@ -259,18 +268,56 @@ def _same(stream: BinaryIO) -> BinaryIO:
 
 
 def _join(openers: Sequence[PageOpener], target: BinaryIO) -> int:
+    qpdf = shutil.which(QPDF)
+    return _join_in_qpdf(qpdf, openers, target) if qpdf else _join_in_pikepdf(openers, target)
+
+
+def _join_in_pikepdf(openers: Sequence[PageOpener], target: BinaryIO) -> int:
     import pikepdf
 
     with ExitStack() as stack:
         result = stack.enter_context(pikepdf.new())
         for open_page in openers:
-            # Each source stays open until save(): qpdf reads its streams then.
+            # pikepdf copies a foreign page's streams into memory as it adds
+            # it (its immediate copy): the whole output is held until saved.
             stream = stack.enter_context(open_page())
             source = stack.enter_context(pikepdf.open(stream))
             result.pages.extend(source.pages)
         result.docinfo["/Creator"] = f"ocr-async {__version__}"
         result.save(target)
         return len(result.pages)
+
+
+def _join_in_qpdf(binary: str, openers: Sequence[PageOpener], target: BinaryIO) -> int:
+    """``qpdf FIRST --pages . REST... -- -``: the pages' data copied as it is written.
+
+    The files reach qpdf as inherited descriptors (``/dev/fd/N``), so no
+    path is looked up again; the first one's document information (the
+    Creator that :func:`page_pdf` sets) is kept.
+    """
+    import pikepdf
+
+    with ExitStack() as stack:
+        streams = [stack.enter_context(open_page()) for open_page in openers]
+        count = 0
+        for stream in streams:
+            # Only the cross-reference table is read: no stream data.
+            with pikepdf.open(stream) as pdf:
+                count += len(pdf.pages)
+            stream.seek(0)
+        names = [f"/dev/fd/{stream.fileno()}" for stream in streams]
+        target.flush()
+        done = subprocess.run(
+            [binary, "--warning-exit-0", names[0], "--pages", ".", *names[1:], "--", "-"],
+            stdout=target,
+            stderr=subprocess.PIPE,
+            pass_fds=[stream.fileno() for stream in streams],
+            check=False,
+        )
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise RuntimeError(f"qpdf could not join the pages: {message[-1] if message else '?'}")
+    return count
 
 
 def write_searchable_pdf(
