@@ -39,9 +39,10 @@ controller:
   refused kept climbing the probe, and their overshoot was refused as
   new events at the members that had cut (the schedule as measured: 80 %
   of a 200/s quota with the cut heard at the next heartbeat,
-  docs/benchmarks.md). A member joining, one leaving, a lapsed lease and
-  a member wanting more are published too, and every member asks for its
-  part at once (with the demand it said last). Pub/sub delivers at most
+  docs/benchmarks.md). A member leaving, a lapsed lease, and a member
+  joining or wanting more by over :data:`~ocr_async.limits.MARGIN` of the
+  group's rate are published too, and every member asks for its part at
+  once (with the demand it said last). Pub/sub delivers at most
   once: the heartbeat still answers the whole state, so a message lost
   while a connection was down costs at most a heartbeat.
 * **Leases and demand.** Each member holds a lease of :data:`LEASE_TTL`
@@ -70,8 +71,9 @@ Redis; :data:`BEAT`, :data:`CUT`, :data:`LEAVE`):
     join or renew a lease, record demand, drop lapsed members, stop a climb
     nobody uses, start the schedule (fresh, or from the last estimate when a
     group whose leases all lapsed is joined again), and answer the schedule
-    with this member's fraction; publish ``members`` when a member joined, a
-    lease lapsed or this member's part grew by over a tenth.
+    with this member's fraction; publish ``members`` when a lease lapsed,
+    or this member's part grew (it joined, or wants more) by more than the
+    margin of the group's rate.
 ``cut``
     a refusal's measurement: applied (new epoch, hold just under the
     estimate, probe after the hold) only if the member's epoch is current,
@@ -319,10 +321,12 @@ if not anyone_waits and t > st.since then
   st.since = t
 end
 save(st, tonumber(ARGV[7]))
-if lapsed > 0 or after > 1.1 * before then
-  -- A member joined, one's lease lapsed, or one wants more: everyone's
-  -- part changes now, not at their next heartbeat (the joiner's would
-  -- come on top of the others' until then).
+if lapsed > 0 or after - before > tonumber(ARGV[5]) * g then
+  -- A lease lapsed, or a member joined or wants more, by more than the
+  -- margin of the group's rate: everyone's part changes now, not at their
+  -- next heartbeat (until then the newcomer's part would come on top of
+  -- the others' and overshoot the margin). Smaller changes wait for the
+  -- heartbeat: with many members, each would otherwise make all beat.
   publish(ARGV[8], 'members', member, nil, t)
 end
 return reply(st, t, member, renewed)

@@ -210,6 +210,7 @@ async def test_the_scripts_tell_everyone_of_cuts_and_of_changes_of_members(
         await scripts.beat("b", 5.0)  # joined: news
         await scripts.beat("b", -1)  # wants more than its 5/s, and gets it: news
         await scripts.beat("b", 5.0)  # wants less: none (the others take it at their beat)
+        await scripts.beat("b", 9.0)  # wants more, but less than the margin of 95/s: none
         await scripts.leave("b")  # news
         await client.publish(scripts.channel, json.dumps({"kind": "end"}))
         news: list[dict[str, str]] = []
