@@ -4,6 +4,11 @@
     python -m benchmarks.shared_quota --quick            # 10 s runs, about a minute
     python -m benchmarks.shared_quota --baseline 5c69a6f # and that commit's sharing beside
 
+``--kind window`` (or ``sliding``) puts the emulator's other limiters in
+front instead of the bucket, and ``--burst`` changes the bucket's burst
+(1: no burst at all, as nginx ``limit_req`` without one); ``--no-churn``
+leaves out the run with members joining and leaving.
+
 ``--baseline REV`` runs the shared rows (and the churn) a second time with
 the package as it was at ``REV`` (``git archive``, imported from a
 temporary directory by the children), in the same run, against the same
@@ -155,6 +160,8 @@ class Result:
     """One row: three members on one quota, shared or alone."""
 
     quota: float
+    #: What the limiter lets through at once: a bucket's burst, a window's second.
+    allowance: float
     shared: bool
     code: Code
     members: tuple[Member, ...]
@@ -168,7 +175,7 @@ class Result:
 
     @property
     def goodput(self) -> float:
-        return sum(m.answered for m in self.members) / (self.quota * self.span + BURST)
+        return sum(m.answered for m in self.members) / (self.quota * self.span + self.allowance)
 
     @property
     def overlap_goodput(self) -> float:
@@ -288,7 +295,7 @@ def collect(child: subprocess.Popen[str], timeout: float) -> Member:
 
 
 def three_on_one(
-    emulator: Emulator, redis_url: str, quota: float, seconds: float, code: Code
+    emulator: Emulator, redis_url: str, quota: float, allowance: float, seconds: float, code: Code
 ) -> Result:
     """Three members, quota x seconds images between them, shared or not."""
     emulator.reset()
@@ -306,7 +313,10 @@ def three_on_one(
     members = tuple(collect(child, timeout=seconds * 4 + 60) for child in children)
     stats = emulator.stats()
     loads = (load, os.getloadavg()[0])
-    return Result(quota, bool(redis_url), code, members, stats.requests, stats.rate_limited, loads)
+    shared = bool(redis_url)
+    return Result(
+        quota, allowance, shared, code, members, stats.requests, stats.rate_limited, loads
+    )
 
 
 @dataclass(frozen=True)
@@ -333,7 +343,9 @@ def settled(timelines: Sequence[Sequence[tuple[float, float]]], since: float, ev
     return latest
 
 
-def churn(emulator: Emulator, redis_url: str, quota: float, seconds: float, code: Code) -> Churn:
+def churn(
+    emulator: Emulator, redis_url: str, quota: float, allowance: float, seconds: float, code: Code
+) -> Churn:
     """A and B from 0; C joins at 1/4; A leaves at 1/2; B is killed at 3/4; C ends the run."""
     emulator.reset()
     flush(redis_url)
@@ -356,7 +368,7 @@ def churn(emulator: Emulator, redis_url: str, quota: float, seconds: float, code
         joined=settled([first.timeline, third.timeline], third.start, 1 / 3),
         left=settled([third.timeline], first.end, 1 / 2),
         killed=settled([third.timeline], at[2], 1.0),
-        goodput=answered / (quota * span + BURST),
+        goodput=answered / (quota * span + allowance),
         refused_share=stats.rate_limited / max(stats.requests, 1),
     )
 
@@ -398,6 +410,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="10 s runs instead of 20 s")
     parser.add_argument("--quotas", default="40,200", help="quotas in calls/s, comma-separated")
     parser.add_argument(
+        "--kind", choices=("bucket", "window", "sliding"), default="bucket", help="the limiter"
+    )
+    parser.add_argument(
+        "--burst", type=float, default=BURST, help=f"the bucket's burst (default {BURST})"
+    )
+    parser.add_argument("--no-churn", action="store_true", help="leave out the churn run")
+    parser.add_argument(
         "--baseline",
         metavar="REV",
         help="also run the shared rows with the package as it was at this commit",
@@ -414,12 +433,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             codes.append(stack.enter_context(baseline(args.baseline)))
         redis_url = stack.enter_context(redis_process())
         for quota in quotas:
-            flags = ("--latency", f"{LATENCY:g}", "--quota-rps", f"{quota:g}",
-                     "--quota-burst", str(BURST))  # fmt: skip
+            flags = ["--latency", f"{LATENCY:g}", "--quota-rps", f"{quota:g}",
+                     "--quota-kind", args.kind]  # fmt: skip
+            if args.kind == "bucket":
+                flags += ["--quota-burst", f"{args.burst:g}"]
+            # A window or a sliding count lets a whole second's calls through at once.
+            allowance = args.burst if args.kind == "bucket" else quota
             with emulator_process(*flags) as emulator:
                 runs = [(redis_url, code) for code in codes] + [("", here)]
                 for url, code in runs:
-                    result = three_on_one(emulator, url, quota, seconds, code)
+                    result = three_on_one(emulator, url, quota, allowance, seconds, code)
                     ends = ", ".join(f"{m.end - m.start:.1f}" for m in result.members)
                     mode = f"shared ({code.label})" if result.shared else "alone"
                     print(
@@ -430,9 +453,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                         flush=True,
                     )
                     results.append(result)
-                if quota == quotas[0]:
+                if quota == quotas[0] and not args.no_churn:
                     for code in codes:
-                        churns.append((quota, churn(emulator, redis_url, quota, 2 * seconds, code)))
+                        run = churn(emulator, redis_url, quota, allowance, 2 * seconds, code)
+                        churns.append((quota, run))
+    limiter = f"bucket, burst {args.burst:g}" if args.kind == "bucket" else args.kind
+    print(f"Limiter: {limiter}.")
     print(render(results, churns))
 
 
