@@ -799,7 +799,14 @@ class SharedQuota:
 
     async def _heard(self, data: str | bytes) -> None:
         """Act on one message of the channel (see the ``publish`` of the scripts)."""
-        news = json.loads(data)
+        try:
+            news = json.loads(data)
+            epoch = int(news.get("epoch", 0))
+        except (ValueError, TypeError, AttributeError):
+            # Not ours (anyone may publish on a channel): the heartbeat is
+            # the truth anyway.
+            log.debug("shared quota: ignoring a message on %s: %.80r", self._channel, data)
+            return
         if news.get("member") == self._member or not self.sharing or self._state is None:
             return  # our own news came with the script's answer
         if news.get("kind") == "members":
@@ -812,19 +819,23 @@ class SharedQuota:
                 return
             if self.sharing:
                 self._follow(state, event=state.epoch > self._epoch and not self._cuts)
-        elif news.get("kind") == "cut" and int(news["epoch"]) > self._epoch:
+        elif news.get("kind") == "cut" and epoch > self._epoch:
             known = self._state
-            state = GroupState(
-                now=float(news["now"]),
-                epoch=int(news["epoch"]),
-                slow_start=int(news["slow"]) == 1,
-                base=float(news["base"]),
-                since=float(news["since"]),
-                estimate=float(news["estimate"]) if news["estimate"] else None,
-                fraction=known.fraction,
-                members=known.members,
-                flag=True,
-            )
+            try:
+                state = GroupState(
+                    now=float(news["now"]),
+                    epoch=epoch,
+                    slow_start=int(news["slow"]) == 1,
+                    base=float(news["base"]),
+                    since=float(news["since"]),
+                    estimate=float(news["estimate"]) if news["estimate"] else None,
+                    fraction=known.fraction,
+                    members=known.members,
+                    flag=True,
+                )
+            except (KeyError, ValueError, TypeError):
+                log.debug("shared quota: ignoring a bad cut on %s: %.80r", self._channel, data)
+                return
             # Another member's refusal opened this event: the calls this
             # one has in flight are refused by the same burst.
             self._follow(state, event=not self._cuts)

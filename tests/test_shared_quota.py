@@ -296,6 +296,11 @@ async def test_a_cut_reaches_every_member_without_waiting_for_a_heartbeat(
         # a heard b join, and gave up half its share at once.
         await wait_until(lambda: a.members == 2)
         assert a.fraction == pytest.approx(0.5)
+        # Anyone may publish on the channel: what is not news is ignored.
+        client = aioredis.Redis.from_url(redis_server.url)
+        for junk in ("not json", "[1, 2]", '{"kind": "cut", "epoch": 9}', '{"epoch": "x"}'):
+            await client.publish(f"{a.key}:events", junk)
+        await client.aclose()
         assert refused.on_throttled(await refused.acquire())  # ends the start-up: a cut
         await wait_until(lambda: b.epoch == 1)
         assert b.quota_estimate == a.quota_estimate
