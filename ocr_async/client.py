@@ -13,6 +13,7 @@ URL: the pre-check stage, then :meth:`~OcrClient.send`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -216,14 +217,16 @@ class OcrClient:
         """
         self._check_open()
         item = as_source_item(image)
-        payloads = await self._precheck.prepare(item, endpoint=endpoint)
-        if len(payloads) != 1:
-            raise LocalCheckError(
-                "pages",
-                f"{item.source} has {len(payloads)} pages: send them one by one "
-                "(client.send), or use recognize_many, which gives each its record",
-            )
-        return await self.send(payloads[0])
+        # Two pages at most are made: a second one is enough to refuse.
+        async with contextlib.aclosing(self._precheck.payloads(item, endpoint=endpoint)) as pages:
+            payload = await anext(pages)
+            if await anext(pages, None) is not None:
+                raise LocalCheckError(
+                    "pages",
+                    f"{item.source} has several pages: send them one by one "
+                    "(client.send), or use recognize_many, which gives each its record",
+                )
+        return await self.send(payload)
 
     async def send(self, payload: Payload) -> Recognition:
         """Send one pre-checked payload, retrying as the :class:`RetryPolicy` decides.

@@ -4,7 +4,8 @@ Inputs (:class:`ImageFile`, :class:`ImageBytes`, :class:`ImageUrl`), each
 named by a :class:`SourceItem`, go into the pre-check stage, which hands
 on a :class:`Payload` per image to send; an :class:`OcrResult` comes back
 from the API; a :class:`Record` is the one JSON line written per input,
-to a :class:`RecordSink`.
+to a :class:`RecordSink`. A :class:`PageSink` gets each :class:`FinishedPage`
+(the record with the image it was read from) just before.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "BoundingBox",
     "Endpoint",
     "ErrorInfo",
+    "FinishedPage",
     "ImageBytes",
     "ImageFile",
     "ImageInput",
@@ -30,6 +32,7 @@ __all__ = [
     "JsonWritable",
     "Line",
     "OcrResult",
+    "PageSink",
     "Payload",
     "Recognition",
     "Record",
@@ -336,4 +339,30 @@ class RecordSink(Protocol):
 
     async def write(self, record: Record) -> None:
         """Take one record."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedPage:
+    """One image or page done, with what page formats need: its record and what was sent.
+
+    A :class:`PageSink` gets it before the record is written, so that a
+    record in the output means its page files were written too (a resumed
+    run redoes what a crash cut off). It holds the image bytes until the
+    page sink is done with it, and no longer.
+    """
+
+    #: The input's ``source``: a PDF's or a TIFF's pages share it.
+    input: str
+    record: Record
+    #: What the pre-check stage handed on: the image sent (None for a URL,
+    #: which the API fetched) and its ``transform`` (page, pages, dpi ...).
+    payload: Payload
+
+
+class PageSink(Protocol):
+    """Anything that writes files per page as records finish: ALTO, hOCR, searchable PDFs."""
+
+    async def write_page(self, page: FinishedPage) -> None:
+        """Take one finished page (a failure too); never raise for a file not written."""
         ...

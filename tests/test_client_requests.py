@@ -293,3 +293,24 @@ async def test_a_request_waiting_for_its_turn_is_not_observed_and_a_cancelled_on
     release.set()
     await second
     assert [kind for kind, _, _ in observer.events] == ["started", "finished"] * 2
+
+
+async def test_recognize_reads_a_one_page_pdf_and_refuses_a_longer_one_unrendered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pypdfium2", reason="PDF input needs the 'pdf' extra")
+    from pdfs import count_renders, text_pdf
+
+    rendered = count_renders(monkeypatch)
+    one, long = tmp_path / "one.pdf", tmp_path / "long.pdf"
+    one.write_bytes(text_pdf([("P", "single")]))
+    long.write_bytes(text_pdf([("P", str(n)) for n in range(50)]))
+    client, transport, _ = client_on([ok("single")], options=Options(pdf_dpi=72))
+
+    assert (await client.recognize(one)).text == "single"
+    assert transport.posts[0].request.body.count(b"\x89PNG") == 1
+    with pytest.raises(LocalCheckError, match="has several pages") as caught:
+        await client.recognize(long)
+    assert caught.value.code == "pages"
+    assert rendered == [1, 1, 2]  # two pages of fifty were enough to refuse
+    assert len(transport.posts) == 1

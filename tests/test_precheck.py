@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from ocr_async import protocol
 from ocr_async.emulator import make_jpeg, make_png
 from ocr_async.errors import SourceError
+from ocr_async.imaging import image_size
 from ocr_async.models import Endpoint, ImageBytes, ImageFile, ImageUrl, Payload, SourceItem
 from ocr_async.options import Options
 from ocr_async.precheck import Precheck, content_sha256
@@ -274,3 +277,174 @@ def test_it_matches_sha256sum(tmp_path: Path) -> None:
         ["sha256sum", str(path)], check=True, capture_output=True, text=True
     ).stdout
     assert printed.split()[0] == content_sha256(path.read_bytes())
+
+
+# --- PDFs: one payload per page, rendered one at a time --------------------------------
+
+needs_pdf = pytest.mark.skipif(
+    importlib.util.find_spec("pypdfium2") is None, reason="PDF input needs the 'pdf' extra"
+)
+
+
+@needs_pdf
+async def test_a_pdf_becomes_one_png_payload_per_page_named_like_tiff_pages(
+    tmp_path: Path,
+) -> None:
+    from pdfs import text_pdf
+
+    path = tmp_path / "letters.pdf"
+    path.write_bytes(text_pdf([("P", "one"), ("L", "two"), ("P", "three")]))
+
+    payloads = await Precheck(Options(pdf_dpi=72)).prepare(item_for(path))
+
+    assert [p.source for p in payloads] == [f"{path}#page={n}" for n in (1, 2, 3)]
+    for n, page in enumerate(payloads, 1):
+        assert page.error is None
+        assert page.kind == "png"
+        assert page.transform is not None
+        size = [842, 596] if n == 2 else [596, 842]  # landscape turned
+        assert page.transform.to_json() == {
+            "converted_from": "pdf",
+            "page": n,
+            "pages": 3,
+            "size": size,
+            "dpi": 72,
+            "note": f"rendered page {n}/3 at 72 dpi as PNG",
+        }
+        assert image_size(page.image or b"") == tuple(size)
+
+
+@needs_pdf
+async def test_pages_done_before_are_neither_rendered_nor_handed_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pdfs import count_renders, text_pdf
+
+    rendered = count_renders(monkeypatch)
+    path = tmp_path / "book.pdf"
+    path.write_bytes(text_pdf([("P", str(n)) for n in range(5)]))
+    done = {f"{path}#page={n}" for n in (1, 2, 4)}
+    asked: list[str] = []
+
+    def skip(source: str) -> bool:
+        asked.append(source)
+        return source in done
+
+    payloads = Precheck(Options(pdf_dpi=72)).payloads(item_for(path), skip=skip)
+    sources = [payload.source async for payload in payloads]
+
+    assert sources == [f"{path}#page=3", f"{path}#page=5"]
+    assert rendered == [3, 5]
+    assert asked == [f"{path}#page={n}" for n in range(1, 6)]
+
+
+@needs_pdf
+async def test_a_pdf_is_rendered_a_page_at_a_time_as_the_stream_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pdfs import count_renders, text_pdf
+
+    from ocr_async.pdfpages import PdfPages
+
+    rendered = count_renders(monkeypatch)
+    closed: list[bool] = []
+    real_close = PdfPages.close
+
+    def closing(self: PdfPages) -> None:
+        closed.append(True)
+        real_close(self)
+
+    monkeypatch.setattr(PdfPages, "close", closing)
+    path = tmp_path / "long.pdf"
+    path.write_bytes(text_pdf([("P", str(n)) for n in range(4)]))
+
+    payloads = Precheck(Options(pdf_dpi=72)).payloads(item_for(path))
+    first = await anext(payloads)
+    assert first.source.endswith("#page=1")
+    assert rendered == [1]  # nothing ahead of the consumer
+    await payloads.aclose()
+    assert closed == [True]  # leaving early closes the document
+
+
+@needs_pdf
+@pytest.mark.parametrize(
+    ("make", "code", "says"),
+    [
+        pytest.param("encrypted", "pdf_encrypted", "encrypted and needs a password", id="enc"),
+        pytest.param("broken", "pdf_broken", "not a PDF that can be read", id="broken"),
+        pytest.param("no-pages", "pdf_empty", "has no page", id="no-pages"),
+        pytest.param("empty", "pdf_empty", "the file is empty", id="empty"),
+    ],
+)
+async def test_a_pdf_that_cannot_be_opened_is_one_clear_error(
+    tmp_path: Path, make: str, code: str, says: str
+) -> None:
+    from pdfs import text_pdf, zero_page_pdf
+
+    makers: dict[str, Callable[[], bytes]] = {
+        "encrypted": lambda: text_pdf([("P", "secret")], password="user"),
+        "broken": lambda: b"%PDF-1.7\nnot really",
+        "no-pages": zero_page_pdf,
+        "empty": lambda: b"",
+    }
+    data = makers[make]()
+    path = tmp_path / "bad.pdf"
+    path.write_bytes(data)
+    (payload,) = await Precheck(Options()).prepare(item_for(path))
+    assert payload.source == str(path)
+    assert payload.image is None
+    assert payload.error is not None
+    assert (payload.error.code, payload.error.local, payload.error.retryable) == (code, True, False)
+    assert says in payload.error.message
+
+
+@needs_pdf
+async def test_a_missing_pdf_is_told_as_any_missing_file(tmp_path: Path) -> None:
+    (payload,) = await Precheck(Options()).prepare(item_for(tmp_path / "gone.pdf"))
+    assert payload.error is not None
+    assert payload.error.code == "not_found"
+
+
+@needs_pdf
+@pytest.mark.parametrize("options", [Options(), Options(convert=True, shrink=True)])
+async def test_a_pdf_is_known_by_its_first_bytes_whatever_its_name(
+    tmp_path: Path, options: Options
+) -> None:
+    from pdfs import text_pdf
+
+    path = tmp_path / "scan.dat"
+    path.write_bytes(text_pdf([("P", "a"), ("P", "b")]))
+    payloads = await Precheck(options.with_changes(pdf_dpi=72)).prepare(item_for(path))
+    assert [p.source for p in payloads] == [f"{path}#page=1", f"{path}#page=2"]
+    assert all(p.kind == "png" for p in payloads)
+
+
+@needs_pdf
+async def test_pdf_bytes_in_memory_are_pages_too() -> None:
+    from pdfs import text_pdf
+
+    item = SourceItem("upload", ImageBytes(text_pdf([("P", "only page")]), "upload"))
+    (payload,) = await Precheck(Options(pdf_dpi=72, endpoint="auto")).prepare(item)
+    # One page keeps the input's plain name; --endpoint auto picks from the page.
+    assert payload.source == "upload"
+    assert payload.endpoint is Endpoint.GENERAL
+    assert payload.transform is not None
+    assert payload.transform.to_json()["endpoint_chosen"] == "general"
+
+
+@needs_pdf
+async def test_without_the_pdf_extra_a_pdf_is_a_retryable_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from pdfs import text_pdf
+
+    monkeypatch.setitem(sys.modules, "pypdfium2", None)
+    path = tmp_path / "book.pdf"
+    path.write_bytes(text_pdf([("P", "x")]))
+    (payload,) = await Precheck(Options()).prepare(item_for(path))
+    assert payload.error is not None
+    assert payload.error.code == 4000003
+    assert payload.error.retryable  # once installed, --resume --retry-failed reads it
+    assert "pip install 'ocr-async[pdf]'" in payload.error.message

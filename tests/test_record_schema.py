@@ -73,3 +73,24 @@ def test_sha256_is_written_only_when_set_before_metadata() -> None:
     assert "sha256" not in OK.to_json()
     document = dataclasses.replace(OK, id="d", sha256="0" * 64, metadata={}).to_json()
     assert list(document)[-2:] == ["sha256", "metadata"]
+
+
+def test_a_pdf_page_and_a_pdf_that_cannot_be_opened_validate() -> None:
+    from ocr_async.imaging import Transform
+
+    page = Transform(converted_from="pdf", page=3, pages=5, size=(2481, 3508), dpi=300,
+                     notes=("rendered page 3/5 at 300 dpi as PNG",))  # fmt: skip
+    record = dataclasses.replace(OK, source="book.pdf#page=3", transform=page)
+    assert record.to_json()["transform"] == {
+        "converted_from": "pdf",
+        "page": 3,
+        "pages": 5,
+        "size": [2481, 3508],
+        "dpi": 300,
+        "note": "rendered page 3/5 at 300 dpi as PNG",
+    }
+    VALIDATOR.validate(record.to_json())
+    error = ErrorInfo(
+        "pdf_encrypted", "book.pdf: the PDF is encrypted", local=True, retryable=False
+    )
+    VALIDATOR.validate(dataclasses.replace(FAILED, source="book.pdf", error=error).to_json())

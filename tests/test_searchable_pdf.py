@@ -236,3 +236,23 @@ def test_the_text_is_invisible_render_mode_3() -> None:
     assert modes
     assert all(operands == [3] for operands in modes)
     assert sum(op == "Tj" or op == "TJ" for _, op in operators) == len(words_of(PORTRAIT))
+
+
+@pytest.mark.parametrize("gap", [1, 4, 8])
+def test_hangul_words_set_close_together_extract_as_separate_words(gap: int) -> None:
+    # Tesseract's boxes for 열람실 이용 안내 at 150 dpi leave a few pixels
+    # between words: PDFium took such a gap for no space at all.
+    image = Image.new("RGB", (600, 200), "white")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    lefts = [60, 180 + gap, 260 + 2 * gap]
+    words = [
+        Word(text, 0.9, BoundingBox(left, 80, left + width, 80, left + width, 120, left, 120))
+        for text, left, width in zip(["열람실", "이용", "안내"], lefts, [120, 80, 80], strict=True)
+    ]
+    page = page_pdf(SearchablePage(buffer.getvalue(), OcrResult((Line(tuple(words)),), raw={})))
+    document = pdfium.PdfDocument(page)
+    try:
+        assert document[0].get_textpage().get_text_range().split() == ["열람실", "이용", "안내"]
+    finally:
+        document.close()

@@ -22,7 +22,10 @@ from ocr_async.options import (
     BASE_URL_ENV,
     DEFAULT_CONCURRENCY,
     DEFAULT_GRACE,
+    DEFAULT_PDF_DPI,
     DEFAULT_TIMEOUT,
+    MAX_PDF_DPI,
+    MIN_PDF_DPI,
 )
 from ocr_async.retry import RetryPolicy
 
@@ -237,11 +240,41 @@ def _add_run_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
         help="also write one .txt per recognized image below DIR, mirroring the inputs' "
         "paths (never outside DIR)",
     )
+    _add_page_output_flags(run)
     run.add_argument(
         "--no-progress", action="store_true", help="no progress bar even on a terminal"
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log retries and skips")
     _add_pipeline_flags(run)
+
+
+def _add_page_output_flags(run: argparse.ArgumentParser) -> None:
+    # For digitization (issue 12): PDF pages in; ALTO, hOCR, searchable PDFs out.
+    run.add_argument(
+        "--alto",
+        metavar="DIR",
+        help="also write one ALTO v4 XML file per recognized image or page below DIR, "
+        "mirroring the inputs' paths (needs the 'digitize' extra)",
+    )
+    run.add_argument(
+        "--hocr",
+        metavar="DIR",
+        help="also write one hOCR file per recognized image or page below DIR, "
+        "mirroring the inputs' paths (needs the 'digitize' extra)",
+    )
+    run.add_argument(
+        "--searchable-pdf",
+        metavar="DIR",
+        help="also write one searchable PDF per input below DIR: its images with the "
+        "words as invisible text (needs the 'digitize' extra and a Hangul font)",
+    )
+    run.add_argument(
+        "--pdf-dpi",
+        type=_int_in(MIN_PDF_DPI, MAX_PDF_DPI),
+        default=DEFAULT_PDF_DPI,
+        help=f"render PDF pages at this resolution, {MIN_PDF_DPI} to {MAX_PDF_DPI}, lowered "
+        f"for a page that would not fit --max-bytes (default {DEFAULT_PDF_DPI})",
+    )
 
 
 def _add_pipeline_flags(run: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -28,6 +28,7 @@ from ocr_async.cli.sources import CommandInputs, SkipCounter, check_inputs_exist
 from ocr_async.client import OcrClient
 from ocr_async.errors import ConfigurationError, OcrError
 from ocr_async.imaging import PILLOW_HINT
+from ocr_async.inputs import display_path, is_url
 from ocr_async.limits import RateController
 from ocr_async.models import Endpoint, Record
 from ocr_async.options import (
@@ -38,13 +39,22 @@ from ocr_async.options import (
     resolve_credentials,
 )
 from ocr_async.outputs.jsonl import JsonlSink, OutputExistsError, OutputLock, OutputLockError
+from ocr_async.outputs.pagefiles import (
+    AltoFolder,
+    HocrFolder,
+    PageFiles,
+    PageFormat,
+    SearchablePdfFolder,
+    digitize_support,
+)
 from ocr_async.outputs.progress import Progress
 from ocr_async.outputs.runmeta import RunMeta, write_run_meta
 from ocr_async.outputs.textdir import TextDirSink
+from ocr_async.pdfpages import is_pdf_name, pdf_support
 from ocr_async.pipeline.batch import BatchSummary, StopRequest, run_batch
 from ocr_async.pipeline.manifest import ManifestError
 from ocr_async.pipeline.resume import NotAnOutputError, ResumeIndex, load_resume_index
-from ocr_async.pipeline.sources import CONVERTIBLE_EXTENSIONS, IMAGE_EXTENSIONS, UrlListError
+from ocr_async.pipeline.sources import CONVERTIBLE_EXTENSIONS, WALKED_EXTENSIONS, UrlListError
 from ocr_async.retry import RetryPolicy
 from ocr_async.wording import counted
 
@@ -77,6 +87,8 @@ def _check_run_args(args: argparse.Namespace) -> None:
     # only the URL is checked now, in the order the mistakes were always told.
     _check_base_url(resolve_base_url(args.base_url))
     _check_pillow(args)
+    _check_pdf_support(args.inputs)
+    _check_page_outputs(args)
 
 
 def _check_base_url(url: str) -> None:
@@ -119,9 +131,46 @@ def _check_pillow(args: argparse.Namespace) -> None:
         ) from None
 
 
+def _check_pdf_support(inputs: Sequence[str]) -> None:
+    # A PDF named on the command line without the extra is a usage error, as
+    # --convert without Pillow is. PDFs met in folders are known only once
+    # walked: each gets its error record (retryable: --resume --retry-failed
+    # reads them once the extra is installed).
+    named = [given for given in inputs if not is_url(given) and is_pdf_name(given)]
+    if named and (missing := pdf_support()) is not None:
+        raise UsageError(f"{display_path(named[0])} is a PDF, and {missing}")
+
+
+#: The page-output flags and what each writes.
+_PAGE_OUTPUTS = (("--alto", "alto"), ("--hocr", "hocr"), ("--searchable-pdf", "searchable_pdf"))
+
+
+def _check_page_outputs(args: argparse.Namespace) -> None:
+    wanted = [(flag, getattr(args, name)) for flag, name in _PAGE_OUTPUTS if getattr(args, name)]
+    for flag, folder in wanted:
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise UsageError(f"{flag} {folder!r} is a file: name a folder (made if needed)")
+    for flag, _ in wanted:
+        missing = digitize_support(pdf=flag == "--searchable-pdf")
+        if missing is not None:
+            raise UsageError(f"{flag} {missing}")
+
+
+def _page_files(args: argparse.Namespace) -> PageFiles | None:
+    """The page outputs asked for, or None."""
+    formats: list[PageFormat] = []
+    if args.alto:
+        formats.append(AltoFolder(Path(args.alto)))
+    if args.hocr:
+        formats.append(HocrFolder(Path(args.hocr)))
+    if args.searchable_pdf:
+        formats.append(SearchablePdfFolder(Path(args.searchable_pdf), resumed=args.resume))
+    return PageFiles(formats) if formats else None
+
+
 def _extensions(options: Options) -> frozenset[str]:
-    """What a folder walk takes: JPEG and PNG, and with ``--convert`` what becomes PNG."""
-    return IMAGE_EXTENSIONS | (CONVERTIBLE_EXTENSIONS if options.convert else frozenset())
+    """What a folder walk takes: JPEG, PNG and PDF, and with ``--convert`` what becomes PNG."""
+    return WALKED_EXTENSIONS | (CONVERTIBLE_EXTENSIONS if options.convert else frozenset())
 
 
 def _inputs(
@@ -152,6 +201,7 @@ def _options(args: argparse.Namespace) -> Options:
         convert=args.convert,
         shrink=args.shrink,
         grace=args.grace,
+        pdf_dpi=args.pdf_dpi,
     )
 
 
@@ -304,6 +354,7 @@ async def _run_with(
     if args.urls is None and args.manifest is None:
         progress.count_in_background(list(args.inputs), inputs.extensions)
     texts = TextDirSink(sink, Path(args.text_dir)) if args.text_dir else None
+    page_files = _page_files(args)
     stop = StopRequest()
     _install_stop_handlers(stop, progress)
     failure: OSError | None = None
@@ -320,7 +371,10 @@ async def _run_with(
                 on_skip=log_skip,
                 already_done=resumed.done if resumed else None,
                 stop=stop,
+                pages=page_files,
             )
+            if page_files is not None:
+                await page_files.finish()
     except OSError as exc:
         failure = exc
     except UrlListError as exc:
@@ -352,6 +406,8 @@ async def _run_with(
         tell_summary(
             texts.describe(), event="text_files", written=texts.written, failed=texts.failed
         )
+    if page_files is not None:
+        tell_summary(page_files.describe(), event="page_files", failed=page_files.failed)
     if (rate := _describe_rate(client.rate_controller)) is not None:
         tell_summary(rate, event="rate", **_rate_fields(client.rate_controller))
     if args.output != "-":
@@ -384,6 +440,7 @@ async def _run_with(
         )
     # A text file asked for and missing fails the run too: its warning may go unread.
     texts_failed = texts.failed if texts is not None else 0
+    texts_failed += page_files.failed if page_files is not None else 0
     return (
         ExitCode.SOME_FAILED if summary.failed or earlier_failures or texts_failed else ExitCode.OK
     )

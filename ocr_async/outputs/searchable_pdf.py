@@ -24,8 +24,10 @@ pages, holding one page image at a time.
 
 Placement: each line's words share one baseline and one font size, taken
 from the line's box, so text extraction keeps them on one line; each word
-is scaled horizontally to fill its own box. A word without a box cannot be
-placed and is left out.
+is scaled horizontally to fill its own box, and followed by a space (but the
+last of a line), so that extraction separates two words even where the gap
+between them is too small to be taken for one. A word without a box cannot
+be placed and is left out.
 
 The font must have Hangul: NanumGothic (Debian ``fonts-nanum``) is looked
 for in the usual places, or pass ``font=``; DejaVu Sans, when installed,
@@ -34,15 +36,16 @@ covers the symbols NanumGothic lacks.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, BinaryIO, Final
 
 from ocr_async import __version__
 from ocr_async.errors import ConfigurationError
@@ -56,9 +59,11 @@ __all__ = [
     "DEFAULT_DPI",
     "FALLBACK_FONTS",
     "HANGUL_FONTS",
+    "PageOpener",
     "SearchablePage",
     "find_font",
     "join_pages",
+    "join_streams",
     "page_pdf",
     "write_searchable_pdf",
 ]
@@ -174,15 +179,19 @@ def _place_line(pdf: FPDF, line: PlacedLine, to_points: float) -> None:
     size = rect.height * to_points
     baseline = rect.bottom * to_points - _DESCENT * size
     pdf.set_font_size(size)
-    for word in line.words:
-        if word.rect is None or word.rect.width == 0:
-            continue
+    placed = [word for word in line.words if word.rect is not None and word.rect.width > 0]
+    for number, word in enumerate(placed, 1):
+        assert word.rect is not None
         pdf.set_stretching(100)
         natural = pdf.get_string_width(word.text)
         if natural <= 0:
             continue
         pdf.set_stretching(word.rect.width * to_points / natural * 100)
-        pdf.text(word.rect.left * to_points, baseline, word.text)
+        # A space after each word but the last, in the same string: readers
+        # that guess spaces from gaps (PDFium) find none between two Hangul
+        # words set close together, and drop a space shown on its own there.
+        text = word.text if number == len(placed) else word.text + " "
+        pdf.text(word.rect.left * to_points, baseline, text)
 
 
 def join_pages(pages: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str]) -> int:
@@ -194,35 +203,70 @@ def join_pages(pages: Iterable[str | os.PathLike[str]], out: str | os.PathLike[s
     ``_MAX_OPEN`` files the pages are joined in rounds. Raises
     :class:`ValueError` when there is no page.
     """
-    paths = [Path(p) for p in pages]
-    if not paths:
+    openers = [functools.partial(_open_page, Path(p)) for p in pages]
+    if not openers:
         raise ValueError("a PDF needs at least one page")
     out = Path(out)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as work:
-        rounds = 0
-        while len(paths) > _MAX_OPEN:
-            rounds += 1
-            chunks = [paths[i : i + _MAX_OPEN] for i in range(0, len(paths), _MAX_OPEN)]
-            joined = []
-            for number, chunk in enumerate(chunks):
-                target = Path(work, f"round{rounds}-{number:05d}.pdf")
-                _join(chunk, target)
-                joined.append(target)
-            paths = joined
         partial = Path(work, "joined.pdf")
-        count = _join(paths, partial)
+        with partial.open("wb") as handle:
+            count = join_streams(openers, handle, scratch=functools.partial(_scratch, work))
         os.replace(partial, out)
     return count
 
 
-def _join(paths: Sequence[Path], target: Path) -> int:
+def _open_page(path: Path) -> BinaryIO:
+    return path.open("rb")
+
+
+def _scratch(folder: str) -> BinaryIO:
+    # Closed by join_streams, which enters it in its exit stack.
+    return tempfile.TemporaryFile(dir=folder)
+
+
+#: Opens one page file for reading; :func:`join_streams` closes it.
+PageOpener = Callable[[], BinaryIO]
+
+
+def join_streams(
+    pages: Sequence[PageOpener], out: BinaryIO, *, scratch: Callable[[], BinaryIO]
+) -> int:
+    """Join PDFs, in order, into the open file ``out``; return the page count.
+
+    Each of ``pages`` opens one PDF when its turn comes (so a caller can
+    open them through a folder descriptor, without following a symlink).
+    Past ``_MAX_OPEN`` pages they are joined in rounds, each round's result
+    kept in a file that ``scratch`` makes (opened for reading and writing,
+    gone once closed). Raises :class:`ValueError` when there is no page.
+    """
+    openers = list(pages)
+    if not openers:
+        raise ValueError("a PDF needs at least one page")
+    with ExitStack() as rounds:
+        while len(openers) > _MAX_OPEN:
+            joined: list[PageOpener] = []
+            for start in range(0, len(openers), _MAX_OPEN):
+                target = rounds.enter_context(scratch())
+                _join(openers[start : start + _MAX_OPEN], target)
+                target.seek(0)
+                joined.append(functools.partial(_same, target))
+            openers = joined
+        return _join(openers, out)
+
+
+def _same(stream: BinaryIO) -> BinaryIO:
+    return stream
+
+
+def _join(openers: Sequence[PageOpener], target: BinaryIO) -> int:
     import pikepdf
 
     with ExitStack() as stack:
         result = stack.enter_context(pikepdf.new())
-        for path in paths:
+        for open_page in openers:
             # Each source stays open until save(): qpdf reads its streams then.
-            source = stack.enter_context(pikepdf.open(path, access_mode=pikepdf.AccessMode.stream))
+            stream = stack.enter_context(open_page())
+            source = stack.enter_context(pikepdf.open(stream))
             result.pages.extend(source.pages)
         result.docinfo["/Creator"] = f"ocr-async {__version__}"
         result.save(target)

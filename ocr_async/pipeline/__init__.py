@@ -21,7 +21,5 @@ never :mod:`ocr_async.outputs` or :mod:`ocr_async.cli`.
 * :mod:`~ocr_async.pipeline.verify`: whether an output holds exactly one
   record for every expected input;
 * :mod:`~ocr_async.pipeline.fdlimit`: how many workers the open-file limit
-  leaves room for;
-* :mod:`~ocr_async.pipeline.pdf_pages`: a PDF as a stream of page images,
-  rendered one at a time (the ``pdf`` extra), for the pre-check's page step.
+  leaves room for.
 """

@@ -157,7 +157,7 @@ def recognize_many(
     default the client's or the defaults); ``concurrency``, ``endpoint``
     (``"auto"`` picks per image), ``convert``, ``shrink``, ``timeout`` and
     ``retry`` are shorthand for changing it. A page of a converted
-    multi-page TIFF gets its own record, named ``<source>#page=<n>``.
+    multi-page TIFF or of a PDF gets its own record, named ``<source>#page=<n>``.
 
     Pass ``client`` (an open :class:`~ocr_async.OcrClient`, which is then
     left open) or the settings to build one: ``appkey`` (default: env
