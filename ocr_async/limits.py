@@ -42,7 +42,12 @@ each refusal that opens an event measures the quota again:
   waits, the workers set the pace and the climb stands still, so a run
   bounded by its concurrency never builds a rate nobody uses). At the first
   refusal the limit was met a call or two before: the estimate is the rate
-  two calls back.
+  two calls back. Calls that saved up while every worker was in flight
+  (:data:`SLOW_START_BURST`, a tenth of a second's worth) leave together
+  until then: answers that come back in a clump go out again in one, not
+  one per timer. While workers queue nothing saves up, so the climb and its
+  overshoot are as before; after the first refusal the bucket holds one
+  call and a half again.
 * *Hold.* The rate holds :data:`MARGIN` under the estimate, for at least
   :data:`MIN_HOLD` seconds and :data:`PROBE_CALLS` calls, or longer if the
   last probe was costly: its refusals divided by :data:`PROBE_COST` calls,
@@ -173,6 +178,7 @@ __all__ = [
     "PROBE_CALLS",
     "PROBE_COST",
     "PROBE_TIME",
+    "SLOW_START_BURST",
     "THROTTLE_ERRORS",
     "WINDOW",
     "Cut",
@@ -203,6 +209,9 @@ THROTTLE_ERRORS: Final = (RateLimitedError, TemporarilyUnavailableError, TooMany
 INITIAL_RATE: Final = 10.0
 #: Seconds in which the start-up climb doubles the rate.
 DOUBLING_TIME: Final = 0.15
+#: Seconds of calls at the climbing rate that may leave together in the
+#: start-up climb, if they saved up while nobody was waiting.
+SLOW_START_BURST: Final = 0.1
 #: The rate holds this fraction under the quota estimate.
 MARGIN: Final = 0.05
 #: Seconds after which a probe has doubled the rate it left the hold at
@@ -247,6 +256,8 @@ _SHARE_PRIOR: Final = 4.0
 _MAX_PAUSE: Final = 1.0
 # A tail of refusals doubles the pause at most this many times.
 _MAX_DOUBLINGS: Final = 6
+# The bucket's burst once paced: one call, and the lateness made up.
+_PACED_BURST: Final = 1.0 + CATCH_UP
 # Calls whose rate is remembered for looking back from a refusal.
 _RECENT_RATES: Final = 1024
 # settled_rate averages this many seconds of successes.
@@ -607,7 +618,8 @@ class RateController:
         start = fixed_rps if fixed_rps is not None else self._clamp(initial_rate)
         # One token to start with: a full bucket would let the first callers
         # leave back to back, which a strict limiter refuses.
-        self._bucket = TokenBucket(start, 1.0 + CATCH_UP, tokens=1.0, clock=clock, sleep=sleep)
+        burst = _PACED_BURST if fixed_rps is not None else self._slow_start_burst(start)
+        self._bucket = TokenBucket(start, burst, tokens=1.0, clock=clock, sleep=sleep)
         self._slow_start = fixed_rps is None
         self._estimate: float | None = None
         # The rate climbs from _ramp_base since _ramp_since: doubling in the
@@ -780,6 +792,7 @@ class RateController:
         self._hold_until = self._ramp_since = share.since
         self._hold_calls = 0.0
         self._bucket.rate = self._clamp(share.rate_at(now))
+        self._bucket.burst = _PACED_BURST
         if share.slow_start:
             self._ramp_base, self._ramp_since = self._bucket.rate, now
         if event:
@@ -882,6 +895,14 @@ class RateController:
         self._epoch_sent = self._epoch_refused = self._tail = self._cycle_refused = 0
         self._recent_sends.clear()
 
+    @staticmethod
+    def _slow_start_burst(rate: float) -> float:
+        # Until the first refusal, calls saved up while everyone was in
+        # flight may leave together: answers that come back in a clump go
+        # out in one, instead of one per timer over the next milliseconds.
+        # Nothing saves up while workers queue, so the climb is as before.
+        return max(_PACED_BURST, rate * SLOW_START_BURST)
+
     def _clamp(self, rate: float) -> float:
         return min(max(rate, self._min_rate), self._max_rate)
 
@@ -917,6 +938,8 @@ class RateController:
         new = self._clamp(target)
         if new > rate:
             self._bucket.rate = new
+            if self._slow_start and self._coordinator is None:
+                self._bucket.burst = self._slow_start_burst(new)
             if now - self._last_sample >= _SAMPLE_INTERVAL:
                 self._record(now, "grow")
 
@@ -994,6 +1017,7 @@ class RateController:
         self._hold_until = now + MIN_HOLD
         self._ramp_base, self._ramp_since = self._hold_rate, self._hold_until
         self._bucket.rate = self._hold_rate
+        self._bucket.burst = _PACED_BURST
         return kind
 
     def _record(self, now: float, event: RateEvent) -> None:

@@ -417,6 +417,56 @@ def test_hold_then_a_probe_that_doubles_in_probe_time() -> None:
     assert later[0].rate == pytest.approx(2 * hold, rel=0.1)
 
 
+def test_in_the_start_up_answers_that_come_back_together_leave_together() -> None:
+    # 16 workers whose calls all answer at the next tenth of a second: at 400
+    # calls/s the bucket saves up to 40 tokens while everyone is in flight,
+    # so each round after the first leaves at once instead of one per 2.5 ms.
+    async def main() -> list[Ticket]:
+        clock = vclock()
+        controller = RateController(clock=clock, initial_rate=400.0)
+        tickets: list[Ticket] = []
+
+        async def worker() -> None:
+            for round_ in range(3):
+                ticket = await controller.acquire()
+                tickets.append(ticket)
+                await asyncio.sleep(0.1 * (round_ + 1) - clock())
+                controller.on_success(ticket)
+
+        await asyncio.gather(*(worker() for _ in range(16)))
+        return tickets
+
+    tickets = run_virtual(main())
+    last_round = sorted(t.sent_at for t in tickets)[32:]
+    assert last_round[-1] - last_round[0] == pytest.approx(0.0, abs=1e-9)
+    # The first callers still leave one at a time: the bucket starts with one token.
+    first_round = sorted(t.sent_at for t in tickets)[:16]
+    assert first_round[1] > first_round[0]
+
+
+def test_after_the_first_refusal_calls_are_paced_one_by_one_again() -> None:
+    async def main() -> list[Ticket]:
+        clock = vclock()
+        controller = RateController(clock=clock, initial_rate=400.0)
+        assert controller.on_throttled(await controller.acquire())
+        tickets: list[Ticket] = []
+
+        async def worker() -> None:
+            for round_ in range(2):
+                ticket = await controller.acquire()
+                tickets.append(ticket)
+                await asyncio.sleep(max(0.1 * (round_ + 1) - clock(), 0.0))
+                controller.on_success(ticket)
+
+        await asyncio.gather(*(worker() for _ in range(16)))
+        return tickets
+
+    times = sorted(t.sent_at for t in run_virtual(main()))[16:]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # At most the burst of one call and a half: never two leave together twice.
+    assert sum(gap < 1e-9 for gap in gaps) <= 1
+
+
 def test_the_climb_stands_still_while_nobody_waits() -> None:
     # Four workers with 1 s calls send 4/s: nobody ever waits for a token,
     # so the rate stays where it started instead of running off to 10 * 2 ** 200.
