@@ -10,9 +10,10 @@ to a :class:`RecordSink`. A :class:`PageSink` gets each :class:`FinishedPage`
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -210,31 +211,136 @@ class Line:
         return " ".join(word.value for word in self.words)
 
 
-@dataclass(frozen=True, slots=True)
 class OcrResult:
     """A successful recognition.
 
     ``raw`` is the API's ``result`` object exactly as received (unknown fields
     kept), except that a key repeated inside one object has all its list
     values concatenated in order, so no group of words is lost.
+
+    A frozen value, compared by its fields. A result read from an answer
+    (:func:`ocr_async.protocol.parse_result`) builds its ``lines`` from
+    ``raw`` on first use, and its ``text`` straight from ``raw`` until then:
+    a run that only writes records never builds the typed words and boxes.
     """
 
-    lines: tuple[Line, ...]
+    __slots__ = (
+        "_lines",
+        "_read_lines",
+        "_read_text",
+        "file_type",
+        "no_text",
+        "raw",
+        "slices_images",
+    )
+
     raw: Mapping[str, Any]
-    file_type: str | None = None
-    slices_images: int | None = None
+    file_type: str | None
+    slices_images: int | None
     #: True when the API answered 4000501: a valid answer with no text.
-    no_text: bool = False
+    no_text: bool
+    _lines: tuple[Line, ...] | None
+    _read_lines: Callable[[Mapping[str, Any]], tuple[Line, ...]] | None
+    _read_text: Callable[[Mapping[str, Any]], str] | None
+
+    def __init__(
+        self,
+        lines: tuple[Line, ...],
+        raw: Mapping[str, Any],
+        file_type: str | None = None,
+        slices_images: int | None = None,
+        no_text: bool = False,
+    ) -> None:
+        self._fill(lines, raw, file_type, slices_images, no_text, None, None)
+
+    @classmethod
+    def from_raw(
+        cls,
+        raw: Mapping[str, Any],
+        read_lines: Callable[[Mapping[str, Any]], tuple[Line, ...]],
+        read_text: Callable[[Mapping[str, Any]], str],
+        *,
+        file_type: str | None = None,
+        slices_images: int | None = None,
+        no_text: bool = False,
+    ) -> OcrResult:
+        """A result whose lines ``read_lines(raw)`` builds on first use.
+
+        ``read_text(raw)`` must give what the lines' text would be: it
+        answers :attr:`text` until the lines are built.
+        """
+        result = cls.__new__(cls)
+        result._fill(None, raw, file_type, slices_images, no_text, read_lines, read_text)
+        return result
+
+    def _fill(
+        self,
+        lines: tuple[Line, ...] | None,
+        raw: Mapping[str, Any],
+        file_type: str | None,
+        slices_images: int | None,
+        no_text: bool,
+        read_lines: Callable[[Mapping[str, Any]], tuple[Line, ...]] | None,
+        read_text: Callable[[Mapping[str, Any]], str] | None,
+    ) -> None:
+        put = object.__setattr__
+        put(self, "_lines", lines)
+        put(self, "raw", raw)
+        put(self, "file_type", file_type)
+        put(self, "slices_images", slices_images)
+        put(self, "no_text", no_text)
+        put(self, "_read_lines", read_lines)
+        put(self, "_read_text", read_text)
+
+    @property
+    def lines(self) -> tuple[Line, ...]:
+        """One :class:`Line` per ``listOfInferTexts`` entry."""
+        lines: tuple[Line, ...] | None = self._lines
+        if lines is None:
+            assert self._read_lines is not None  # set whenever _lines is not
+            lines = self._read_lines(self.raw)
+            object.__setattr__(self, "_lines", lines)
+        return lines
 
     @property
     def text(self) -> str:
         """One line per ``listOfInferTexts`` entry, words joined by spaces."""
+        if self._lines is None and self._read_text is not None:
+            return self._read_text(self.raw)
         return "\n".join(line.text for line in self.lines)
 
     @property
     def words(self) -> tuple[Word, ...]:
         """Every word, in reading order."""
         return tuple(word for line in self.lines for word in line.words)
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.lines, self.raw, self.file_type, self.slices_images, self.no_text)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, OcrResult)
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"OcrResult(lines={self.lines!r}, raw={self.raw!r}, file_type={self.file_type!r}, "
+            f"slices_images={self.slices_images!r}, no_text={self.no_text!r})"
+        )
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled and copied as the plain value it is, lines built.
+        return (OcrResult, self._key())
 
 
 @dataclass(frozen=True, slots=True)

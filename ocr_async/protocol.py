@@ -467,20 +467,29 @@ def _parse_box(raw: Any) -> BoundingBox | None:
         return None
 
 
-def _parse_word(raw: Any, box: BoundingBox | None) -> Word | None:
+def _word_value(raw: Any) -> str | None:
     # A word without a value (null, or not an object with one) is no word:
     # it must not become the text "None".
     if isinstance(raw, str | int | float) and not isinstance(raw, bool):
-        return Word(value=str(raw), conf=None, box=box)
-    if not isinstance(raw, Mapping) or raw.get("value") is None:
+        return str(raw)
+    if not isinstance(raw, Mapping):
         return None
-    value = raw["value"]
-    conf = raw.get("conf")
+    value = raw.get("value")
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _parse_word(raw: Any, box: BoundingBox | None) -> Word | None:
+    value = _word_value(raw)
+    if value is None:
+        return None
+    conf = raw.get("conf") if isinstance(raw, Mapping) else None
     try:
         conf_value = None if conf is None else _number(conf)
     except ValueError:
         conf_value = None
-    return Word(value=value if isinstance(value, str) else str(value), conf=conf_value, box=box)
+    return Word(value=value, conf=conf_value, box=box)
 
 
 def _list_of(container: Any, key: str) -> list[Any]:
@@ -488,14 +497,9 @@ def _list_of(container: Any, key: str) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def parse_result(result: Mapping[str, Any], *, no_text: bool = False) -> OcrResult:
-    """Turn the API's ``result`` object into an :class:`OcrResult`.
-
-    ``listOfInferTexts[i].inferTexts[j]`` is paired with
-    ``listOfBoundingBoxes[i].boundingBoxes[j]`` (API-FACTS.md, "the real
-    shape"); a word without a matching box gets ``box=None``. Entries of the
-    wrong shape are tolerated, never fatal: ``raw`` keeps them as received.
-    """
+def _lines_of(result: Mapping[str, Any]) -> tuple[Line, ...]:
+    # listOfInferTexts[i].inferTexts[j] is paired with
+    # listOfBoundingBoxes[i].boundingBoxes[j] (API-FACTS.md, "the real shape").
     box_groups = _list_of(result, "listOfBoundingBoxes")
     lines: list[Line] = []
     for i, group in enumerate(_list_of(result, "listOfInferTexts")):
@@ -506,11 +510,38 @@ def parse_result(result: Mapping[str, Any], *, no_text: bool = False) -> OcrResu
             for j, raw in enumerate(_list_of(group, "inferTexts"))
         )
         lines.append(Line(tuple(word for word in paired if word is not None)))
+    return tuple(lines)
+
+
+def _text_of(result: Mapping[str, Any]) -> str:
+    # What "\n".join(line.text for line in _lines_of(result)) gives, without
+    # building a word or a box: the record needs only the text.
+    return "\n".join(
+        " ".join(
+            value
+            for raw in _list_of(group, "inferTexts")
+            if (value := _word_value(raw)) is not None
+        )
+        for group in _list_of(result, "listOfInferTexts")
+    )
+
+
+def parse_result(result: Mapping[str, Any], *, no_text: bool = False) -> OcrResult:
+    """Turn the API's ``result`` object into an :class:`OcrResult`.
+
+    ``listOfInferTexts[i].inferTexts[j]`` is paired with
+    ``listOfBoundingBoxes[i].boundingBoxes[j]`` (API-FACTS.md, "the real
+    shape"); a word without a matching box gets ``box=None``. Entries of the
+    wrong shape are tolerated, never fatal: ``raw`` keeps them as received.
+    The lines, words and boxes are built when first asked for: a record
+    needs only the text.
+    """
     file_type = result.get("fileType")
     slices = result.get("slicesImages")
-    return OcrResult(
-        lines=tuple(lines),
-        raw=result,
+    return OcrResult.from_raw(
+        result,
+        _lines_of,
+        _text_of,
         file_type=file_type if isinstance(file_type, str) else None,
         slices_images=slices if isinstance(slices, int) and not isinstance(slices, bool) else None,
         no_text=no_text,

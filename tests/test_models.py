@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import pickle
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -275,6 +277,27 @@ def test_frozen(obj: object, attribute: str, value: object) -> None:
     with pytest.raises((dataclasses.FrozenInstanceError, AttributeError, TypeError)):
         setattr(obj, new_attribute, 1)
     assert not hasattr(obj, "__dict__")  # slots
+
+
+def test_a_result_read_lazily_is_the_same_value() -> None:
+    built: list[object] = []
+
+    def read_lines(raw: Any) -> tuple[Line, ...]:
+        built.append(raw)
+        return (Line((HELLO, WORLD)),)
+
+    lazy = OcrResult.from_raw({"k": 1}, read_lines, lambda raw: "hello world", file_type="png")
+    assert lazy.text == "hello world"
+    assert built == []  # the text alone builds no word
+    eager = OcrResult((Line((HELLO, WORLD)),), {"k": 1}, file_type="png")
+    assert lazy == eager
+    assert lazy.lines is lazy.lines  # built once
+    assert built == [{"k": 1}]
+    assert copy.deepcopy(lazy) == eager
+    assert pickle.loads(pickle.dumps(lazy)) == eager
+    assert repr(lazy) == repr(eager)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        lazy.raw = {}
 
 
 def test_values_compare_and_hash_by_content() -> None:

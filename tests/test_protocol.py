@@ -1184,10 +1184,15 @@ BB1 = BoundingBox(1, 2, 3, 4, 5, 6, 7, 8)
     ],
 )
 def test_parse_result_tolerates_odd_shapes(result: dict[str, Any], lines: list[list[Word]]) -> None:
+    text = "\n".join(" ".join(w.value for w in line) for line in lines)
+    # The text read straight from the answer, before any word is built...
+    assert parse_result(result).text == text
     res = parse_result(result)
     assert [list(line.words) for line in res.lines] == lines
     assert res.raw is result
-    assert res.text == "\n".join(" ".join(w.value for w in line) for line in lines)
+    # ...is the text of the words.
+    assert res.text == text
+    assert res == OcrResult(tuple(Line(tuple(words)) for words in lines), result)
 
 
 @pytest.mark.parametrize(
