@@ -31,9 +31,11 @@ nothing is sent for one. The bytes a payload carries are the bytes that
 are sent, so their content hash (:func:`content_sha256`) is taken at the
 end of this stage, in the same worker-thread call.
 
-Reading, decoding and checking run in one worker-thread call per input (one
-thread hop per file, which the event loop feels at hundreds of files a
-second); decoding large images is bounded to a few at a time.
+Reading, decoding and checking run in a worker thread, never on the event
+loop; decoding large images is bounded to a few at a time. Plain files (no
+convert, shrink or auto endpoint) share thread hops: a hop per file costs
+the event loop more than reading a small file does, so when many workers
+ask at once, one hop reads and checks several files (:class:`_FileReads`).
 """
 
 from __future__ import annotations
@@ -41,12 +43,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import stat
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from ocr_async import protocol
 from ocr_async.errors import LocalCheckError, OcrError, SourceError
@@ -69,6 +72,10 @@ _FD_LIMIT: Final = {errno.EMFILE: "process's", errno.ENFILE: "system's"}
 #: In-memory images up to this size are checked and hashed on the event loop
 #: (some 35 us); larger ones in a worker thread.
 _HASH_INLINE_LIMIT: Final = 64 * 1024
+#: Files read and checked in one thread hop, at most.
+_READ_BATCH: Final = 16
+
+T = TypeVar("T")
 
 
 class Precheck:
@@ -78,10 +85,11 @@ class Precheck:
     ``read_limit`` of the options. Safe to share between tasks.
     """
 
-    __slots__ = ("_decoders", "_options")
+    __slots__ = ("_decoders", "_options", "_reads")
 
     def __init__(self, options: Options) -> None:
         self._options = options
+        self._reads: _FileReads[Payload | _Pdf] = _FileReads(os.cpu_count() or 2, _READ_BATCH)
         # Decoding large images costs memory: only this many at once, whatever
         # the number of workers waiting on the network.
         self._decoders = asyncio.Semaphore(os.cpu_count() or 2)
@@ -151,8 +159,10 @@ class Precheck:
                         _checked, item.source, image.data, chosen, options.max_bytes
                     )
             else:
-                prepared = await asyncio.to_thread(
-                    _read_checked, item.source, image.path, chosen, options.max_bytes
+                prepared = await self._reads.run(
+                    functools.partial(
+                        _read_checked, item.source, image.path, chosen, options.max_bytes
+                    )
                 )
         else:
             limit = options.read_limit if (options.convert or options.shrink) else options.max_bytes
@@ -259,6 +269,79 @@ class Precheck:
             aspect_ratio=aspect_ratio(data) if auto else None,
         )
         return _checked(source, data, chosen, options.max_bytes, transform)
+
+
+class _FileReads(Generic[T]):
+    """Calls run in worker threads, several to a hop when many are waiting.
+
+    At most ``hops`` worker-thread calls run at once; a call asked for
+    while they all run waits, and the next hop to finish takes up to
+    ``batch`` of the waiting calls in one go. A lone call goes at once, in
+    its own hop, as with ``asyncio.to_thread``; under load the hops, and
+    the event-loop wake-ups that come with each, are shared. The calls
+    must not raise for a bad input (they return its error): an exception
+    is handed to its own caller all the same.
+    """
+
+    def __init__(self, hops: int, batch: int) -> None:
+        self._hops = hops
+        self._batch = batch
+        self._running = 0
+        self._waiting: list[tuple[Callable[[], T], asyncio.Future[T]]] = []
+
+    async def run(self, call: Callable[[], T]) -> T:
+        """``call()``, run in a worker thread: its result, or its exception."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._waiting.append((call, future))
+        if self._running < self._hops:
+            self._running += 1
+            # The hop is tied to no caller: a caller cancelled while its
+            # call runs only stops waiting for it.
+            _background(asyncio.create_task(self._hop()))
+        return await future
+
+    async def _hop(self) -> None:
+        batch: list[tuple[Callable[[], T], asyncio.Future[T]]] = []
+        try:
+            while self._waiting:
+                batch = self._waiting[: self._batch]
+                del self._waiting[: self._batch]
+                outcomes = await asyncio.to_thread(_call_each, [call for call, _ in batch])
+                for (_, future), (result, error) in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue  # its caller was cancelled
+                    if error is not None:
+                        future.set_exception(error)
+                    else:
+                        future.set_result(result)  # type: ignore[arg-type]
+        except BaseException:
+            # The loop is going away (this hop was cancelled): nobody may be
+            # left waiting for a call that no hop will run.
+            for _, future in batch + self._waiting if self._running == 1 else batch:
+                future.cancel()
+            raise
+        finally:
+            self._running -= 1
+
+
+def _call_each(calls: list[Callable[[], T]]) -> list[tuple[T | None, BaseException | None]]:
+    # In a worker thread: one call's exception is its own, not the others'.
+    outcomes: list[tuple[T | None, BaseException | None]] = []
+    for call in calls:
+        try:
+            outcomes.append((call(), None))
+        except Exception as exc:
+            outcomes.append((None, exc))
+    return outcomes
+
+
+_TASKS: set[asyncio.Task[None]] = set()
+
+
+def _background(task: asyncio.Task[None]) -> None:
+    # The loop keeps only a weak reference to a task: hold it until it ends.
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
 
 
 async def _with_identity(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.util
 import io
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from ocr_async import precheck as precheck_module
 from ocr_async import protocol
 from ocr_async.emulator import make_jpeg, make_png
 from ocr_async.errors import SourceError
@@ -448,3 +451,67 @@ async def test_without_the_pdf_extra_a_pdf_is_a_retryable_error_naming_it(
     assert payload.error.code == 4000003
     assert payload.error.retryable  # once installed, --resume --retry-failed reads it
     assert "pip install 'ocr-async[pdf]'" in payload.error.message
+
+
+# --- files read several to a thread hop ---------------------------------------
+
+
+async def test_files_asked_for_at_once_share_thread_hops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hops: list[int] = []
+    call_each = precheck_module._call_each
+
+    def counted(calls: list[Callable[[], object]]) -> list[tuple[object, BaseException | None]]:
+        hops.append(len(calls))
+        return call_each(calls)
+
+    monkeypatch.setattr(precheck_module, "_call_each", counted)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)  # one hop at a time
+    names = [f"{n}.png" for n in range(10)]
+    for n, name in enumerate(names):
+        (tmp_path / name).write_bytes(make_png(f"image {n}"))
+    stage = Precheck(Options())
+    payloads = await asyncio.gather(*(one(stage, item_for(tmp_path / name)) for name in names))
+    # Asked for in the same turn of the event loop: one hop reads them all.
+    assert hops == [10]
+    hops.clear()
+    await one(stage, item_for(tmp_path / names[0]))
+    assert hops == [1]  # a lone file goes in a hop of its own
+    for name, payload in zip(names, payloads, strict=True):
+        assert payload.error is None
+        assert payload.image == (tmp_path / name).read_bytes()
+
+
+async def test_a_call_that_raises_fails_its_own_caller_only() -> None:
+    reads: precheck_module._FileReads[int] = precheck_module._FileReads(1, 16)
+
+    def boom() -> int:
+        raise RuntimeError("a bug")
+
+    results = await asyncio.gather(
+        reads.run(lambda: 1), reads.run(boom), reads.run(lambda: 3), return_exceptions=True
+    )
+    assert results[0] == 1
+    assert isinstance(results[1], RuntimeError)
+    assert results[2] == 3
+
+
+async def test_a_caller_cancelled_while_its_call_runs_costs_nobody_else() -> None:
+    reads: precheck_module._FileReads[int] = precheck_module._FileReads(1, 16)
+    started = threading.Event()
+    release = threading.Event()
+
+    def slow() -> int:
+        started.set()
+        release.wait(5)
+        return 1
+
+    first = asyncio.ensure_future(reads.run(slow))
+    waiting = asyncio.ensure_future(reads.run(lambda: 2))
+    await asyncio.to_thread(started.wait, 5)
+    first.cancel()
+    release.set()
+    assert await waiting == 2
+    with pytest.raises(asyncio.CancelledError):
+        await first
