@@ -672,8 +672,6 @@ def parse_response(
         raise MalformedResponseError("bad_response", f"response body is {what}: {snippet!r}")
 
     assert isinstance(document, Mapping)  # header came from it
-    message = header.get("resultMessage")
-    message = server_text(message, redactor) if isinstance(message, str) else ""
     raw_result = document.get("result")
     result: Mapping[str, Any] = raw_result if isinstance(raw_result, Mapping) else {}
 
@@ -686,6 +684,9 @@ def parse_response(
     if code == 0:
         flag = server_text(repr(header.get("isSuccessful")), redactor, limit=40)
         raise UnknownApiError(0, f"resultCode 0 with isSuccessful={flag}")
+    # Made safe only here: a success's message is never shown.
+    message = header.get("resultMessage")
+    message = server_text(message, redactor) if isinstance(message, str) else ""
     error = error_for_code(code, message)
     error.retry_after = retry_after
     raise error
