@@ -31,11 +31,13 @@ nothing is sent for one. The bytes a payload carries are the bytes that
 are sent, so their content hash (:func:`content_sha256`) is taken at the
 end of this stage, in the same worker-thread call.
 
-Reading, decoding and checking run in a worker thread, never on the event
-loop; decoding large images is bounded to a few at a time. Plain files (no
-convert, shrink or auto endpoint) share thread hops: a hop per file costs
-the event loop more than reading a small file does, so when many workers
-ask at once, one hop reads and checks several files (:class:`_FileReads`).
+Reading, decoding and checking run in a worker thread; decoding large
+images is bounded to a few at a time. A thread hop costs the event loop
+more than reading a small file does, so plain files (no convert, shrink or
+auto endpoint) go cheaper: one of at most 64 KiB is read and checked on the
+event loop, as long as such reads stay fast (one slower than 2 ms, a slow
+or network disk, sends every later file to the threads), and files read in
+threads share hops when many workers ask at once (:class:`_FileReads`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import functools
 import hashlib
 import os
 import stat
+import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, replace
 from typing import Final, Generic, TypeVar
@@ -74,6 +77,10 @@ _FD_LIMIT: Final = {errno.EMFILE: "process's", errno.ENFILE: "system's"}
 _HASH_INLINE_LIMIT: Final = 64 * 1024
 #: Files read and checked in one thread hop, at most.
 _READ_BATCH: Final = 16
+#: Files up to this size are read and checked on the event loop...
+_READ_INLINE_LIMIT: Final = _HASH_INLINE_LIMIT
+#: ...until one such read takes longer than this, in seconds.
+_SLOW_READ: Final = 0.002
 
 T = TypeVar("T")
 
@@ -85,10 +92,13 @@ class Precheck:
     ``read_limit`` of the options. Safe to share between tasks.
     """
 
-    __slots__ = ("_decoders", "_options", "_reads")
+    __slots__ = ("_clock", "_decoders", "_inline", "_options", "_reads")
 
-    def __init__(self, options: Options) -> None:
+    def __init__(self, options: Options, *, clock: Callable[[], float] = time.perf_counter) -> None:
         self._options = options
+        self._clock = clock
+        # Whether small files are still read on the event loop.
+        self._inline = True
         self._reads: _FileReads[Payload | _Pdf] = _FileReads(os.cpu_count() or 2, _READ_BATCH)
         # Decoding large images costs memory: only this many at once, whatever
         # the number of workers waiting on the network.
@@ -159,11 +169,11 @@ class Precheck:
                         _checked, item.source, image.data, chosen, options.max_bytes
                     )
             else:
-                prepared = await self._reads.run(
-                    functools.partial(
-                        _read_checked, item.source, image.path, chosen, options.max_bytes
-                    )
+                read = functools.partial(
+                    _read_checked, item.source, image.path, chosen, options.max_bytes
                 )
+                small = self._read_small(image.path, read) if self._inline else None
+                prepared = small if small is not None else await self._reads.run(read)
         else:
             limit = options.read_limit if (options.convert or options.shrink) else options.max_bytes
             async with self._decoders:
@@ -177,6 +187,24 @@ class Precheck:
         for payload in [prepared] if isinstance(prepared, Payload) else prepared:
             if skip is None or not skip(payload.source):
                 yield payload
+
+    def _read_small(
+        self, path: str | os.PathLike[str], read: Callable[[], Payload | _Pdf]
+    ) -> Payload | _Pdf | None:
+        """``read()`` on the event loop if the file is small; None: read it in a thread."""
+        started = self._clock()
+        try:
+            if os.stat(path).st_size > _READ_INLINE_LIMIT:
+                return None
+        except OSError:
+            return None  # the thread's read tells what is wrong, as for any file
+        try:
+            return read()
+        finally:
+            if self._clock() - started > _SLOW_READ:
+                # A slow disk (or a network one) would stall every request
+                # in flight: from now on, threads only.
+                self._inline = False
 
     def _transformed(
         self, item: SourceItem, endpoint: Endpoint, auto: bool, limit: int

@@ -456,21 +456,28 @@ async def test_without_the_pdf_extra_a_pdf_is_a_retryable_error_naming_it(
 # --- files read several to a thread hop ---------------------------------------
 
 
-async def test_files_asked_for_at_once_share_thread_hops(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    hops: list[int] = []
+@pytest.fixture
+def hops(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of calls each worker-thread hop of the stage's file reads made."""
+    made: list[int] = []
     call_each = precheck_module._call_each
 
     def counted(calls: list[Callable[[], object]]) -> list[tuple[object, BaseException | None]]:
-        hops.append(len(calls))
+        made.append(len(calls))
         return call_each(calls)
 
     monkeypatch.setattr(precheck_module, "_call_each", counted)
+    return made
+
+
+async def test_files_asked_for_at_once_share_thread_hops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hops: list[int]
+) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 1)  # one hop at a time
     names = [f"{n}.png" for n in range(10)]
     for n, name in enumerate(names):
-        (tmp_path / name).write_bytes(make_png(f"image {n}"))
+        # Over 64 KiB: read in a worker thread.
+        (tmp_path / name).write_bytes(make_png(f"image {n} " + "x" * 70_000))
     stage = Precheck(Options())
     payloads = await asyncio.gather(*(one(stage, item_for(tmp_path / name)) for name in names))
     # Asked for in the same turn of the event loop: one hop reads them all.
@@ -481,6 +488,38 @@ async def test_files_asked_for_at_once_share_thread_hops(
     for name, payload in zip(names, payloads, strict=True):
         assert payload.error is None
         assert payload.image == (tmp_path / name).read_bytes()
+
+
+async def test_a_small_file_is_read_on_the_event_loop(tmp_path: Path, hops: list[int]) -> None:
+    (tmp_path / "small.png").write_bytes(make_png("small"))
+    payload = await one(Precheck(Options()), item_for(tmp_path / "small.png"))
+    assert payload.image == make_png("small")
+    assert payload.sha256 == content_sha256(make_png("small"))
+    assert hops == []
+
+
+async def test_a_missing_file_is_told_as_ever_without_a_small_read(
+    tmp_path: Path, hops: list[int]
+) -> None:
+    payload = await one(Precheck(Options()), item_for(tmp_path / "gone.png"))
+    assert isinstance(payload.error, SourceError)
+    assert payload.error.code == "not_found"
+    assert hops == [1]
+
+
+async def test_one_slow_small_read_sends_every_later_file_to_the_threads(
+    tmp_path: Path, hops: list[int]
+) -> None:
+    ticks = iter([0.0, 0.001, 1.0, 1.0025])  # the first read takes 1 ms, the second 2.5 ms
+    stage = Precheck(Options(), clock=lambda: next(ticks))
+    for n in range(3):
+        (tmp_path / f"{n}.png").write_bytes(make_png(f"image {n}"))
+    await one(stage, item_for(tmp_path / "0.png"))
+    await one(stage, item_for(tmp_path / "1.png"))
+    assert hops == []  # both read on the event loop...
+    payload = await one(stage, item_for(tmp_path / "2.png"))
+    assert hops == [1]  # ...but the second was slow: no more
+    assert payload.image == make_png("image 2")
 
 
 async def test_a_call_that_raises_fails_its_own_caller_only() -> None:
