@@ -75,6 +75,8 @@ _FD_LIMIT: Final = {errno.EMFILE: "process's", errno.ENFILE: "system's"}
 #: In-memory images up to this size are checked and hashed on the event loop
 #: (some 35 us); larger ones in a worker thread.
 _HASH_INLINE_LIMIT: Final = 64 * 1024
+#: Bytes read at a time past a file's size as its stat told it.
+_CHUNK: Final = 64 * 1024
 #: Files read and checked in one thread hop, at most.
 _READ_BATCH: Final = 16
 #: Files up to this size are read and checked on the event loop...
@@ -189,17 +191,18 @@ class Precheck:
                 yield payload
 
     def _read_small(
-        self, path: str | os.PathLike[str], read: Callable[[], Payload | _Pdf]
+        self, path: str | os.PathLike[str], read: Callable[..., Payload | _Pdf]
     ) -> Payload | _Pdf | None:
-        """``read()`` on the event loop if the file is small; None: read it in a thread."""
+        """``read(info)`` on the event loop if the file is small; None: read it in a thread."""
         started = self._clock()
         try:
-            if os.stat(path).st_size > _READ_INLINE_LIMIT:
-                return None
-        except OSError:
+            info = _regular_file(path)
+        except (OSError, SourceError):
             return None  # the thread's read tells what is wrong, as for any file
+        if info.st_size > _READ_INLINE_LIMIT:
+            return None
         try:
-            return read()
+            return read(info)
         finally:
             if self._clock() - started > _SLOW_READ:
                 # A slow disk (or a network one) would stall every request
@@ -455,10 +458,14 @@ def content_sha256(data: bytes | bytearray | memoryview) -> str:
 
 
 def _read_checked(
-    source: str, path: str | os.PathLike[str], endpoint: Endpoint, max_bytes: int
+    source: str,
+    path: str | os.PathLike[str],
+    endpoint: Endpoint,
+    max_bytes: int,
+    info: os.stat_result | None = None,
 ) -> Payload | _Pdf:
     try:
-        data = _read(path, max_bytes)
+        data = _read(path, max_bytes, info)
     except OcrError as exc:
         return Payload(source, endpoint, error=exc)
     if data.startswith(PDF_SIGNATURE):
@@ -487,13 +494,23 @@ def _regular_file(path: str | os.PathLike[str]) -> os.stat_result:
     return info
 
 
-def _read(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+def _read(
+    path: str | os.PathLike[str], max_bytes: int, info: os.stat_result | None = None
+) -> bytes:
+    """The file's bytes, at most ``max_bytes``; ``info`` is its stat if just taken."""
     try:
-        info = _regular_file(path)
+        if info is None:
+            info = _regular_file(path)
         if info.st_size > max_bytes:
             raise _too_large(path, info.st_size, max_bytes)
-        with open(path, "rb") as handle:
-            data = handle.read(max_bytes + 1)
+        limit = max_bytes + 1
+        # Asked for by its size (a read of max_bytes would first allocate
+        # that much: 5 MiB for a 128-byte file), then on to the end in
+        # chunks, in case it grew or the read came back short.
+        with open(path, "rb", buffering=0) as handle:
+            data = handle.read(min(info.st_size + 1, limit))
+            while len(data) < limit and (more := handle.read(min(limit - len(data), _CHUNK))):
+                data += more
     except OSError as exc:
         raise _source_error(path, exc) from None
     if len(data) > max_bytes:

@@ -180,6 +180,28 @@ async def test_file_that_grew_after_stat_is_refused_on_what_was_read(
     assert raised.value.code == 4131000
 
 
+async def test_file_that_grew_after_stat_within_the_limit_is_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The read asks for the size the stat told, then goes on to the end.
+    path = tmp_path / "growing.png"
+    data = PNG + bytes(LIMIT // 2) + b"tail"
+    path.write_bytes(data)
+    real_stat = os.stat
+
+    def stale_stat(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        info = real_stat(target, *args, **kwargs)
+        if os.fspath(target) != os.fspath(path):
+            return info
+        fields = list(info[:10])
+        fields[6] = 10  # st_size as it was a moment ago
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(os, "stat", stale_stat)
+    monkeypatch.setattr(precheck, "_CHUNK", 7)  # the rest in many reads
+    assert await read_image_file(path, LIMIT) == data
+
+
 async def test_undecodable_name_is_shown_escaped_in_errors(tmp_path: Path) -> None:
     name = os.fsdecode(b"scan\xff.png")
     error = await source_error(tmp_path / name)
