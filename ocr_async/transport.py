@@ -153,8 +153,12 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
     """
     encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
     announced = response.content_length
-    if announced is not None and announced > limit and not encoded:
-        raise _too_large(limit, f"announced as {announced} bytes")
+    if announced is not None and not encoded:
+        if announced > limit:
+            raise _too_large(limit, f"announced as {announced} bytes")
+        # Its length framed by the header and within the limit: read in
+        # one go (aiohttp reads no further than Content-Length).
+        return await response.read()
     pieces: list[bytes] = []
     size = 0
     async for piece in response.content.iter_any():
