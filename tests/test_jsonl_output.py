@@ -132,6 +132,9 @@ async def test_writer_failure_surfaces_on_next_write(tmp_path: Path) -> None:
         def close(self) -> None:
             return None
 
+        def fileno(self) -> int:
+            return -1
+
     real = sink._handle
     sink._handle = Broken()
     await sink.write(record("a.png"))
@@ -170,13 +173,64 @@ async def test_a_batch_of_records_costs_one_thread_hop(tmp_path: Path) -> None:
     sink = JsonlSink(str(tmp_path / "out.jsonl"))
     await sink.open()
     opened = len(executor.calls)
+    text = "x" * 2000  # 50 of them are over 64 KiB: not written on the event loop
     for n in range(50):  # all queued before the writer task first runs
-        await sink.write(record(f"{n}.png"))
+        await sink.write(record(f"{n}.png", text=text))
     await sink.close()
     assert sink.written == 50
     assert len((tmp_path / "out.jsonl").read_bytes().splitlines()) == 50
     # The batch, then closing the file.
     assert len(executor.calls) - opened == 2, executor.calls[opened:]
+
+
+async def test_a_small_batch_to_a_file_is_written_on_the_event_loop(tmp_path: Path) -> None:
+    executor = CountingExecutor()
+    asyncio.get_running_loop().set_default_executor(executor)
+    sink = JsonlSink(str(tmp_path / "out.jsonl"))
+    await sink.open()
+    opened = len(executor.calls)
+    for n in range(50):
+        await sink.write(record(f"{n}.png"))
+    await sink.close()
+    assert len((tmp_path / "out.jsonl").read_bytes().splitlines()) == 50
+    assert len(executor.calls) - opened == 1, executor.calls[opened:]  # closing the file
+
+
+async def test_one_slow_small_write_sends_every_later_batch_to_a_thread(tmp_path: Path) -> None:
+    executor = CountingExecutor()
+    asyncio.get_running_loop().set_default_executor(executor)
+    ticks = iter([0.0, 0.01])  # the first write takes 10 ms
+    sink = JsonlSink(str(tmp_path / "out.jsonl"), clock=lambda: next(ticks))
+    await sink.open()
+    opened = len(executor.calls)
+    await sink.write(record("a.png"))
+    await asyncio.sleep(0.01)  # the writer task writes it, on the loop
+    assert executor.calls[opened:] == []
+    await sink.write(record("b.png"))
+    await sink.close()
+    assert len(executor.calls) - opened == 2, executor.calls[opened:]  # b, and closing
+    assert len((tmp_path / "out.jsonl").read_bytes().splitlines()) == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+async def test_a_fifo_is_always_written_from_a_thread(tmp_path: Path) -> None:
+    # Its reader may be slow: a write could block the event loop.
+    fifo = tmp_path / "out.jsonl"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    executor = CountingExecutor()
+    asyncio.get_running_loop().set_default_executor(executor)
+    sink = JsonlSink(str(fifo), overwrite=True)
+    await sink.open()
+    opened = len(executor.calls)
+    await sink.write(record("a.png"))
+    await sink.close()
+    await asyncio.to_thread(reader.join, 5)
+    assert got
+    assert got[0].count(b"\n") == 1
+    assert len(executor.calls) - opened >= 2, executor.calls[opened:]  # the batch, closing
 
 
 # --- one run at a time on one output ----------------------------------------------

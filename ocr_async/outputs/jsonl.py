@@ -6,7 +6,11 @@ loses at most the records still queued, never a written one, and a fast run
 does not pay one thread hop per line. Writing and flushing a batch is one
 call in a worker thread, not one each: a hop costs the event loop some
 20-50 microseconds on this project's 2-core test machine, as much as
-encoding a record (docs/benchmarks.md, "Client overhead").
+encoding a record (docs/benchmarks.md, "Client overhead"). A batch of at
+most 64 KiB to a regular file is written on the event loop instead, as long
+as such writes stay fast: one slower than 2 ms (a slow or network disk)
+sends every later batch to the threads. stdout, which may be a pipe whose
+reader is slow, is always written from a thread.
 
 One run at a time: a :class:`JsonlSink` holds an :class:`OutputLock` from
 open to close, so a second run on the same output stops at once instead of
@@ -24,7 +28,8 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
@@ -47,6 +52,10 @@ _LOCK_CONTENT = re.compile(rb"(ocr-async pid \d+\n)?")
 # encodes at about 50 MB/s: up to here that is 3 ms on the event loop; the
 # record of a 64 MB answer would hold it for over a second.
 _ENCODE_INLINE_TEXT = 10_000
+# Batches up to this size are written on the event loop...
+_WRITE_INLINE_LIMIT = 64 * 1024
+# ...until one such write takes longer than this, in seconds.
+_SLOW_WRITE = 0.002
 
 
 class OutputExistsError(FileExistsError):
@@ -170,10 +179,11 @@ class _BinaryFile(Protocol):
     def write(self, data: bytes, /) -> int: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
+    def fileno(self) -> int: ...
 
 
 def _write_and_flush(handle: _BinaryFile, data: bytes) -> None:
-    # Runs in a worker thread: one hop for the whole batch.
+    # One call for the whole batch: one thread hop, when it takes one.
     handle.write(data)
     handle.flush()
 
@@ -217,8 +227,12 @@ class JsonlSink:
         overwrite: bool = False,
         append: bool = False,
         lock: OutputLock | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.path = path
+        self._clock = clock
+        # Whether small batches are still written on the event loop.
+        self._inline = path != "-"
         self._overwrite = overwrite
         self._append = append
         self._lock = lock if lock is not None else OutputLock(path)
@@ -236,6 +250,8 @@ class JsonlSink:
         await asyncio.to_thread(self._lock.acquire)
         try:
             self._handle = await self._open_handle()
+            # A FIFO or a terminal may block a write: those go from a thread.
+            self._inline = self._inline and stat.S_ISREG(os.fstat(self._handle.fileno()).st_mode)
         except BaseException:
             self._lock.release()
             raise
@@ -298,7 +314,14 @@ class JsonlSink:
                     break
                 item = self._queue.get_nowait()
             if batch:
-                await asyncio.to_thread(_write_and_flush, self._handle, b"".join(batch))
+                data = b"".join(batch)
+                if self._inline and len(data) <= _WRITE_INLINE_LIMIT:
+                    started = self._clock()
+                    _write_and_flush(self._handle, data)
+                    if self._clock() - started > _SLOW_WRITE:
+                        self._inline = False  # a slow disk: threads only, from now on
+                else:
+                    await asyncio.to_thread(_write_and_flush, self._handle, data)
                 self.written += len(batch)
             if closing:
                 return
