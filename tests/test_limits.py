@@ -842,6 +842,19 @@ def test_queued_counts_tickets_that_waited_for_the_pacer() -> None:
     run_virtual(main())
 
 
+def test_queued_is_not_fooled_by_a_clock_that_moves_on_every_read() -> None:
+    # A real clock reads a little later each time: a ticket taken at once
+    # must not count as one that waited (a coordinator reads queued as demand).
+    ticks = itertools.count()
+
+    async def main() -> None:
+        controller = RateController(clock=lambda: next(ticks) * 1e-6, initial_rate=1000.0)
+        await controller.acquire()
+        assert (controller.sent, controller.queued) == (1, 0)
+
+    run_virtual(main())
+
+
 def test_a_cut_says_where_the_refused_call_left_and_on_what_sample() -> None:
     """What a coordinator needs to measure a group: the kind, the rate and the sample."""
 
