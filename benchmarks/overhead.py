@@ -13,8 +13,8 @@ turns (A, B, C, ..., A, B, C, ...):
 
 * ``aiohttp``: the bare loop of :mod:`benchmarks.peers` (semaphore and
   ``gather``, files read on the event loop, JSON parsed, a line written);
-* ``aiohttp-thread``: the same with each file read in a worker thread, as
-  ocr-async reads them;
+* ``aiohttp-thread``: the same with each file read in a worker thread (a
+  thread hop per file);
 * ``ocr-async run``: the command line on the folder, records to a file;
 * ``ocr-async run --no-adapt``: the same without the rate controller, whose
   start-up climb (from 10 calls/s, doubling every 0.15 s) paces the first

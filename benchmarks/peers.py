@@ -10,7 +10,7 @@ same headers, ``N`` requests in flight at once. ``KIND`` is one of:
   semaphore, files read and lines written inline. No retries, no checks, no
   rate control: the ceiling of the stack ocr-async is built on.
 * ``aiohttp-thread``: the same, each file read in a worker thread
-  (``asyncio.to_thread``), as ocr-async reads them: disk I/O off the loop.
+  (``asyncio.to_thread``): disk I/O off the loop, a thread hop per file.
 * ``requests``: a ``ThreadPoolExecutor`` of ``N`` threads, one
   ``requests.Session`` per thread, the multipart built by ``files=``.
 * ``library``: ocr-async itself, as a script would use it:
