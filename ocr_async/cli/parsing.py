@@ -23,6 +23,7 @@ from ocr_async.options import (
     DEFAULT_CONCURRENCY,
     DEFAULT_GRACE,
     DEFAULT_TIMEOUT,
+    SHARED_QUOTA_ENV,
 )
 from ocr_async.retry import RetryPolicy
 
@@ -211,6 +212,7 @@ def _add_run_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
         action="store_true",
         help="no shared rate control: each refused call backs off on its own",
     )
+    _add_scale_out_flags(run)
     run.add_argument(
         "--max-bytes",
         type=_int_in(1, MAX_BODY_BYTES),
@@ -240,6 +242,16 @@ def _add_run_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
         "--no-progress", action="store_true", help="no progress bar even on a terminal"
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log retries and skips")
+
+
+def _add_scale_out_flags(run: argparse.ArgumentParser) -> None:
+    # Issue 11: one quota shared by many processes; runs spread over Dask.
+    run.add_argument(
+        "--shared-quota",
+        metavar="URL",
+        help=f"share the app key's quota with every process using this Redis "
+        f"(redis://HOST:6379/0; env {SHARED_QUOTA_ENV}; needs the 'cluster' extra)",
+    )
 
 
 #: ``--quota-kind`` choices (ocr_async.emulator.limiters.LIMITER_KINDS).

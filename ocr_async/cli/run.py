@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ocr_async import protocol
@@ -28,6 +30,7 @@ from ocr_async.limits import RateController
 from ocr_async.models import Endpoint, ImageUrl, SourceItem
 from ocr_async.options import (
     BASE_URL_ENV,
+    SHARED_QUOTA_ENV,
     Credentials,
     Options,
     resolve_base_url,
@@ -48,6 +51,9 @@ from ocr_async.pipeline.sources import (
 from ocr_async.pipeline.sourceset import SourceSet
 from ocr_async.retry import RetryPolicy
 from ocr_async.wording import counted
+
+if TYPE_CHECKING:
+    from ocr_async.shared_quota import SharedQuota
 
 __all__ = ["run_command"]
 
@@ -113,10 +119,80 @@ def _check_run_args(args: argparse.Namespace) -> None:
         raise UsageError("--resume and --overwrite contradict each other")
     if args.rps is not None and args.no_adapt:
         raise UsageError("--rps and --no-adapt contradict each other")
+    _check_scale_out_args(args)
     # The environment is read here, as everywhere, by resolve_credentials;
     # only the URL is checked now, in the order the mistakes were always told.
     _check_base_url(resolve_base_url(args.base_url))
     _check_pillow(args)
+
+
+# -- scale-out (issue 11): --shared-quota, --cluster ---------------------------------
+
+
+def _shared_quota_url(args: argparse.Namespace) -> str | None:
+    """``--shared-quota``, else ``OCR_ASYNC_SHARED_QUOTA`` (stripped; empty is unset)."""
+    return args.shared_quota or os.environ.get(SHARED_QUOTA_ENV, "").strip() or None
+
+
+def _check_scale_out_args(args: argparse.Namespace) -> None:
+    if _shared_quota_url(args) is not None:
+        given = "--shared-quota" if args.shared_quota else f"a shared quota ({SHARED_QUOTA_ENV})"
+        for flag, set_ in (("--rps", args.rps is not None), ("--no-adapt", args.no_adapt)):
+            if set_:
+                raise UsageError(
+                    f"{flag} and {given} contradict each other: a shared quota is one "
+                    "adaptive controller for every process on the app key"
+                )
+
+
+@contextlib.asynccontextmanager
+async def _watching_share(client: OcrClient) -> AsyncIterator[None]:
+    """With -v: say when the group sharing the quota grows or shrinks, and this process's share."""
+    shared = _shared(client)
+    if shared is None:
+        yield
+        return
+
+    async def watch() -> None:
+        heard = shared.members
+        while True:
+            await asyncio.sleep(1.0)
+            if shared.members != heard and shared.members:
+                heard = shared.members
+                log.info(
+                    "shared quota: %s now; this process's share %.0f%% of %.1f calls/s",
+                    counted(heard, "member"),
+                    100 * shared.fraction,
+                    shared.global_rate(),
+                )
+
+    watcher = asyncio.create_task(watch(), name="ocr-shared-quota-watch")
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+
+def _shared(client: OcrClient) -> SharedQuota | None:
+    """The client's shared quota over Redis, or None."""
+    if client.shared_quota is None:
+        return None
+    from ocr_async.shared_quota import SharedQuota  # there is one: redis-py is installed
+
+    return client.shared_quota if isinstance(client.shared_quota, SharedQuota) else None
+
+
+def _describe_sharing(client: OcrClient) -> str | None:
+    shared = _shared(client)
+    if shared is None:
+        return None
+    if shared.lost:
+        return "shared quota: the store was lost during the run; this process paced alone since"
+    return (
+        f"shared quota: {counted(shared.members, 'member')} at the end; this process's "
+        f"share {100 * shared.fraction:.0f}% of the group's {shared.global_rate():.1f} calls/s"
+    )
 
 
 def _check_base_url(url: str) -> None:
@@ -188,6 +264,7 @@ def _options(args: argparse.Namespace) -> Options:
         convert=args.convert,
         shrink=args.shrink,
         grace=args.grace,
+        shared_quota=_shared_quota_url(args),
     )
 
 
@@ -286,6 +363,15 @@ async def _run_with(
         base_url=credentials.base_url,
         options=options,
     )
+    # Opened, and joined to a shared quota, before the output is created: a
+    # store that cannot be reached stops the run (exit 2) with nothing written.
+    async with client, _watching_share(client):
+        return await _run_opened(args, options, credentials, client)
+
+
+async def _run_opened(
+    args: argparse.Namespace, options: Options, credentials: Credentials, client: OcrClient
+) -> ExitCode:
     try:
         sink, resumed = await _open_output(args)
     except OSError as exc:
@@ -301,19 +387,18 @@ async def _run_with(
     failure: OSError | None = None
     bad_list: UrlListError | None = None
     try:
-        async with client:
-            summary = await run_batch(
-                client,
-                _all_items(
-                    args.inputs, args.urls, skips, extensions, resumed.done if resumed else None
-                ),
-                sink if texts is None else texts,
-                options=options,
-                on_record=progress.update,
-                on_skip=_log_skip,
-                already_done=resumed.done if resumed else None,
-                stop=stop,
-            )
+        summary = await run_batch(
+            client,
+            _all_items(
+                args.inputs, args.urls, skips, extensions, resumed.done if resumed else None
+            ),
+            sink if texts is None else texts,
+            options=options,
+            on_record=progress.update,
+            on_skip=_log_skip,
+            already_done=resumed.done if resumed else None,
+            stop=stop,
+        )
     except OSError as exc:
         failure = exc
     except UrlListError as exc:
@@ -338,6 +423,8 @@ async def _run_with(
         print(texts.describe(), file=sys.stderr)
     if (rate := _describe_rate(client.rate_controller)) is not None:
         print(rate, file=sys.stderr)
+    if (sharing := _describe_sharing(client)) is not None:
+        print(sharing, file=sys.stderr)
     if summary.interrupted:
         return ExitCode.INTERRUPTED
     if summary.aborted:
