@@ -547,6 +547,12 @@ async def test_resume_that_matches_nothing_says_so(
             "the shared quota's URL must start with redis://, rediss:// or unix://",
             id="not-redis",
         ),
+        pytest.param(
+            ["--cluster", "tcp://127.0.0.1:8786", "--rps", "5"],
+            {},
+            "--rps caps one process, not a cluster",
+            id="cluster-rps",
+        ),
     ],
 )
 def test_scale_out_mistakes_are_usage_errors_before_anything_is_written(
@@ -578,5 +584,25 @@ def test_a_shared_quota_store_that_is_down_is_exit_2_with_nothing_written(
     line = one_line(capsys.readouterr().err)
     assert "the shared quota's store at redis://:***@127.0.0.1:" in line
     assert "start Redis or run without a shared quota" in line
+    assert not (tmp_path / "out.jsonl").exists()
+    assert emulator.stats.requests == 0
+
+
+def test_a_cluster_that_cannot_be_reached_is_exit_2_with_nothing_written(
+    emulator: RunningEmulator,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    driver = pytest.importorskip("ocr_async.pipeline.cluster.driver")
+    monkeypatch.setattr(driver, "CONNECT_TIMEOUT", 0.5)
+    (tmp_path / "a.png").write_bytes(make_png("a"))
+    nobody = f"tcp://127.0.0.1:{find_free_port(20000, 60000)}"
+    code = main(["run", "a.png", "-o", "out.jsonl", "--base-url", emulator.base_url,
+                 "--cluster", nobody])  # fmt: skip
+    assert code == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert f"ocr-async: the Dask scheduler at {nobody} cannot be reached" in err
+    assert "Traceback" not in err
     assert not (tmp_path / "out.jsonl").exists()
     assert emulator.stats.requests == 0

@@ -252,6 +252,12 @@ def _add_scale_out_flags(run: argparse.ArgumentParser) -> None:
         help=f"share the app key's quota with every process using this Redis "
         f"(redis://HOST:6379/0; env {SHARED_QUOTA_ENV}; needs the 'cluster' extra)",
     )
+    run.add_argument(
+        "--cluster",
+        metavar="tcp://SCHEDULER:8786",
+        help="spread the run over a Dask cluster: the workers prepare and send, the "
+        "records are written here (needs the 'cluster' extra)",
+    )
 
 
 #: ``--quota-kind`` choices (ocr_async.emulator.limiters.LIMITER_KINDS).

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -53,6 +54,7 @@ from ocr_async.retry import RetryPolicy
 from ocr_async.wording import counted
 
 if TYPE_CHECKING:
+    from ocr_async.pipeline.cluster import ClusterRun
     from ocr_async.shared_quota import SharedQuota
 
 __all__ = ["run_command"]
@@ -143,6 +145,11 @@ def _check_scale_out_args(args: argparse.Namespace) -> None:
                     f"{flag} and {given} contradict each other: a shared quota is one "
                     "adaptive controller for every process on the app key"
                 )
+    if args.cluster is not None and args.rps is not None:
+        raise UsageError(
+            "--rps caps one process, not a cluster: a --cluster run shares one adaptive "
+            "quota among its workers (or --shared-quota's)"
+        )
 
 
 @contextlib.asynccontextmanager
@@ -193,6 +200,25 @@ def _describe_sharing(client: OcrClient) -> str | None:
         f"shared quota: {counted(shared.members, 'member')} at the end; this process's "
         f"share {100 * shared.fraction:.0f}% of the group's {shared.global_rate():.1f} calls/s"
     )
+
+
+@contextlib.asynccontextmanager
+async def _connected(
+    args: argparse.Namespace, options: Options, credentials: Credentials
+) -> AsyncIterator[ClusterRun | None]:
+    """With --cluster: the run on the Dask cluster, connected (a worker present); else None."""
+    if args.cluster is None:
+        yield None
+        return
+    try:
+        from ocr_async.pipeline.cluster import ClusterRun
+    except ImportError:
+        raise UsageError(
+            "--cluster needs Dask distributed, which is not installed: "
+            "pip install 'ocr-async[cluster]'"
+        ) from None
+    async with ClusterRun(args.cluster, credentials, options) as cluster:
+        yield cluster
 
 
 def _check_base_url(url: str) -> None:
@@ -361,16 +387,22 @@ async def _run_with(
         appkey=credentials.appkey,
         token=credentials.tokens,
         base_url=credentials.base_url,
-        options=options,
+        # With --cluster the workers send, and share the quota; this process only writes.
+        options=replace(options, shared_quota=None) if args.cluster else options,
     )
-    # Opened, and joined to a shared quota, before the output is created: a
-    # store that cannot be reached stops the run (exit 2) with nothing written.
-    async with client, _watching_share(client):
-        return await _run_opened(args, options, credentials, client)
+    # Opened, and joined to a shared quota or connected to the cluster, before
+    # the output is created: a store or a scheduler that cannot be reached
+    # stops the run (exit 2) with nothing written.
+    async with (
+        client,
+        _watching_share(client),
+        _connected(args, options, credentials) as cluster,
+    ):
+        return await _run_opened(args, options, client, cluster)
 
 
 async def _run_opened(
-    args: argparse.Namespace, options: Options, credentials: Credentials, client: OcrClient
+    args: argparse.Namespace, options: Options, client: OcrClient, cluster: ClusterRun | None
 ) -> ExitCode:
     try:
         sink, resumed = await _open_output(args)
@@ -387,18 +419,30 @@ async def _run_opened(
     failure: OSError | None = None
     bad_list: UrlListError | None = None
     try:
-        summary = await run_batch(
-            client,
-            _all_items(
-                args.inputs, args.urls, skips, extensions, resumed.done if resumed else None
-            ),
-            sink if texts is None else texts,
-            options=options,
-            on_record=progress.update,
-            on_skip=_log_skip,
-            already_done=resumed.done if resumed else None,
-            stop=stop,
-        )
+        if cluster is not None:
+            summary = await cluster.run(
+                _all_items(
+                    args.inputs, args.urls, skips, extensions, resumed.done if resumed else None
+                ),
+                sink if texts is None else texts,
+                on_record=progress.update,
+                on_skip=_log_skip,
+                already_done=resumed.done if resumed else None,
+                stop=stop,
+            )
+        else:
+            summary = await run_batch(
+                client,
+                _all_items(
+                    args.inputs, args.urls, skips, extensions, resumed.done if resumed else None
+                ),
+                sink if texts is None else texts,
+                options=options,
+                on_record=progress.update,
+                on_skip=_log_skip,
+                already_done=resumed.done if resumed else None,
+                stop=stop,
+            )
     except OSError as exc:
         failure = exc
     except UrlListError as exc:
@@ -421,7 +465,8 @@ async def _run_opened(
     print(summary.describe(), file=sys.stderr)
     if texts is not None:
         print(texts.describe(), file=sys.stderr)
-    if (rate := _describe_rate(client.rate_controller)) is not None:
+    rate = cluster.describe_rate() if cluster else _describe_rate(client.rate_controller)
+    if rate is not None:
         print(rate, file=sys.stderr)
     if (sharing := _describe_sharing(client)) is not None:
         print(sharing, file=sys.stderr)
