@@ -11,6 +11,7 @@ tests/test_scale_out.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -31,7 +32,12 @@ from ocr_async.pipeline.sourceset import SourceSet
 
 distributed = pytest.importorskip("distributed")
 
-from ocr_async.pipeline.cluster import WORKER_FAILED, ClusterQuota, ClusterRun  # noqa: E402
+from ocr_async.pipeline.cluster import (  # noqa: E402
+    WORKER_FAILED,
+    ClusterLostError,
+    ClusterQuota,
+    ClusterRun,
+)
 from ocr_async.pipeline.cluster import worker as cluster_worker  # noqa: E402
 from ocr_async.pipeline.cluster.board import (  # noqa: E402
     RUN_TTL,
@@ -232,12 +238,18 @@ def test_the_work_spec_keeps_the_credentials_out_of_its_repr() -> None:
 
 
 @pytest.fixture
-async def cluster() -> AsyncIterator[str]:
+async def local_cluster() -> AsyncIterator[Any]:
     async with distributed.LocalCluster(
-        processes=False, n_workers=2, threads_per_worker=2, dashboard_address=":0",
+        processes=False, n_workers=2, threads_per_worker=2, dashboard_address="127.0.0.1:0",
         asynchronous=True,
     ) as local:  # fmt: skip
-        yield local.scheduler_address
+        yield local
+
+
+@pytest.fixture
+def cluster(local_cluster: Any) -> str:
+    address: str = local_cluster.scheduler_address
+    return address
 
 
 def credentials(emulator: RunningEmulator) -> Credentials:
@@ -363,3 +375,49 @@ async def test_a_worker_stops_the_chunks_of_a_run_whose_driver_is_gone(
     assert chunk.graceful.is_set()
     assert chunk.immediate.is_set()
     assert "its driver is gone; stopping its 1 chunk" in caplog.text
+
+
+@pytest.fixture
+async def doomed_cluster() -> AsyncIterator[Any]:
+    """An in-process cluster whose workers give up soon once their scheduler is gone."""
+    local = await distributed.LocalCluster(
+        processes=False, n_workers=2, threads_per_worker=2, dashboard_address="127.0.0.1:0",
+        asynchronous=True, death_timeout=1,
+    )  # fmt: skip
+    try:
+        yield local
+    finally:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1):
+                await local.close()
+
+
+async def test_a_scheduler_lost_mid_run_stops_the_run_with_a_clear_error(
+    doomed_cluster: Any, emulator: RunningEmulator, tmp_path: Path, list_sink: ListSink
+) -> None:
+    local_cluster = doomed_cluster
+    paths = pngs(tmp_path / "in", 40)
+    lost = asyncio.Event()
+
+    def on_record(record: Any) -> None:
+        if len(list_sink.records) == 5:
+            lost.set()
+
+    async def lose_it() -> None:
+        await lost.wait()
+        await local_cluster.scheduler.close()
+
+    async def the_run() -> None:
+        async with ClusterRun(
+            local_cluster.scheduler_address, credentials(emulator), Options(concurrency=2),
+            chunk_size=2,
+        ) as run:  # fmt: skip
+            await run.run(items(paths), list_sink, on_record=on_record)
+
+    killer = asyncio.create_task(lose_it())
+    with pytest.raises(ClusterLostError, match=r"lost the Dask scheduler at .*--resume"):
+        await asyncio.wait_for(the_run(), 60)
+    await killer
+    sources = [r.source for r in list_sink.records]
+    assert len(sources) == len(set(sources)) >= 5  # what was written stays, once each
+    assert all(r.ok for r in list_sink.records)  # no input blamed on a worker

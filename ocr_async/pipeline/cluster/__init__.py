@@ -27,9 +27,16 @@ from __future__ import annotations
 
 from ocr_async.pipeline.cluster.driver import (
     WORKER_FAILED,
+    ClusterLostError,
     ClusterRun,
     ClusterUnavailableError,
 )
 from ocr_async.pipeline.cluster.quota import ClusterQuota
 
-__all__ = ["WORKER_FAILED", "ClusterQuota", "ClusterRun", "ClusterUnavailableError"]
+__all__ = [
+    "WORKER_FAILED",
+    "ClusterLostError",
+    "ClusterQuota",
+    "ClusterRun",
+    "ClusterUnavailableError",
+]

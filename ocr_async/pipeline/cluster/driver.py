@@ -25,7 +25,9 @@ the same (they look every second); the calls in flight finish within the
 grace period and their records are written. A second stop cancels the
 chunks. If this process is killed, the scheduler drops its client, and its
 workers see the run gone within a second and stop; ``--resume`` carries
-on from the output, with a new run.
+on from the output, with a new run. If the scheduler is lost, the run
+cannot go on: :class:`ClusterLostError` (an ``OSError``, exit 3), the
+records written kept.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import pickle
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Mapping
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, Self, cast
@@ -72,6 +74,7 @@ __all__ = [
     "CONNECT_TIMEOUT",
     "WAIT_FOR_WORKERS",
     "WORKER_FAILED",
+    "ClusterLostError",
     "ClusterRun",
     "ClusterUnavailableError",
 ]
@@ -87,6 +90,8 @@ WORKER_FAILED: Final = "worker_failed"
 # Records taken from the mailbox in one call, and how long a call waits.
 _COLLECT_MOST: Final = 256
 _COLLECT_WAIT: Final = 0.5
+# Seconds closing the Dask client may take (it waits for a lost scheduler).
+_CLOSE_TIMEOUT: Final = 5.0
 
 
 class _Dask(Protocol):
@@ -115,6 +120,10 @@ class _Dask(Protocol):
 
 class ClusterUnavailableError(ConfigurationError):
     """The Dask scheduler cannot be reached, or no worker joined it: nothing was sent."""
+
+
+class ClusterLostError(OSError):
+    """The Dask scheduler was lost mid-run: the run cannot go on (the records written stay)."""
 
 
 class ClusterRun:
@@ -157,6 +166,7 @@ class ClusterRun:
         self.figures: dict[str, WorkerFigures] = {}
         self.workers = 0
         self._released = False
+        self._lost = False
 
     def __repr__(self) -> str:
         return f"ClusterRun({self._address!r}, run={self._id!r})"
@@ -202,7 +212,13 @@ class ClusterRun:
         try:
             await self._release(dask)
         finally:
-            await dask.close()
+            # A scheduler that is gone must not hold the end of the run up;
+            # and the reconnection this cancels is not news (the run said
+            # what happened, in one line), though Dask logs it as an error.
+            quiet = _quieted("distributed.client") if self._lost else contextlib.nullcontext()
+            with quiet, contextlib.suppress(Exception):
+                async with asyncio.timeout(_CLOSE_TIMEOUT):
+                    await dask.close()
 
     async def _release(self, dask: _Dask) -> None:
         """End the run on the scheduler and the workers; keep the workers' figures."""
@@ -235,13 +251,17 @@ class ClusterRun:
         threads_by_worker = await dask.nthreads()
         self.workers = len(threads_by_worker)
         threads = sum(threads_by_worker.values()) or 1
+        driving = _Driving(
+            dask, self._address, spec, self._chunk_size, 2 * threads, sink, on_record,
+            on_skip, already_done, stop or StopRequest(), self._clock,
+        )  # fmt: skip
         try:
-            return await _Driving(
-                dask, spec, self._chunk_size, 2 * threads, sink, on_record, on_skip,
-                already_done, stop or StopRequest(), self._clock,
-            ).run(items)  # fmt: skip
+            return await driving.run(items)
         finally:
-            await self._release(dask)
+            if driving.lost is None:
+                await self._release(dask)
+            else:
+                self._released = self._lost = True  # nobody is left to tell
 
     def describe_rate(self) -> str:
         """The summary's rate line: what the workers sent, together."""
@@ -300,6 +320,7 @@ class _Driving:
     def __init__(
         self,
         dask: _Dask,
+        address: str,
         spec: WorkSpec,
         chunk_size: int,
         in_flight: int,
@@ -311,6 +332,7 @@ class _Driving:
         clock: Callable[[], float],
     ) -> None:
         self._dask = dask
+        self._address = address
         self._spec = spec
         self._run = spec.run
         self._chunk_size = chunk_size
@@ -329,29 +351,79 @@ class _Driving:
         self._settling: set[asyncio.Task[None]] = set()
         self._listed = asyncio.Event()
         self._stopping = asyncio.Event()
+        #: Why the run cannot go on (the scheduler lost, the sink failing), once it happened.
+        self._failure: BaseException | None = None
+        self._failed = asyncio.Event()
+        #: What a call to the scheduler raised when it was lost, or None.
+        self.lost: BaseException | None = None
 
     async def run(self, items: AsyncIterable[SourceItem]) -> BatchSummary:
         started = self._clock()
-        collector = asyncio.create_task(self._collect(), name="ocr-cluster-collect")
-        watcher = asyncio.create_task(self._watch_stop(), name="ocr-cluster-stop")
-        source_error: BaseException | None = None
+        collector = asyncio.create_task(self._guarded(self._collect()), name="ocr-cluster-collect")
+        watcher = asyncio.create_task(self._guarded(self._watch_stop()), name="ocr-cluster-stop")
+        work = asyncio.create_task(self._work(items, collector), name="ocr-cluster-work")
+        failed = asyncio.create_task(self._failed.wait())
         try:
-            try:
-                await self._hand_out(items)
-            except Exception as exc:
-                source_error = exc  # the inputs handed out still get their records
-            self._listed.set()
-            while self._settling:
-                await asyncio.wait(set(self._settling))
-            await collector  # the last records, then it ends
+            # Done when every chunk is settled and every record written, or
+            # at the first failure that stops the run.
+            await asyncio.wait({work, failed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (collector, watcher, *self._settling):
+            tasks = [collector, watcher, work, failed, *self._settling]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(collector, watcher, *self._settling, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             self.summary.elapsed_s = self._clock() - started
+        if self._failure is not None:
+            raise self._failure
+        source_error = work.result() if work.done() and not work.cancelled() else None
         if source_error is not None:
             raise source_error
         return self.summary
+
+    async def _work(
+        self, items: AsyncIterable[SourceItem], collector: asyncio.Task[None]
+    ) -> BaseException | None:
+        """Hand out every item, settle every chunk, write every record; what the items raised."""
+        source_error: BaseException | None = None
+        try:
+            await self._hand_out(items)
+        except ClusterLostError:
+            return None  # the run fails with it
+        except Exception as exc:
+            source_error = exc  # the inputs handed out still get their records
+        self._listed.set()
+        while self._settling:
+            await asyncio.wait(set(self._settling))
+        await collector  # the last records, then it ends
+        return source_error
+
+    async def _guarded(self, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failure is None:
+            self._failure = exc
+            self._failed.set()
+
+    async def _call(self, function: Callable[..., Any], *args: Any) -> Any:
+        """A call to the scheduler; one that fails has lost it, and the run cannot go on."""
+        try:
+            return await self._dask.run_on_scheduler(function, self._run, *args)
+        except Exception as exc:
+            raise self._lose(exc) from None
+
+    def _lose(self, exc: BaseException) -> ClusterLostError:
+        if self.lost is None:
+            self.lost = exc
+        lost = ClusterLostError(
+            f"lost the Dask scheduler at {self._address} ({type(exc).__name__}: {exc}); "
+            "the records written are kept: --resume finishes the run on a running cluster"
+        )
+        self._fail(lost)
+        return lost
 
     # -- handing out -------------------------------------------------------------------
 
@@ -382,15 +454,19 @@ class _Driving:
         if self._stopping.is_set():
             self._slots.release()
             return
-        future = self._dask.submit(
-            run_chunk,
-            self._spec,
-            number,
-            chunk,
-            key=f"ocr-async-{self._run}-{number}",
-            pure=False,
-            retries=1,
-        )
+        try:
+            future = self._dask.submit(
+                run_chunk,
+                self._spec,
+                number,
+                chunk,
+                key=f"ocr-async-{self._run}-{number}",
+                pure=False,
+                retries=1,
+            )
+        except Exception as exc:
+            self._slots.release()
+            raise self._lose(exc) from None
         self._chunks[number] = future
         task = asyncio.create_task(self._settle(number, future, chunk))
         self._settling.add(task)
@@ -408,12 +484,16 @@ class _Driving:
         except Exception as exc:
             outcome, failure = None, exc
         try:
-            delivered = await self._dask.run_on_scheduler(board_finish_chunk, self._run, number)
+            # Lost, the scheduler says nothing more, and the chunk's failure
+            # is the run's: its inputs get no record, for --resume to send.
+            delivered = await self._call(board_finish_chunk, number)
             if outcome is not None and outcome.aborted and self.summary.aborted is None:
                 self.summary.aborted = outcome.aborted
                 await self._stop_workers()
             if failure is not None and not self._stop.immediate.is_set():
                 await self._fail_missing(number, len(delivered), chunk, failure)
+        except Exception as exc:
+            self._fail(exc)
         finally:
             self._chunks.pop(number, None)
             self._slots.release()
@@ -445,8 +525,8 @@ class _Driving:
     async def _collect(self) -> None:
         while True:
             done = self._listed.is_set() and not self._settling
-            batch: list[tuple[int, bytes]] = await self._dask.run_on_scheduler(
-                board_collect, self._run, 0.0 if done else _COLLECT_WAIT, _COLLECT_MOST
+            batch: list[tuple[int, bytes]] = await self._call(
+                board_collect, 0.0 if done else _COLLECT_WAIT, _COLLECT_MOST
             )
             for number, blob in batch:
                 record = pickle.loads(blob)  # our own workers' records
@@ -486,7 +566,18 @@ class _Driving:
 
     async def _stop_workers(self) -> None:
         self._stopping.set()
-        await self._dask.run_on_scheduler(board_stop_run, self._run)
+        await self._call(board_stop_run)
+
+
+@contextlib.contextmanager
+def _quieted(name: str) -> Iterator[None]:
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _for_workers(item: SourceItem) -> SourceItem:
