@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -24,12 +25,11 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from benchmarks import APPKEY, TOKEN
 from ocr_async.emulator import find_free_port, make_png
 
-TOKEN = "bench-token"
-APPKEY = "bench-appkey"
 HOST = "127.0.0.1"
 #: imageUrl may only name ports 80, 443 and 10000-12000: every server here
 #: takes a port in that range, so the emulator can fetch URLs from itself.
@@ -37,6 +37,7 @@ PORTS = (10000, 12000)
 #: The longest any one child run may take before it is killed.
 CHILD_TIMEOUT = 900.0
 _SUMMARY = re.compile(r"([0-9.]+) images/s over ([0-9.]+) s")
+T = TypeVar("T")
 
 
 def child_env() -> dict[str, str]:
@@ -196,9 +197,13 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
+    access_log off;
+{http}
+}}
+"""
+_LIMITER_HTTP = """\
     # One line per OCR call: PASSED, REJECTED (or DELAYED without nodelay).
     log_format limit '$limit_req_status';
-    access_log off;
     limit_req_zone $server_name zone=ocr:1m rate={rate}r/s;
     upstream emulator {{
         server {upstream};
@@ -225,9 +230,28 @@ http {{
         location = /healthz {{
             return 200 'ok';
         }}
-    }}
-}}
-"""
+    }}"""
+_STATIC_HTTP = """\
+    # One line per OCR call, the method alone.
+    log_format calls '$request_method';
+    # The default closes a connection after 1,000 requests: the clients
+    # would then measure reconnecting, which the API does not ask of them.
+    keepalive_requests 1000000;
+    server {{
+        listen {host}:{port};
+        client_max_body_size 6m;
+        location ~ ^/v1\\.1/appkeys/[^/]+/general$ {{
+            access_log {prefix}/calls.log calls;
+            if ($request_method != POST) {{
+                return 405;
+            }}
+            default_type application/json;
+            return 200 '{envelope}';
+        }}
+        location = /healthz {{
+            return 200 'ok';
+        }}
+    }}"""
 
 
 def _installed(name: str) -> str:
@@ -240,7 +264,7 @@ def _installed(name: str) -> str:
 
 @dataclass(frozen=True)
 class Nginx:
-    """nginx with ``limit_req`` in front of the emulator, in a child process."""
+    """nginx in a child process: its URL and its log of OCR calls, one line each."""
 
     base_url: str
     log: Path
@@ -252,34 +276,56 @@ class Nginx:
 
 
 @contextlib.contextmanager
-def nginx_process(upstream: str, rate: float, burst: int) -> Iterator[Nginx]:
-    """nginx limiting OCR calls to ``rate`` per second, ``burst`` extra at once (nodelay).
+def _nginx(http: str, **values: str) -> Iterator[Nginx]:
+    """nginx running the ``http`` block (a template) in its own temporary prefix.
 
-    Over-limit calls get the 4000006 envelope in an HTTP 200, as the API
-    answers them. Its own prefix and config in a temporary directory, gone
-    when the block ends: read :meth:`Nginx.calls` inside it (the log is
-    unbuffered, so it is complete as soon as the client has finished).
+    The template is filled with ``values`` and with ``prefix``, ``host``
+    and ``port``; it logs each OCR call to ``{prefix}/calls.log``, which is
+    unbuffered, so it is complete as soon as the client has finished.
     """
     binary = _installed("nginx")
     with tempfile.TemporaryDirectory(prefix="ocr-async-nginx-") as prefix:
         port = find_free_port(*PORTS, host=HOST)
         conf = Path(prefix, "nginx.conf")
-        conf.write_text(
-            _NGINX_CONF.format(
-                prefix=prefix,
-                host=HOST,
-                port=port,
-                upstream=upstream.removeprefix("http://"),
-                rate=f"{rate:g}",
-                burst=f" burst={burst} nodelay" if burst else "",
-                envelope=RATE_LIMITED_ENVELOPE,
-            )
-        )
+        block = http.format(prefix=prefix, host=HOST, port=port, **values)
+        conf.write_text(_NGINX_CONF.format(prefix=prefix, http=block))
         Path(prefix, "calls.log").touch()
         argv = [binary, "-p", prefix, "-c", str(conf), "-g", "daemon off;"]
         base_url = f"http://{HOST}:{port}"
         with _server(argv, f"{base_url}/healthz", "nginx"):
             yield Nginx(base_url, Path(prefix, "calls.log"))
+
+
+@contextlib.contextmanager
+def nginx_process(upstream: str, rate: float, burst: int) -> Iterator[Nginx]:
+    """nginx limiting OCR calls to ``rate`` per second, ``burst`` extra at once (nodelay).
+
+    Over-limit calls get the 4000006 envelope in an HTTP 200, as the API
+    answers them. Its own prefix and config in a temporary directory, gone
+    when the block ends: read :meth:`Nginx.calls` inside it.
+    """
+    with _nginx(
+        _LIMITER_HTTP,
+        upstream=upstream.removeprefix("http://"),
+        rate=f"{rate:g}",
+        burst=f" burst={burst} nodelay" if burst else "",
+        envelope=RATE_LIMITED_ENVELOPE,
+    ) as nginx:
+        yield nginx
+
+
+@contextlib.contextmanager
+def static_nginx_process(envelope: str) -> Iterator[Nginx]:
+    """nginx answering every POST to ``/v1.1/appkeys/{k}/general`` with ``envelope``.
+
+    A server that costs next to nothing: the request body is read and
+    dropped, and the same bytes go back every time. ``envelope`` must hold
+    no single quote (it sits in an nginx string).
+    """
+    if "'" in envelope:
+        raise ValueError("the envelope may not hold a single quote")
+    with _nginx(_STATIC_HTTP, envelope=envelope) as nginx:
+        yield nginx
 
 
 # --- HAProxy in front of the emulator ---------------------------------------------------
@@ -349,6 +395,8 @@ class ChildRun:
     peak_rss_mb: float
     returncode: int
     stderr: str
+    #: User plus system CPU seconds of the child and its threads, start-up included.
+    cpu_s: float = 0.0
 
     def summary(self) -> tuple[float, float]:
         """(images/s, seconds) as the run's closing line says: start-up excluded.
@@ -373,7 +421,12 @@ def run_child(
     forking parent, which here holds matplotlib. stderr goes to a file, not
     a pipe, so a chatty child can never block on a full pipe. A child still
     running after ``timeout`` seconds is killed and the run fails.
+
+    The CPU is what ``getrusage(RUSAGE_CHILDREN)`` gained while this child
+    ran: the kernel adds a child's time there when it is reaped, and nothing
+    else is reaped meanwhile (the servers outlive every run).
     """
+    cpu_before = _children_cpu()
     with contextlib.ExitStack() as stack:
         err = stack.enter_context(tempfile.TemporaryFile())
         out = stack.enter_context(stdout.open("wb")) if stdout else subprocess.DEVNULL
@@ -394,7 +447,12 @@ def run_child(
         text = err.read().decode("utf-8", "replace")
     if code not in (0, 1):
         raise RuntimeError(f"{argv[:4]} exited {code}: {text[-2000:]}")
-    return ChildRun(wall, peak_kib / 1024, code, text)
+    return ChildRun(wall, peak_kib / 1024, code, text, _children_cpu() - cpu_before)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 #: Seconds between two looks at a running child (its exit and its memory).
@@ -466,22 +524,32 @@ def measure(
     return Measurement(rate, wall_rate, 1000 * cpu / max(stats.requests, 1))
 
 
-def interleaved(
-    contenders: dict[str, Callable[[], Measurement]], repeats: int, *, once: Iterable[str] = ()
-) -> dict[str, Measurement]:
-    """Each contender's median run, the contenders measured in turns ``repeats`` times.
+def in_turns(
+    contenders: dict[str, Callable[[], T]], repeats: int, *, once: Iterable[str] = ()
+) -> dict[str, list[T]]:
+    """Every run of each contender, the contenders measured in turns ``repeats`` times.
 
     Turns (A, B, A, B ...) rather than blocks (A, A, B, B) spread the
     machine's drift over every contender alike. Those named in ``once`` are
     measured in the first turn only (slow references far from the others).
-    The median is a real run (the lower middle one for an even count).
     """
-    results: dict[str, list[Measurement]] = {name: [] for name in contenders}
+    results: dict[str, list[T]] = {name: [] for name in contenders}
     skip = frozenset(once)
     for turn in range(repeats):
         for name, run in contenders.items():
             if turn == 0 or name not in skip:
                 results[name].append(run())
+    return results
+
+
+def interleaved(
+    contenders: dict[str, Callable[[], Measurement]], repeats: int, *, once: Iterable[str] = ()
+) -> dict[str, Measurement]:
+    """Each contender's median run, measured :func:`in_turns`.
+
+    The median is a real run (the lower middle one for an even count).
+    """
+    results = in_turns(contenders, repeats, once=once)
     return {name: statistics.median_low(runs) for name, runs in results.items()}
 
 

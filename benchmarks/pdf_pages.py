@@ -2,6 +2,8 @@
 
     python -m benchmarks.pdf_pages              # 200 pages, text and scan-like
     python -m benchmarks.pdf_pages --pages 50   # quicker
+    python -m benchmarks.pdf_pages --run        # end to end: `ocr-async run` on PDFs
+    python -m benchmarks.pdf_pages --run --engine tesseract   # ... read by a real engine
 
 Makes two PDFs of ``--pages`` pages in a temporary folder: "text" pages
 (vector text in NanumGothic/DejaVu, written by fpdf2: they go as PNG) and
@@ -11,12 +13,25 @@ fresh child process, which reports pages per second and its resident memory
 after the first page, at the middle and at the end, and its peak: flat
 memory means no page is kept. A last child streams the scan pages into a
 searchable PDF (:func:`write_searchable_pdf`), which must stay flat too.
+
+``--run`` measures the whole pipeline instead: ``ocr-async run`` in a child
+process against the emulator (in another child, on loopback; its quick
+fallback engine unless ``--engine`` names a real one; ``--latency`` adds
+seconds to each answer, as a distant API does), on the text PDF
+alone, on the same with ``--alto``, ``--hocr`` and ``--searchable-pdf``, on
+the scan with all three (not with a real engine: its pages are noise), and
+on a folder of 20-page PDFs holding as many pages. Each gives pages per
+second (records over the run's wall time, as its summary says), the
+requests the emulator saw and the peak resident memory of the client
+process (``wait4``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import resource
 import subprocess
 import sys
@@ -64,7 +79,7 @@ def rss_kib() -> int:
 
 
 def child_stream(pdf: str) -> dict[str, Any]:
-    from ocr_async.pipeline.pdf_pages import iter_pdf_pages
+    from ocr_async.pdfpages import iter_pdf_pages
 
     started = time.perf_counter()
     count = 0
@@ -98,7 +113,7 @@ def child_searchable(pdf: str, out: str) -> dict[str, Any]:
 
     from ocr_async.models import OcrResult
     from ocr_async.outputs.searchable_pdf import SearchablePage, write_searchable_pdf
-    from ocr_async.pipeline.pdf_pages import iter_pdf_pages
+    from ocr_async.pdfpages import iter_pdf_pages
 
     marks: dict[str, int] = {}
 
@@ -122,6 +137,80 @@ def child_searchable(pdf: str, out: str) -> dict[str, Any]:
     }
 
 
+def run_through_emulator(
+    work: Path, text: Path, scan: Path, engine: str, latency: float
+) -> dict[str, Any]:
+    """``ocr-async run`` on PDFs against the emulator: pages/s, requests, peak RSS."""
+    from benchmarks.harness import emulator_process
+
+    pages = int(text.stem.split("-")[-1])
+    folder = work / "folder"
+    folder.mkdir()
+    for number in range(max(1, pages // 20)):
+        make_text_pdf(folder / f"doc{number:03d}.pdf", 20)
+    results: dict[str, Any] = {}
+    with emulator_process("--engine", engine, "--latency", str(latency)) as emulator:
+        scenarios = {
+            "one_text_pdf": (text, False),
+            "one_text_pdf_all_outputs": (text, True),
+            "one_scan_pdf_all_outputs": (scan, True),
+            f"folder_of_{pages // 20}_text_pdfs": (folder, False),
+        }
+        if engine != "embedded":
+            # Its pages are noise: a real engine spends minutes on each, and
+            # the requests time out waiting for it. Not a figure of the client.
+            del scenarios["one_scan_pdf_all_outputs"]
+        for name, (given, outputs) in scenarios.items():
+            emulator.reset()
+            out = work / name
+            out.mkdir()
+            argv = [
+                sys.executable, "-m", "ocr_async", "run", str(given), "--no-progress",
+                "--output", str(out / "out.jsonl"), "--base-url", emulator.base_url,
+            ]  # fmt: skip
+            if outputs:
+                argv += [
+                    "--alto", str(out / "alto"), "--hocr", str(out / "hocr"),
+                    "--searchable-pdf", str(out / "pdf"),
+                ]  # fmt: skip
+            results[name] = {**timed_child(argv), "requests": emulator.stats().requests}
+    return results
+
+
+def timed_child(argv: list[str]) -> dict[str, Any]:
+    """Run ``argv``: its pages/s (from its summary), wall seconds and peak RSS (wait4)."""
+    from benchmarks.harness import CHILD_TIMEOUT, child_env
+
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as errors:
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, env=child_env(), stdout=subprocess.DEVNULL, stderr=errors)
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - started > CHILD_TIMEOUT:
+                process.kill()
+                raise RuntimeError(f"{argv[3:5]} took over {CHILD_TIMEOUT:.0f} s")
+            time.sleep(0.05)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        errors.seek(0)
+        stderr = errors.read()
+    match = _SUMMARY.search(stderr)
+    if process.returncode != 0 or match is None:
+        raise RuntimeError(f"{argv[3:5]} exited {process.returncode}: {stderr[-500:]}")
+    return {
+        "records": int(match.group(1)),
+        "pages_per_second": float(match.group(2)),
+        "seconds": float(match.group(3)),
+        "wall_seconds": round(wall, 1),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024),
+    }
+
+
+_SUMMARY = re.compile(r"(\d+) records?: .*?([0-9.]+) images/s over ([0-9.]+) s", re.DOTALL)
+
+
 def in_child(*args: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.pdf_pages", "--child", *args],
@@ -137,6 +226,11 @@ def in_child(*args: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=200)
+    parser.add_argument("--run", action="store_true", help="end to end through the emulator")
+    parser.add_argument("--engine", default="embedded", help="the emulator's, with --run")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds added per answer (--run)"
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -145,9 +239,15 @@ def main() -> None:
         print(json.dumps(result))
         return
     with tempfile.TemporaryDirectory() as work:
-        text, scan = Path(work, "text.pdf"), Path(work, "scan.pdf")
+        text = Path(work, f"text-{args.pages}.pdf")
+        scan = Path(work, f"scan-{args.pages}.pdf")
         make_text_pdf(text, args.pages)
         make_scan_pdf(scan, args.pages)
+        if args.run:
+            report = {"pages": args.pages, "engine": args.engine, "latency": args.latency}
+            report |= run_through_emulator(Path(work), text, scan, args.engine, args.latency)
+            print(json.dumps(report, indent=2))
+            return
         baseline = in_child("stream", str(make_one_page(Path(work))))
         report = {
             "pages": args.pages,

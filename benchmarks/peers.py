@@ -1,16 +1,24 @@
 """The peers ocr-async is measured against, each as small as it can honestly be.
 
-Run as ``python -m benchmarks.peers {aiohttp,requests} BASE_URL LIST OUT N``:
-``LIST`` names one image file a line; one JSON line per image goes to ``OUT``
-(the answer's envelope, as ocr-async writes one record per input). Each peer
+Run as ``python -m benchmarks.peers KIND BASE_URL LIST OUT N``: ``LIST``
+names one image file a line; one JSON line per image goes to ``OUT`` (the
+answer's envelope, as ocr-async writes one record per input). Each peer
 sends the same multipart body ocr-async sends (one ``image`` part) with the
-same headers, ``N`` requests in flight at once.
+same headers, ``N`` requests in flight at once. ``KIND`` is one of:
 
 * ``aiohttp``: one session, ``asyncio.gather`` over every image behind a
   semaphore, files read and lines written inline. No retries, no checks, no
   rate control: the ceiling of the stack ocr-async is built on.
+* ``aiohttp-thread``: the same, each file read in a worker thread
+  (``asyncio.to_thread``), as ocr-async reads them: disk I/O off the loop.
 * ``requests``: a ``ThreadPoolExecutor`` of ``N`` threads, one
   ``requests.Session`` per thread, the multipart built by ``files=``.
+* ``library``: ocr-async itself, as a script would use it:
+  ``ocr_async.recognize_many`` over the paths, each record written with
+  ``ocr_async.outputs.jsonl.encode_record``.
+
+Each kind imports only what it uses, so that a bare loop carries no more
+modules than a bare script would.
 
 The third peer, ``xargs -P N curl``, needs no Python: see :func:`curl_argv`.
 """
@@ -18,22 +26,27 @@ The third peer, ``xargs -P N curl``, needs no Python: see :func:`curl_argv`.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
-import aiohttp
-import requests
-
-from benchmarks.harness import APPKEY, TOKEN
+from benchmarks import APPKEY, TOKEN
 
 HEADERS = {"X-NHN-Authorization": f"Bearer {TOKEN}", "Accept": "application/json"}
 BOUNDARY = "bench-boundary-5f0c1d2e"
+#: The peers :func:`main` runs, and the module each needs, imported before
+#: the clock starts.
+KINDS = {
+    "aiohttp": "aiohttp",
+    "aiohttp-thread": "aiohttp",
+    "requests": "requests",
+    "library": "ocr_async",
+}
 
 
 def endpoint(base_url: str) -> str:
@@ -71,8 +84,12 @@ def _line(path: str, answer: Any, out: TextIO) -> None:
     out.write(json.dumps({"source": path, "answer": answer}) + "\n")
 
 
-async def aiohttp_loop(base_url: str, paths: Sequence[str], concurrency: int, out: TextIO) -> None:
-    """The bare aiohttp loop: a semaphore and ``gather``."""
+async def aiohttp_loop(
+    base_url: str, paths: Sequence[str], concurrency: int, out: TextIO, *, threaded: bool = False
+) -> None:
+    """The bare aiohttp loop: a semaphore and ``gather``; ``threaded`` reads in a thread."""
+    import aiohttp
+
     url = endpoint(base_url)
     headers = {**HEADERS, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
     semaphore = asyncio.Semaphore(concurrency)
@@ -81,8 +98,12 @@ async def aiohttp_loop(base_url: str, paths: Sequence[str], concurrency: int, ou
 
         async def one(path: str) -> None:
             async with semaphore:
-                # Read inline, as a short script does: tiny files, page cache.
-                body = multipart(Path(path).read_bytes())  # noqa: ASYNC240
+                if threaded:
+                    image = await asyncio.to_thread(Path(path).read_bytes)
+                else:
+                    # Read inline, as a short script does: tiny files, page cache.
+                    image = Path(path).read_bytes()  # noqa: ASYNC240
+                body = multipart(image)
                 async with session.post(url, data=body, headers=headers) as response:
                     _line(path, await response.json(), out)
 
@@ -91,6 +112,10 @@ async def aiohttp_loop(base_url: str, paths: Sequence[str], concurrency: int, ou
 
 def requests_pool(base_url: str, paths: Sequence[str], concurrency: int, out: TextIO) -> None:
     """``requests`` in a thread pool: one session per thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
     url = endpoint(base_url)
     local = threading.local()
 
@@ -107,25 +132,44 @@ def requests_pool(base_url: str, paths: Sequence[str], concurrency: int, out: Te
             _line(path, answer, out)
 
 
+async def library_stream(
+    base_url: str, paths: Sequence[str], concurrency: int, out: TextIO
+) -> None:
+    """ocr-async's library: ``recognize_many`` over the paths, a record a line."""
+    from ocr_async import recognize_many
+    from ocr_async.outputs.jsonl import encode_record
+
+    records = recognize_many(
+        paths, appkey=APPKEY, token=TOKEN, base_url=base_url, concurrency=concurrency
+    )
+    async for record in records:
+        out.write(encode_record(record).decode("utf-8"))
+
+
 def _paths(list_path: str) -> Iterator[str]:
     with open(list_path, encoding="utf-8") as handle:
         yield from (line.rstrip("\n") for line in handle if line.strip())
 
 
 def main(argv: Sequence[str]) -> None:
-    """``peers.py {aiohttp,requests} BASE_URL LIST OUT N``."""
+    """``peers.py KIND BASE_URL LIST OUT N``."""
     kind, base_url, list_path, out_path, concurrency = argv
-    if kind not in ("aiohttp", "requests"):
-        raise SystemExit(f"unknown peer {kind!r}")
+    if kind not in KINDS:
+        raise SystemExit(f"unknown peer {kind!r}: one of {', '.join(KINDS)}")
+    importlib.import_module(KINDS[kind])
     paths = list(_paths(list_path))
     # Timed from here, as ocr-async times its summary: start-up and imports
     # excluded.
     started = time.perf_counter()
+    n = int(concurrency)
     with open(out_path, "w", encoding="utf-8") as out:
-        if kind == "aiohttp":
-            asyncio.run(aiohttp_loop(base_url, paths, int(concurrency), out))
+        if kind == "requests":
+            requests_pool(base_url, paths, n, out)
+        elif kind == "library":
+            asyncio.run(library_stream(base_url, paths, n, out))
         else:
-            requests_pool(base_url, paths, int(concurrency), out)
+            threaded = kind == "aiohttp-thread"
+            asyncio.run(aiohttp_loop(base_url, paths, n, out, threaded=threaded))
     elapsed = time.perf_counter() - started
     print(f"{len(paths) / elapsed:.1f} images/s over {elapsed:.2f} s", file=sys.stderr)
 

@@ -1,7 +1,18 @@
 """Three processes on one quota: shared through Redis, and each alone.
 
-    python -m benchmarks.shared_quota            # 20 s runs, about 2 minutes
-    python -m benchmarks.shared_quota --quick    # 10 s runs, about a minute
+    python -m benchmarks.shared_quota                    # 20 s runs, about 3 minutes
+    python -m benchmarks.shared_quota --quick            # 10 s runs, about a minute
+    python -m benchmarks.shared_quota --baseline 5c69a6f # and that commit's sharing beside
+
+``--kind window`` (or ``sliding``) puts the emulator's other limiters in
+front instead of the bucket, and ``--burst`` changes the bucket's burst
+(1: no burst at all, as nginx ``limit_req`` without one); ``--no-churn``
+leaves out the run with members joining and leaving.
+
+``--baseline REV`` runs the shared rows (and the churn) a second time with
+the package as it was at ``REV`` (``git archive``, imported from a
+temporary directory by the children), in the same run, against the same
+emulator: before and after, side by side, on the same noisy machine.
 
 Every member is a child process (``python -c``) using the library: an
 :class:`~ocr_async.OcrClient` whose rate controller joins a
@@ -21,13 +32,22 @@ Measured:
   seconds until every member's fraction of the global rate is within 0.05
   of an even split, from each member's own samples (every 0.1 s);
 * the cost of sharing: each child's CPU seconds (user + system) per call
-  sent, shared beside alone.
+  sent, shared beside alone;
+* the group's congestion events (its epoch: cuts for everyone), or the sum
+  of each process's own events when alone;
+* the machine's load (1-minute average) before and after each row: the
+  machine is shared, and the figures move with it.
+
+Every row starts with an empty Redis: a group started again within
+``STATE_TTL`` begins from the quota it measured last, which is right for a
+run started again but would carry one row's quota into the next.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -35,12 +55,15 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.harness import APPKEY, TOKEN, Emulator, emulator_process, machine
+from benchmarks import APPKEY, TOKEN
+from benchmarks.harness import Emulator, emulator_process, machine
 
 LATENCY = 0.03
 BURST = 5
@@ -99,10 +122,11 @@ async def main() -> None:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         end = time.monotonic()
         watcher.cancel()
+        events = shared.epoch if shared is not None else controller.congestion_events
         if shared is not None:
             await shared.close()
         print(json.dumps({"start": t0, "end": end, "answered": len(stamps), "stamps": stamps,
-                          "sent": controller.sent, "cpu": cpu() - cpu0,
+                          "sent": controller.sent, "cpu": cpu() - cpu0, "events": events,
                           "timeline": timeline}), flush=True)
 
 asyncio.run(main())
@@ -118,8 +142,18 @@ class Member:
     answered: int
     sent: int
     cpu: float
+    events: int
     timeline: tuple[tuple[float, float], ...]
     stamps: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Code:
+    """The package the children import: this tree's, or a commit's, unpacked."""
+
+    label: str
+    #: The directory the children start in (``python -c`` imports from it first).
+    cwd: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,10 +161,14 @@ class Result:
     """One row: three members on one quota, shared or alone."""
 
     quota: float
+    #: What the limiter lets through at once: a bucket's burst, a window's second.
+    allowance: float
     shared: bool
+    code: Code
     members: tuple[Member, ...]
     requests: int
     refused: int
+    load: tuple[float, float]
 
     @property
     def span(self) -> float:
@@ -138,7 +176,7 @@ class Result:
 
     @property
     def goodput(self) -> float:
-        return sum(m.answered for m in self.members) / (self.quota * self.span + BURST)
+        return sum(m.answered for m in self.members) / (self.quota * self.span + self.allowance)
 
     @property
     def overlap_goodput(self) -> float:
@@ -165,6 +203,13 @@ class Result:
 
     def part(self, member: Member) -> float:
         return member.answered / sum(m.answered for m in self.members)
+
+    @property
+    def events(self) -> int:
+        """The group's events (one epoch for all), or every process's own, added up."""
+        if self.shared:
+            return max(m.events for m in self.members)
+        return sum(m.events for m in self.members)
 
 
 @contextlib.contextmanager
@@ -195,12 +240,40 @@ def redis_process() -> Iterator[str]:
         process.wait(timeout=10)
 
 
+@contextlib.contextmanager
+def baseline(rev: str) -> Iterator[Code]:
+    """The package as it was at ``rev``, unpacked into a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="ocr-async-baseline-") as where:
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", rev, "ocr_async"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as unpacked:
+            unpacked.extractall(where, filter="data")
+        short = subprocess.run(
+            ["git", "rev-parse", "--short", rev], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        yield Code(short, where)
+
+
+def flush(redis_url: str) -> None:
+    """Empty the store: every row starts a new group."""
+    import redis  # the cluster extra; imported here so --help needs nothing
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
 def spawn(
-    redis_url: str, base_url: str, *, images: int, start_at: float, stop_at: float
+    redis_url: str, base_url: str, *, images: int, start_at: float, stop_at: float, code: Code
 ) -> subprocess.Popen[str]:
     argv = [sys.executable, "-c", CHILD, redis_url, base_url, APPKEY, TOKEN,
             str(images), str(CONCURRENCY), repr(start_at), repr(stop_at)]  # fmt: skip
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=code.cwd)
 
 
 def collect(child: subprocess.Popen[str], timeout: float) -> Member:
@@ -211,28 +284,47 @@ def collect(child: subprocess.Popen[str], timeout: float) -> Member:
     timeline = tuple((float(t), float(f)) for t, f in raw["timeline"])
     stamps = tuple(float(t) for t in raw["stamps"])
     return Member(
-        raw["start"], raw["end"], raw["answered"], raw["sent"], raw["cpu"], timeline, stamps
+        raw["start"],
+        raw["end"],
+        raw["answered"],
+        raw["sent"],
+        raw["cpu"],
+        raw["events"],
+        timeline,
+        stamps,
     )
 
 
-def three_on_one(emulator: Emulator, redis_url: str, quota: float, seconds: float) -> Result:
+def three_on_one(
+    emulator: Emulator, redis_url: str, quota: float, allowance: float, seconds: float, code: Code
+) -> Result:
     """Three members, quota x seconds images between them, shared or not."""
     emulator.reset()
+    if redis_url:
+        flush(redis_url)
+    load = os.getloadavg()[0]
     start_at = time.monotonic() + 2.0  # every child imported and waiting
     images = round(quota * seconds / MEMBERS)
     children = [
-        spawn(redis_url, emulator.base_url, images=images, start_at=start_at, stop_at=1e18)
+        spawn(
+            redis_url, emulator.base_url, images=images, start_at=start_at, stop_at=1e18, code=code
+        )
         for _ in range(MEMBERS)
     ]
     members = tuple(collect(child, timeout=seconds * 4 + 60) for child in children)
     stats = emulator.stats()
-    return Result(quota, bool(redis_url), members, stats.requests, stats.rate_limited)
+    loads = (load, os.getloadavg()[0])
+    shared = bool(redis_url)
+    return Result(
+        quota, allowance, shared, code, members, stats.requests, stats.rate_limited, loads
+    )
 
 
 @dataclass(frozen=True)
 class Churn:
     """Seconds until shares settle after each change, and the run's figures."""
 
+    code: Code
     joined: float
     left: float
     killed: float
@@ -252,14 +344,18 @@ def settled(timelines: Sequence[Sequence[tuple[float, float]]], since: float, ev
     return latest
 
 
-def churn(emulator: Emulator, redis_url: str, quota: float, seconds: float) -> Churn:
+def churn(
+    emulator: Emulator, redis_url: str, quota: float, allowance: float, seconds: float, code: Code
+) -> Churn:
     """A and B from 0; C joins at 1/4; A leaves at 1/2; B is killed at 3/4; C ends the run."""
     emulator.reset()
+    flush(redis_url)
     zero = time.monotonic() + 2.0
     at = [zero + seconds * q for q in (0.25, 0.5, 0.75)]
-    a = spawn(redis_url, emulator.base_url, images=0, start_at=zero, stop_at=at[1])
-    b = spawn(redis_url, emulator.base_url, images=0, start_at=zero, stop_at=1e18)
-    c = spawn(redis_url, emulator.base_url, images=0, start_at=at[0], stop_at=zero + seconds)
+    url = emulator.base_url
+    a = spawn(redis_url, url, images=0, start_at=zero, stop_at=at[1], code=code)
+    b = spawn(redis_url, url, images=0, start_at=zero, stop_at=1e18, code=code)
+    c = spawn(redis_url, url, images=0, start_at=at[0], stop_at=zero + seconds, code=code)
     time.sleep(max(at[2] - time.monotonic(), 0))
     b.send_signal(signal.SIGKILL)
     b.wait()
@@ -269,10 +365,11 @@ def churn(emulator: Emulator, redis_url: str, quota: float, seconds: float) -> C
     span = third.end - first.start
     # When A left: its own last answer (it leaves just after), seen by C.
     return Churn(
+        code=code,
         joined=settled([first.timeline, third.timeline], third.start, 1 / 3),
         left=settled([third.timeline], first.end, 1 / 2),
         killed=settled([third.timeline], at[2], 1.0),
-        goodput=answered / (quota * span + BURST),
+        goodput=answered / (quota * span + allowance),
         refused_share=stats.rate_limited / max(stats.requests, 1),
     )
 
@@ -282,27 +379,29 @@ def render(results: Sequence[Result], churns: Sequence[tuple[float, Churn]]) -> 
         f"Machine: {machine()}.",
         "",
         "| quota | three processes | combined goodput, whole run | while all three ran "
-        "| refused | parts of the answers | each ran (s) | client CPU per call |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| refused | events | parts of the answers | each ran (s) | client CPU per call "
+        "| load |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         parts = " / ".join(f"{r.part(m):.2f}" for m in r.members)
-        mode = "one shared quota (Redis)" if r.shared else "each alone (peer)"
+        mode = f"shared ({r.code.label})" if r.shared else "each alone (peer)"
         ran = " / ".join(f"{m.end - m.start:.1f}" for m in r.members)
         lines.append(
             f"| {r.quota:g}/s | {mode} | {r.goodput:.1%} | {r.overlap_goodput:.1%} "
-            f"| {r.refused_share:.1%} | {parts} | {ran} | {r.cpu_per_call * 1e6:.0f} µs |"
+            f"| {r.refused_share:.1%} | {r.events} | {parts} | {ran} "
+            f"| {r.cpu_per_call * 1e6:.0f} µs | {r.load[0]:.1f}-{r.load[1]:.1f} |"
         )
     lines += [
         "",
-        "| quota | a member joins: settled in | one leaves | one killed (SIGKILL) "
+        "| quota | code | a member joins: settled in | one leaves | one killed (SIGKILL) "
         "| goodput over the run | refused |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for quota, c in churns:
         lines.append(
-            f"| {quota:g}/s | {c.joined:.1f} s | {c.left:.1f} s | {c.killed:.1f} s "
-            f"| {c.goodput:.1%} | {c.refused_share:.1%} |"
+            f"| {quota:g}/s | {c.code.label} | {c.joined:.1f} s | {c.left:.1f} s "
+            f"| {c.killed:.1f} s | {c.goodput:.1%} | {c.refused_share:.1%} |"
         )
     return "\n".join(lines)
 
@@ -311,28 +410,56 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="10 s runs instead of 20 s")
     parser.add_argument("--quotas", default="40,200", help="quotas in calls/s, comma-separated")
+    parser.add_argument(
+        "--kind", choices=("bucket", "window", "sliding"), default="bucket", help="the limiter"
+    )
+    parser.add_argument(
+        "--burst", type=float, default=BURST, help=f"the bucket's burst (default {BURST})"
+    )
+    parser.add_argument("--no-churn", action="store_true", help="leave out the churn run")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run the shared rows with the package as it was at this commit",
+    )
     args = parser.parse_args(argv)
     seconds = 10.0 if args.quick else 20.0
     quotas = [float(q) for q in args.quotas.split(",")]
     results: list[Result] = []
     churns: list[tuple[float, Churn]] = []
-    with redis_process() as redis_url:
+    here = Code("this tree")
+    with contextlib.ExitStack() as stack:
+        codes = [here]
+        if args.baseline:
+            codes.append(stack.enter_context(baseline(args.baseline)))
+        redis_url = stack.enter_context(redis_process())
         for quota in quotas:
-            flags = ("--latency", f"{LATENCY:g}", "--quota-rps", f"{quota:g}",
-                     "--quota-burst", str(BURST))  # fmt: skip
+            flags = ["--latency", f"{LATENCY:g}", "--quota-rps", f"{quota:g}",
+                     "--quota-kind", args.kind]  # fmt: skip
+            if args.kind == "bucket":
+                flags += ["--quota-burst", f"{args.burst:g}"]
+            # A window or a sliding count lets a whole second's calls through at once.
+            allowance = args.burst if args.kind == "bucket" else quota
             with emulator_process(*flags) as emulator:
-                for url in (redis_url, ""):
-                    result = three_on_one(emulator, url, quota, seconds)
+                runs = [(redis_url, code) for code in codes] + [("", here)]
+                for url, code in runs:
+                    result = three_on_one(emulator, url, quota, allowance, seconds, code)
                     ends = ", ".join(f"{m.end - m.start:.1f}" for m in result.members)
+                    mode = f"shared ({code.label})" if result.shared else "alone"
                     print(
-                        f"  {quota:g}/s shared={result.shared}: goodput {result.goodput:.3f}, "
-                        f"refused {result.refused_share:.3f}; members ran {ends} s",
+                        f"  {quota:g}/s {mode}: goodput {result.goodput:.3f}, "
+                        f"refused {result.refused_share:.3f}, events {result.events}; "
+                        f"members ran {ends} s; load {result.load[0]:.1f}-{result.load[1]:.1f}",
                         file=sys.stderr,
                         flush=True,
                     )
                     results.append(result)
-                if quota == quotas[0]:
-                    churns.append((quota, churn(emulator, redis_url, quota, 2 * seconds)))
+                if quota == quotas[0] and not args.no_churn:
+                    for code in codes:
+                        run = churn(emulator, redis_url, quota, allowance, 2 * seconds, code)
+                        churns.append((quota, run))
+    limiter = f"bucket, burst {args.burst:g}" if args.kind == "bucket" else args.kind
+    print(f"Limiter: {limiter}.")
     print(render(results, churns))
 
 

@@ -11,6 +11,10 @@ cancels its handler (``handler_cancellation=True``), which cancels the call
 to the OCR API and closes that connection, so nobody pays for an answer that
 nobody will read.
 
+``GET /metrics`` serves the client's Prometheus metrics (requests in flight,
+latency by outcome, the rate controller's rate and refusals) from the app's
+own event loop; the ``metrics`` extra (``prometheus-client``) is needed.
+
 Run it (the settings come from the same environment variables as the
 ``ocr-async`` command)::
 
@@ -45,6 +49,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import BodyPartReader, web
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from ocr_async import (
     ApiError,
@@ -64,6 +69,7 @@ from ocr_async.auth import (
     uak_from_environment,
 )
 from ocr_async.options import SHARED_QUOTA_ENV
+from ocr_async.outputs.metrics import OcrMetrics
 from ocr_async.protocol import DEFAULT_BASE_URL, DEFAULT_MAX_BYTES
 
 log = logging.getLogger("ocr_backend")
@@ -99,11 +105,12 @@ class Counters:
 SETTINGS = web.AppKey("settings", Settings)
 OCR_CLIENT = web.AppKey("ocr_client", OcrClient)
 COUNTERS = web.AppKey("counters", Counters)
+METRICS = web.AppKey("metrics", OcrMetrics)
 
 
 async def ocr_client_context(app: web.Application) -> AsyncIterator[None]:
     """Open the one shared client at startup; close it at shutdown."""
-    settings = app[SETTINGS]
+    settings, metrics = app[SETTINGS], app[METRICS]
     async with OcrClient(
         appkey=settings.appkey,
         token=settings.token,
@@ -111,7 +118,9 @@ async def ocr_client_context(app: web.Application) -> AsyncIterator[None]:
         concurrency=settings.concurrency,
         max_bytes=settings.max_upload,
         shared_quota=settings.shared_quota,
+        observer=metrics,  # every request to the OCR API, retries included
     ) as client:
+        metrics.watch(client.rate_controller)
         app[OCR_CLIENT] = client
         yield
 
@@ -201,8 +210,11 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_upload + 64 * 1024)
     app[SETTINGS] = settings
     app[COUNTERS] = Counters()
+    # A registry of the app's own; a bigger app passes the one it already serves.
+    app[METRICS] = OcrMetrics()
     app.cleanup_ctx.append(ocr_client_context)
     app.router.add_post("/ocr", ocr_handler)
+    app.router.add_get("/metrics", make_aiohttp_handler(app[METRICS].registry))
     return app
 
 

@@ -1,7 +1,7 @@
 """ocr-async: a high-throughput asyncio batch client for NHN Cloud General OCR v1.1."""
 
 from ocr_async.auth import StaticToken, TokenProvider, UserAccessKeyTokens
-from ocr_async.client import OcrClient
+from ocr_async.client import OcrClient, RequestObserver
 from ocr_async.errors import (
     AnswerTooLargeError,
     ApiError,
@@ -82,6 +82,7 @@ __all__ = [
     "Recognition",
     "Record",
     "RecordStream",
+    "RequestObserver",
     "RequestTimeoutError",
     "RetryPolicy",
     "ServerFailureError",

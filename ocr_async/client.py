@@ -18,6 +18,7 @@ through :mod:`ocr_async.pipeline.cluster`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -37,11 +38,11 @@ from ocr_async.options import APPKEY_ENV, Options
 from ocr_async.precheck import Precheck
 from ocr_async.retry import GiveUp, RenewToken, RetryPolicy, Tried, Wait, decide
 from ocr_async.sanitize import Redactor
-from ocr_async.transport import AiohttpTransport, Transport
+from ocr_async.transport import AiohttpTransport, Answer, Transport
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LEAVE_TIMEOUT", "PARSE_INLINE_LIMIT", "OcrClient", "QuotaGroup"]
+__all__ = ["LEAVE_TIMEOUT", "PARSE_INLINE_LIMIT", "OcrClient", "QuotaGroup", "RequestObserver"]
 
 #: Answers up to this size are parsed on the event loop; larger ones in a
 #: worker thread. Parsing runs at about 15 MB/s, so an inline parse holds the
@@ -72,6 +73,26 @@ class QuotaGroup(Protocol):
         ...
 
 
+class RequestObserver(Protocol):
+    """Hears of every HTTP request the client sends, retries included: metrics, say.
+
+    :class:`ocr_async.outputs.metrics.OcrMetrics` is one. Called on the
+    event loop; keep both calls cheap.
+    """
+
+    def request_started(self) -> None:
+        """A request is about to be sent (it has its place among those in flight)."""
+        ...
+
+    def request_finished(self, elapsed_s: float, error: BaseException | None = None) -> None:
+        """The request started ``elapsed_s`` ago has its parsed answer, or failed with ``error``.
+
+        Called exactly once per :meth:`request_started`: also when the
+        answer is an API error, and when the request is cancelled.
+        """
+        ...
+
+
 class OcrClient:
     """An async client for General OCR v1.1.
 
@@ -94,7 +115,9 @@ class OcrClient:
     ``concurrency``, ``timeout``, ``max_bytes``, ``max_answer_bytes``,
     ``retry``, ``rps`` and ``adapt_rate`` are shorthand for changing it.
     ``transport`` replaces the aiohttp transport (for tests: a fake that
-    records the requests); a transport passed in is left open.
+    records the requests); a transport passed in is left open. ``observer``
+    (a :class:`RequestObserver`, such as
+    :class:`~ocr_async.outputs.metrics.OcrMetrics`) hears of every request.
 
     ``shared_quota`` (or ``options.shared_quota``) shares the quota of the
     app key with other processes: a Redis URL (``redis://HOST:6379/0``; the
@@ -124,6 +147,7 @@ class OcrClient:
         adapt_rate: bool | None = None,
         transport: Transport | None = None,
         shared_quota: str | QuotaGroup | None = None,
+        observer: RequestObserver | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -170,6 +194,7 @@ class OcrClient:
         self._boundary = protocol.new_boundary()
         self._sleep = sleep
         self._clock = clock
+        self._observer = observer
         self._rate: RateController | None = None
         if options.rps is not None or options.adapt_rate:
             self._rate = RateController(fixed_rps=options.rps, clock=clock, sleep=sleep)
@@ -267,14 +292,16 @@ class OcrClient:
         """
         self._check_open()
         item = as_source_item(image)
-        payloads = await self._precheck.prepare(item, endpoint=endpoint)
-        if len(payloads) != 1:
-            raise LocalCheckError(
-                "pages",
-                f"{item.source} has {len(payloads)} pages: send them one by one "
-                "(client.send), or use recognize_many, which gives each its record",
-            )
-        return await self.send(payloads[0])
+        # Two pages at most are made: a second one is enough to refuse.
+        async with contextlib.aclosing(self._precheck.payloads(item, endpoint=endpoint)) as pages:
+            payload = await anext(pages)
+            if await anext(pages, None) is not None:
+                raise LocalCheckError(
+                    "pages",
+                    f"{item.source} has several pages: send them one by one "
+                    "(client.send), or use recognize_many, which gives each its record",
+                )
+        return await self.send(payload)
 
     async def send(self, payload: Payload) -> Recognition:
         """Send one pre-checked payload, retrying as the :class:`RetryPolicy` decides.
@@ -385,10 +412,30 @@ class OcrClient:
 
     async def _exchange(self, request: protocol.PreparedRequest, token: str) -> OcrResult:
         redactor = self._redactor(token)
-        async with self._in_flight:
-            answer = await self._transport.post(
-                request, answer_limit=self._options.max_answer_bytes, redactor=redactor
-            )
+        observer = self._observer
+        started: float | None = None
+        failure: BaseException | None = None
+        try:
+            async with self._in_flight:
+                # Observed from here: a request waiting for its turn is not in flight.
+                if observer is not None:
+                    started = self._clock()
+                    observer.request_started()
+                answer = await self._transport.post(
+                    request, answer_limit=self._options.max_answer_bytes, redactor=redactor
+                )
+            # Parsed inside the observation, so an API error counts as an answer.
+            return await self._parse(request, answer, redactor)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            if observer is not None and started is not None:
+                observer.request_finished(self._clock() - started, failure)
+
+    async def _parse(
+        self, request: protocol.PreparedRequest, answer: Answer, redactor: Redactor
+    ) -> OcrResult:
         if answer.is_redirect:
             raise protocol.redirect_error(
                 answer.status, answer.headers.get("Location"), request.url

@@ -55,6 +55,8 @@ from ocr_async.protocol import PNG_SIGNATURE, check_image_bytes, multipart_size,
 if TYPE_CHECKING:
     from PIL import Image
 
+    from ocr_async.pdfpages import PdfPage
+
 __all__ = [
     "CONVERTED_FORMATS",
     "CROPPING_RATIO",
@@ -696,6 +698,8 @@ class Transform:
     #: 1-based page of a multi-page input, and how many pages it had.
     page: int | None = None
     pages: int | None = None
+    #: The resolution a PDF page was rendered at (its pixel size is ``size``).
+    dpi: int | None = None
     #: Set when the image was re-encoded to fit the upload limit.
     shrunk_from_bytes: int | None = None
     shrunk_to_bytes: int | None = None
@@ -716,13 +720,23 @@ class Transform:
         shrunk: ShrinkResult | None = None,
         endpoint_chosen: Endpoint | None = None,
         aspect_ratio: float | None = None,
+        rendered: PdfPage | None = None,
     ) -> Transform:
-        """The record of the given steps; steps that changed nothing are left out."""
+        """The record of the given steps; steps that changed nothing are left out.
+
+        ``rendered`` is a PDF page made into an image (:mod:`ocr_async.pdfpages`).
+        """
         values: dict[str, Any] = {
             "endpoint_chosen": endpoint_chosen,
             "aspect_ratio": aspect_ratio,
         }
         notes: list[str] = []
+        if rendered is not None:
+            values.update(converted_from="pdf", dpi=rendered.dpi, size=rendered.size)
+            if rendered.pages > 1:
+                values.update(page=rendered.number, pages=rendered.pages)
+            if rendered.note:
+                notes.append(rendered.note)
         if converted is not None and converted.converted:
             values.update(converted_from=converted.original_format)
             if converted.pages > 1:
@@ -755,7 +769,9 @@ class Transform:
         For example ``{"converted_from": "tiff", "page": 2, "pages": 3,
         "shrunk": {"from_bytes": ..., "to_bytes": ..., "quality": 80,
         "size": [w, h], "original_size": [w, h]}, "endpoint_chosen":
-        "cropping", "aspect_ratio": 4.0, "note": "..."}``.
+        "cropping", "aspect_ratio": 4.0, "note": "..."}``; a PDF page
+        ``{"converted_from": "pdf", "page": 3, "pages": 5, "size": [w, h],
+        "dpi": 300, "note": "rendered page 3/5 at 300 dpi as PNG"}``.
         """
         out: dict[str, Any] = {}
         if self.converted_from is not None:
@@ -764,6 +780,12 @@ class Transform:
             out["page"] = self.page
         if self.pages is not None:
             out["pages"] = self.pages
+        if self.size is not None and self.shrunk_from_bytes is None:
+            # The size of an image made here (a rendered PDF page); a shrunk
+            # image's size is told inside "shrunk".
+            out["size"] = list(self.size)
+        if self.dpi is not None:
+            out["dpi"] = self.dpi
         if self.shrunk_from_bytes is not None:
             out["shrunk"] = {
                 "from_bytes": self.shrunk_from_bytes,

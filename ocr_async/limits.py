@@ -176,6 +176,7 @@ __all__ = [
     "THROTTLE_ERRORS",
     "WINDOW",
     "Cut",
+    "CutKind",
     "QuotaCoordinator",
     "RateController",
     "RateEvent",
@@ -183,6 +184,7 @@ __all__ = [
     "Share",
     "Ticket",
     "TokenBucket",
+    "share_let_through",
 ]
 
 #: Seconds, monotonic: ``time.monotonic`` or an event loop's ``time``.
@@ -438,6 +440,11 @@ class RateSample:
     event: RateEvent
 
 
+#: Where the refused call left, for a :class:`Cut`: in the start-up climb,
+#: above the hold (a probe), or at the rate held as safe.
+CutKind = Literal["start-up", "probe", "hold"]
+
+
 @dataclass(frozen=True, slots=True)
 class Cut:
     """A congestion event a controller opened, as its :class:`QuotaCoordinator` hears it.
@@ -449,6 +456,14 @@ class Cut:
     whichever ends later, before probing again: a coordinator counts those
     calls over everyone's, not this controller's alone. ``slow_start`` says
     the refusal ended the start-up climb. ``t`` is the controller's clock.
+    ``kind`` says where the refused call left (``slow_start`` is
+    ``kind == "start-up"``), and ``refused_rate`` the rate it left at;
+    ``let_through`` and ``refused`` count this controller's calls since the
+    last event (this refusal included) that got through and were refused:
+    the sample a refusal at the hold measured its share from. A coordinator
+    measures the group from them: the start-up's climb back counts the
+    group's calls, not this controller's, and a refusal at the hold is
+    evidence about this controller's part of the quota.
     """
 
     t: float
@@ -457,6 +472,10 @@ class Cut:
     hold_seconds: float
     hold_calls: float
     slow_start: bool
+    kind: CutKind
+    refused_rate: float
+    let_through: int
+    refused: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -697,8 +716,11 @@ class RateController:
             self._extend_pause(now, self._pause_step() * 2.0 ** min(self._tail, _MAX_DOUBLINGS))
             return False
         ended_climb = self._slow_start
+        # The sample this refusal is measured on, before the cut resets it.
+        let_through, refused = max(self._let_through(now), 0), self._epoch_refused
+        kind: CutKind = "hold"
         if self._fixed is None:
-            self._cut(now, ticket)
+            kind = self._cut(now, ticket)
         self._new_epoch(now)
         self._events += 1
         self._bucket.pause(self._pause_step())
@@ -713,6 +735,10 @@ class RateController:
                     hold_seconds,
                     self._hold_calls,
                     ended_climb,
+                    kind,
+                    ticket.rate,
+                    let_through,
+                    refused,
                 )
             )
         return True
@@ -915,16 +941,19 @@ class RateController:
             recent.popleft()
         return self._epoch_sent - len(recent) - self._epoch_refused
 
-    def _cut(self, now: float, ticket: Ticket) -> None:
-        """Measure the quota again from this refusal, and hold just under it."""
+    def _cut(self, now: float, ticket: Ticket) -> CutKind:
+        """Measure the quota again from this refusal, and hold just under it; say where it left."""
         refused_rate = ticket.rate
         previous = self._estimate
         let_through = max(self._let_through(now), 0)
         elapsed = now - self._cut_at
+        kind: CutKind
         if self._slow_start or previous is None:
             # The climb met the limit a call or two before this one.
+            kind = "start-up"
             estimate = self._rate_before(ticket, _CLIMB_BACK)
         elif refused_rate > self._hold_rate * (1.0 + _EPSILON):
+            kind = "probe"
             # Refused while probing above the hold. On a bucket the probe
             # first spent what the hold left unused (its savings), so it met
             # the quota that many calls before this one; a window or a
@@ -945,12 +974,9 @@ class RateController:
             # Refused at the rate held as safe: the quota is lower, and the
             # limiter has been full since the last cut, so the share of
             # calls it let through since then, times the rate they left at,
-            # is its rate. A few calls' worth of prior keeps one unlucky
-            # refusal from halving the rate.
-            prior = _SHARE_PRIOR
-            estimate = (
-                refused_rate * (let_through + prior) / (let_through + self._epoch_refused + prior)
-            )
+            # is its rate.
+            kind = "hold"
+            estimate = refused_rate * share_let_through(let_through, self._epoch_refused)
         estimate = max(estimate, refused_rate * MAX_CUT, self._min_rate)
         self._hold_calls = PROBE_CALLS
         if not self._slow_start:
@@ -968,11 +994,24 @@ class RateController:
         self._hold_until = now + MIN_HOLD
         self._ramp_base, self._ramp_since = self._hold_rate, self._hold_until
         self._bucket.rate = self._hold_rate
+        return kind
 
     def _record(self, now: float, event: RateEvent) -> None:
         self._history.append(RateSample(now, self._bucket.rate, event))
         if event == "grow":
             self._last_sample = now
+
+
+def share_let_through(let_through: float, refused: float) -> float:
+    """The share of calls a full limiter lets through, measured on a sample.
+
+    ``let_through`` calls got through and ``refused`` were refused since the
+    last congestion event. Four calls' worth of prior (as if that many more
+    had got through) keeps one unlucky refusal early in a hold from counting
+    as a halving. Times the rate the calls left at, it is
+    the quota: how a refusal at the hold measures it.
+    """
+    return (let_through + _SHARE_PRIOR) / (let_through + refused + _SHARE_PRIOR)
 
 
 def _check_rate(value: float, name: str) -> None:

@@ -4,7 +4,8 @@ Inputs (:class:`ImageFile`, :class:`ImageBytes`, :class:`ImageUrl`), each
 named by a :class:`SourceItem`, go into the pre-check stage, which hands
 on a :class:`Payload` per image to send; an :class:`OcrResult` comes back
 from the API; a :class:`Record` is the one JSON line written per input,
-to a :class:`RecordSink`.
+to a :class:`RecordSink`. A :class:`PageSink` gets each :class:`FinishedPage`
+(the record with the image it was read from) just before.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from typing import Any, Literal, Protocol
 from ocr_async.errors import OcrError
 
 __all__ = [
+    "ID_KEY_MARK",
     "BoundingBox",
     "Endpoint",
     "ErrorInfo",
+    "FinishedPage",
     "ImageBytes",
     "ImageFile",
     "ImageInput",
@@ -29,6 +32,7 @@ __all__ = [
     "JsonWritable",
     "Line",
     "OcrResult",
+    "PageSink",
     "Payload",
     "Recognition",
     "Record",
@@ -92,12 +96,46 @@ ImageInput = (
 )
 
 
+#: Marks a key made from an id (see :attr:`SourceItem.key`): no path or URL
+#: begins with a NUL, so an id never meets a source in one set.
+ID_KEY_MARK = "\0"
+
+
 @dataclass(frozen=True, slots=True)
 class SourceItem:
-    """One input: what its record will call it (``source``), and what to send."""
+    """One input: what its record will call it (``source``), and what to send.
+
+    An input from a manifest row also carries the caller's ``id`` and
+    ``metadata``, which its record carries back. A row that could not be
+    used (no id, both or neither of path and url, not JSON ...) is an item
+    with its ``error`` and no ``image``: the pre-check stage turns it
+    straight into its failed record, and nothing is sent.
+    """
 
     source: str
-    image: ImageFile | ImageBytes | ImageUrl
+    #: What to send; None only when ``error`` says why there is nothing.
+    image: ImageFile | ImageBytes | ImageUrl | None
+    #: The caller's identity for the input (a manifest row's ``id``).
+    id: str | None = None
+    #: The caller's context for the input, handed back untouched in its record.
+    metadata: Mapping[str, Any] | None = None
+    #: Why the input cannot be sent at all (a bad manifest row); its record's error.
+    error: OcrError | None = None
+
+    @property
+    def identity(self) -> str:
+        """What the input is called by: its ``id``, else its ``source``."""
+        return self.source if self.id is None else self.id
+
+    @property
+    def key(self) -> str:
+        """What duplicate detection and ``--resume`` know the input by.
+
+        Its ``id`` when it has one (so a re-signed URL is still its row),
+        marked with :data:`ID_KEY_MARK` so that an id never equals a path;
+        else its ``source``. A page of it is ``f"{key}#page={n}"``.
+        """
+        return self.source if self.id is None else ID_KEY_MARK + self.id
 
 
 class JsonWritable(Protocol):
@@ -129,6 +167,12 @@ class Payload:
     #: chosen); None: sent as it was.
     transform: JsonWritable | None = None
     error: OcrError | None = None
+    #: The input's ``id`` and ``metadata`` (a manifest row's), for its record.
+    id: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    #: The sha256 of ``image`` (64 lower-case hex digits), taken where it was
+    #: read or made; None for a URL or a refused input.
+    sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +296,10 @@ class Record:
     #: The caller's context for the input (a manifest row's other fields),
     #: written back untouched; must be JSON-serialisable. None: there was none.
     metadata: Mapping[str, Any] | None = None
+    #: The sha256 of the bytes sent (after --convert or --shrink), as 64
+    #: lower-case hex digits; None for a URL (the API fetches those bytes) or
+    #: an input refused before its bytes were ready.
+    sha256: str | None = None
     #: The recognition as parsed (its ``raw`` is ``result``), for outputs
     #: that need words and boxes (text files, ALTO, hOCR) without parsing
     #: ``result`` again. Not written: the JSON line is the same without it.
@@ -260,8 +308,9 @@ class Record:
     def to_json(self) -> dict[str, Any]:
         """The JSON object written as one line, keys in a stable order.
 
-        ``id`` (after ``source``) and ``metadata`` (last) are written only
-        when set, so records of inputs without them keep their exact shape.
+        ``id`` (after ``source``), ``sha256`` and ``metadata`` (last) are
+        written only when set, so records of inputs without them keep their
+        exact shape.
         ``source`` stays first: resume recognises a torn line by it.
         """
         document = {
@@ -278,6 +327,8 @@ class Record:
         if self.id is not None:
             # "source" keeps its first place; "id" goes right after it.
             document = {"source": self.source, "id": self.id, **document}
+        if self.sha256 is not None:
+            document["sha256"] = self.sha256
         if self.metadata is not None:
             document["metadata"] = self.metadata
         return document
@@ -288,4 +339,30 @@ class RecordSink(Protocol):
 
     async def write(self, record: Record) -> None:
         """Take one record."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedPage:
+    """One image or page done, with what page formats need: its record and what was sent.
+
+    A :class:`PageSink` gets it before the record is written, so that a
+    record in the output means its page files were written too (a resumed
+    run redoes what a crash cut off). It holds the image bytes until the
+    page sink is done with it, and no longer.
+    """
+
+    #: The input's ``source``: a PDF's or a TIFF's pages share it.
+    input: str
+    record: Record
+    #: What the pre-check stage handed on: the image sent (None for a URL,
+    #: which the API fetched) and its ``transform`` (page, pages, dpi ...).
+    payload: Payload
+
+
+class PageSink(Protocol):
+    """Anything that writes files per page as records finish: ALTO, hOCR, searchable PDFs."""
+
+    async def write_page(self, page: FinishedPage) -> None:
+        """Take one finished page (a failure too); never raise for a file not written."""
         ...

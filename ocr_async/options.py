@@ -30,6 +30,7 @@ from ocr_async.auth import (
 )
 from ocr_async.errors import ConfigurationError
 from ocr_async.models import Endpoint
+from ocr_async.pdfpages import DEFAULT_DPI
 from ocr_async.protocol import DEFAULT_BASE_URL, DEFAULT_MAX_BYTES
 from ocr_async.retry import RetryPolicy
 
@@ -39,8 +40,11 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_GRACE",
     "DEFAULT_MAX_ANSWER_BYTES",
+    "DEFAULT_PDF_DPI",
     "DEFAULT_READ_LIMIT",
     "DEFAULT_TIMEOUT",
+    "MAX_PDF_DPI",
+    "MIN_PDF_DPI",
     "SHARED_QUOTA_ENV",
     "Credentials",
     "EndpointChoice",
@@ -74,6 +78,12 @@ DEFAULT_MAX_ANSWER_BYTES: Final = 64 * 1024 * 1024
 DEFAULT_READ_LIMIT: Final = 256 * 1024 * 1024
 #: Seconds requests in flight may take to finish after a stop request.
 DEFAULT_GRACE: Final = 10.0
+#: PDF pages are rendered at this resolution unless they would not fit.
+DEFAULT_PDF_DPI: Final = DEFAULT_DPI
+#: The range ``pdf_dpi`` may take: below 72 text is too small to read, and
+#: above 600 a page is larger than any request limit allows.
+MIN_PDF_DPI: Final = 72
+MAX_PDF_DPI: Final = 600
 
 #: An endpoint, or ``"auto"``: chosen per image from its aspect ratio.
 EndpointChoice = Endpoint | Literal["auto"]
@@ -86,8 +96,8 @@ class Options:
     The client reads ``concurrency``, ``timeout``, ``max_bytes``,
     ``max_answer_bytes``, ``retry``, ``rps``, ``adapt_rate`` and
     ``shared_quota``; the
-    pre-check stage ``endpoint``, ``convert``, ``shrink``, ``max_bytes`` and
-    ``read_limit``; the pipeline ``concurrency`` and ``grace``.
+    pre-check stage ``endpoint``, ``convert``, ``shrink``, ``max_bytes``,
+    ``read_limit`` and ``pdf_dpi``; the pipeline ``concurrency`` and ``grace``.
     """
 
     #: Requests in flight at once (and workers, and pooled connections).
@@ -114,6 +124,9 @@ class Options:
     read_limit: int = DEFAULT_READ_LIMIT
     #: Seconds requests in flight may take to finish after a stop request.
     grace: float = DEFAULT_GRACE
+    #: The resolution PDF pages are rendered at, lowered per page when the
+    #: image would not fit ``max_bytes`` (:mod:`ocr_async.pdfpages`).
+    pdf_dpi: int = DEFAULT_PDF_DPI
     # -- scale-out (issue 11) ---------------------------------------------------
     #: A Redis URL: the rate controller joins every other process that shares
     #: the quota of this app key there (:mod:`ocr_async.shared_quota`).
@@ -135,6 +148,8 @@ class Options:
             raise ConfigurationError("rps must be a positive number of requests per second")
         if not (math.isfinite(self.grace) and self.grace >= 0):
             raise ConfigurationError("grace must be a non-negative number of seconds")
+        if not MIN_PDF_DPI <= self.pdf_dpi <= MAX_PDF_DPI:
+            raise ConfigurationError(f"pdf_dpi must be from {MIN_PDF_DPI} to {MAX_PDF_DPI}")
         if self.endpoint != "auto":
             try:
                 endpoint = Endpoint(self.endpoint)

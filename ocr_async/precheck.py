@@ -11,8 +11,13 @@ Between a source and its request, for a file, bytes or a URL alike::
   never fetched (the API does that) and goes on as a URL.
 * **pages** (``convert``): TIFF, BMP, WebP and GIF become PNG, a multi-page
   TIFF one page each, named ``<source>#page=<n>`` (its identity for
-  ``--resume`` too). A PDF's pages will come in at this step
-  (:mod:`ocr_async.pipeline.pdf_pages` names them the same way).
+  ``--resume`` too). A PDF (by its first bytes, or a name ending in
+  ``.pdf``; no flag needed) gives its pages the same names, each rendered
+  by :mod:`ocr_async.pdfpages` when its turn comes: one page at a time,
+  never the whole document, and a page the caller says is done already
+  (``skip``) is never rendered. A PDF file is read by PDFium as it needs
+  it, so its size is not bounded by the request limit; one that cannot be
+  opened (encrypted, broken, empty) is one payload with its error.
 * **shrink** (``shrink``): an image over the limit is re-encoded to fit.
 * **endpoint** (``endpoint="auto"``): chosen from the aspect ratio.
 * **check**: :mod:`ocr_async.protocol` refuses, as the server would, what
@@ -20,11 +25,11 @@ Between a source and its request, for a file, bytes or a URL alike::
   limit, a URL with a bad scheme or port).
 
 What comes out is one :class:`~ocr_async.models.Payload` per image, ready
-to send, or carrying the local error that stops it: nothing here raises
-for a bad input, and nothing is sent for one. The bytes a payload carries
-are the bytes that are sent, so their content hash
-(:mod:`ocr_async.pipeline.contenthash`) belongs at the end of this stage,
-in the same worker-thread call.
+to send, or carrying the local error that stops it, as a stream
+(:meth:`Precheck.payloads`): nothing here raises for a bad input, and
+nothing is sent for one. The bytes a payload carries are the bytes that
+are sent, so their content hash (:func:`content_sha256`) is taken at the
+end of this stage, in the same worker-thread call.
 
 Reading, decoding and checking run in one worker-thread call per input (one
 thread hop per file, which the event loop feels at hundreds of files a
@@ -34,9 +39,13 @@ second); decoding large images is bounded to a few at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import hashlib
 import os
 import stat
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, replace
 from typing import Final
 
 from ocr_async import protocol
@@ -50,12 +59,16 @@ from ocr_async.imaging import (
     shrink_to_fit,
 )
 from ocr_async.inputs import display_path
-from ocr_async.models import Endpoint, ImageBytes, ImageUrl, Payload, SourceItem
+from ocr_async.models import Endpoint, ImageBytes, ImageFile, ImageUrl, Payload, SourceItem
 from ocr_async.options import Options
+from ocr_async.pdfpages import PDF_SIGNATURE, PdfPages, is_pdf_name
 
-__all__ = ["Precheck", "read_image_file"]
+__all__ = ["Precheck", "content_sha256", "read_image_file"]
 
 _FD_LIMIT: Final = {errno.EMFILE: "process's", errno.ENFILE: "system's"}
+#: In-memory images up to this size are checked and hashed on the event loop
+#: (some 35 us); larger ones in a worker thread.
+_HASH_INLINE_LIMIT: Final = 64 * 1024
 
 
 class Precheck:
@@ -81,42 +94,143 @@ class Precheck:
     async def prepare(self, item: SourceItem, *, endpoint: Endpoint | None = None) -> list[Payload]:
         """The payloads for one input: one, or one per page; errors included, never raised.
 
-        ``endpoint`` overrides the options' endpoint for this input.
+        ``endpoint`` overrides the options' endpoint for this input. Every
+        page is made at once: for a long PDF, iterate :meth:`payloads`.
         """
+        return [payload async for payload in self.payloads(item, endpoint=endpoint)]
+
+    def payloads(
+        self,
+        item: SourceItem,
+        *,
+        endpoint: Endpoint | None = None,
+        skip: Callable[[str], bool] | None = None,
+    ) -> AsyncGenerator[Payload, None]:
+        """The payloads for one input, one page at a time; errors included, never raised.
+
+        ``endpoint`` overrides the options' endpoint for this input. A page
+        whose source ``skip`` answers True for (one done by an earlier run)
+        is left out: a PDF's is never rendered. The input's own source is
+        asked too (for a one-page PDF, its only page). The item's ``id`` and
+        ``metadata`` ride on every payload, for its records. Close the
+        iterator (``contextlib.aclosing``) when leaving it early: an open PDF
+        is closed then.
+        """
+        stream = self._payloads(item, endpoint, skip)
+        if item.id is None and item.metadata is None:
+            return stream
+        return _with_identity(stream, item)
+
+    async def _payloads(
+        self, item: SourceItem, endpoint: Endpoint | None, skip: Callable[[str], bool] | None
+    ) -> AsyncGenerator[Payload, None]:
         options = self._options
         chosen = endpoint or options.fixed_endpoint
         auto = endpoint is None and options.auto_endpoint
         image = item.image
+        if item.error is not None or image is None:
+            # Nothing to send (a bad manifest row): its error is its record.
+            error = item.error or SourceError("no_image", f"{item.source}: nothing to send")
+            yield Payload(item.source, chosen, error=error)
+            return
         # A URL is fetched by the API, never by us: it goes as it is; with
         # --endpoint auto it goes to /general, its shape being unknown here.
         if isinstance(image, ImageUrl):
-            return [_url_payload(item.source, image.url, chosen)]
-        if not (auto or options.convert or options.shrink):
+            yield _url_payload(item.source, image.url, chosen)
+            return
+        prepared: Payload | list[Payload] | _Pdf
+        if _is_pdf(image):
+            prepared = _Pdf(image.data if isinstance(image, ImageBytes) else image.path)
+        elif not (auto or options.convert or options.shrink):
             if isinstance(image, ImageBytes):
-                return [_checked(item.source, image.data, chosen, options.max_bytes)]
-            return [
-                await asyncio.to_thread(
+                if len(image.data) <= _HASH_INLINE_LIMIT:
+                    prepared = _checked(item.source, image.data, chosen, options.max_bytes)
+                else:
+                    # Hashing a large image would hold the event loop: a thread.
+                    prepared = await asyncio.to_thread(
+                        _checked, item.source, image.data, chosen, options.max_bytes
+                    )
+            else:
+                prepared = await asyncio.to_thread(
                     _read_checked, item.source, image.path, chosen, options.max_bytes
                 )
-            ]
-        limit = options.read_limit if (options.convert or options.shrink) else options.max_bytes
-        async with self._decoders:
-            return await asyncio.to_thread(self._transformed, item, chosen, auto, limit)
+        else:
+            limit = options.read_limit if (options.convert or options.shrink) else options.max_bytes
+            async with self._decoders:
+                prepared = await asyncio.to_thread(self._transformed, item, chosen, auto, limit)
+        if isinstance(prepared, _Pdf):
+            pages = self._pdf_pages(item.source, prepared, chosen, auto, skip)
+            async with contextlib.aclosing(pages):  # closed with this stream, not later
+                async for payload in pages:
+                    yield payload
+            return
+        for payload in [prepared] if isinstance(prepared, Payload) else prepared:
+            if skip is None or not skip(payload.source):
+                yield payload
 
     def _transformed(
         self, item: SourceItem, endpoint: Endpoint, auto: bool, limit: int
-    ) -> list[Payload]:
+    ) -> list[Payload] | _Pdf:
         # Runs in a worker thread: read, then every step, then the checks.
         image = item.image
-        assert not isinstance(image, ImageUrl)  # a URL never comes here
+        assert isinstance(image, ImageFile | ImageBytes)  # a URL or nothing never comes here
         try:
             data = image.data if isinstance(image, ImageBytes) else _read(image.path, limit)
+            if data.startswith(PDF_SIGNATURE):
+                return _Pdf(data)
             pages: list[ConvertedPage | None] = (
                 list(convert_to_png(data)) if self._options.convert else [None]
             )
         except OcrError as exc:
             return [Payload(item.source, endpoint, error=exc)]
         return [self._page(item.source, data, page, endpoint, auto) for page in pages]
+
+    async def _pdf_pages(
+        self,
+        source: str,
+        pdf: _Pdf,
+        endpoint: Endpoint,
+        auto: bool,
+        skip: Callable[[str], bool] | None,
+    ) -> AsyncGenerator[Payload, None]:
+        # Opening reads the cross-reference table, rendering decodes a page:
+        # both in a worker thread, one page at a time.
+        try:
+            document = await asyncio.to_thread(
+                _open_pdf, source, pdf.document, self._options.max_bytes, self._options.pdf_dpi
+            )
+        except OcrError as exc:
+            yield Payload(source, endpoint, error=exc)
+            return
+        try:
+            for number in range(1, document.page_count + 1):
+                if skip is not None and skip(document.source_of(number)):
+                    continue
+                async with self._decoders:
+                    payload = await asyncio.to_thread(
+                        self._pdf_page, document, number, endpoint, auto
+                    )
+                yield payload
+        finally:
+            await asyncio.to_thread(document.close)
+
+    def _pdf_page(self, document: PdfPages, number: int, endpoint: Endpoint, auto: bool) -> Payload:
+        page = document.render(number)
+        # Its page number rides on a failed page's record too: resume knows
+        # a page by it (pipeline.resume.record_identity).
+        numbered = Transform.build(rendered=page) if page.pages > 1 else None
+        if page.error is not None:
+            return Payload(page.source, endpoint, transform=numbered, error=page.error)
+        try:
+            chosen = choose_endpoint(page.data) if auto else endpoint
+        except OcrError as exc:
+            return Payload(page.source, endpoint, transform=numbered, error=exc)
+        transform = Transform.build(
+            rendered=page,
+            endpoint_chosen=chosen if auto else None,
+            aspect_ratio=aspect_ratio(page.data) if auto else None,
+        )
+        return _checked(page.source, page.data, chosen, self._options.max_bytes, transform)
 
     def _page(
         self,
@@ -147,6 +261,44 @@ class Precheck:
         return _checked(source, data, chosen, options.max_bytes, transform)
 
 
+async def _with_identity(
+    stream: AsyncGenerator[Payload, None], item: SourceItem
+) -> AsyncGenerator[Payload, None]:
+    async with contextlib.aclosing(stream):
+        async for payload in stream:
+            yield replace(payload, id=item.id, metadata=item.metadata)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pdf:
+    """An input found to be a PDF: its path (PDFium reads it as needed) or its bytes."""
+
+    document: str | os.PathLike[str] | bytes
+
+
+def _is_pdf(image: ImageFile | ImageBytes) -> bool:
+    # By name: a PDF file is never read whole (it may be far larger than a
+    # request); other files are read, and a PDF among them is known by its
+    # first bytes (_read_checked, _transformed).
+    if isinstance(image, ImageBytes):
+        return image.data.startswith(PDF_SIGNATURE) or is_pdf_name(image.name)
+    return is_pdf_name(os.fspath(image.path))
+
+
+def _open_pdf(
+    source: str, document: str | os.PathLike[str] | bytes, max_bytes: int, dpi: int
+) -> PdfPages:
+    if not isinstance(document, bytes):
+        # The file's own errors (missing, a folder, no permission) are told
+        # as for any file; PDFium would call each of them "cannot be read".
+        try:
+            _regular_file(document)
+            os.close(os.open(document, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError as exc:
+            raise _source_error(document, exc) from None
+    return PdfPages(document, source=source, max_bytes=max_bytes, dpi=dpi)
+
+
 def _url_payload(source: str, url: str, endpoint: Endpoint) -> Payload:
     try:
         protocol.check_image_url(url)
@@ -169,16 +321,37 @@ def _checked(
         protocol.check_body_size(kind, len(data), max_bytes)
     except LocalCheckError as exc:
         return Payload(source, endpoint, transform=kept, error=exc)
-    return Payload(source, endpoint, image=data, kind=kind, transform=kept)
+    # Of the very bytes sent, in the call that made them (a worker thread,
+    # but for small in-memory images): see content_sha256.
+    return Payload(
+        source, endpoint, image=data, kind=kind, transform=kept, sha256=content_sha256(data)
+    )
+
+
+def content_sha256(data: bytes | bytearray | memoryview) -> str:
+    """The sha256 of ``data`` as 64 lower-case hex digits, as ``sha256sum`` prints it.
+
+    Every payload that carries bytes carries their hash, and so does its
+    record: pipelines deduplicate and audit by it (the same scan under two
+    names, a file changed between two runs). It is taken of what is sent,
+    so after ``convert`` or ``shrink`` it is the hash of the PNG or JPEG
+    that went out, not of the file on disk; a URL has none (the API fetches
+    those bytes, not us). OpenSSL's sha256 runs at about 1.9 GB/s (2.8 ms
+    for 5 MiB) and releases the GIL, so it runs in the worker-thread call
+    that reads or converts the bytes, never on the event loop.
+    """
+    return hashlib.sha256(data).hexdigest()
 
 
 def _read_checked(
     source: str, path: str | os.PathLike[str], endpoint: Endpoint, max_bytes: int
-) -> Payload:
+) -> Payload | _Pdf:
     try:
         data = _read(path, max_bytes)
     except OcrError as exc:
         return Payload(source, endpoint, error=exc)
+    if data.startswith(PDF_SIGNATURE):
+        return _Pdf(data)
     return _checked(source, data, endpoint, max_bytes)
 
 
@@ -193,13 +366,19 @@ async def read_image_file(path: str | os.PathLike[str], max_bytes: int) -> bytes
     return await asyncio.to_thread(_read, path, max_bytes)
 
 
+def _regular_file(path: str | os.PathLike[str]) -> os.stat_result:
+    """``path``'s stat; :class:`SourceError` when it is not a regular file."""
+    info = os.stat(path)
+    if stat.S_ISDIR(info.st_mode):
+        raise SourceError("not_a_file", f"{display_path(path)}: is a directory")
+    if not stat.S_ISREG(info.st_mode):
+        raise SourceError("not_a_file", f"{display_path(path)}: not a regular file")
+    return info
+
+
 def _read(path: str | os.PathLike[str], max_bytes: int) -> bytes:
     try:
-        info = os.stat(path)
-        if stat.S_ISDIR(info.st_mode):
-            raise SourceError("not_a_file", f"{display_path(path)}: is a directory")
-        if not stat.S_ISREG(info.st_mode):
-            raise SourceError("not_a_file", f"{display_path(path)}: not a regular file")
+        info = _regular_file(path)
         if info.st_size > max_bytes:
             raise _too_large(path, info.st_size, max_bytes)
         with open(path, "rb") as handle:

@@ -13,21 +13,38 @@ controller:
   until a moment (``since``), then a climb from it, doubling every
   :data:`~ocr_async.limits.DOUBLING_TIME` in the start-up, along the probe's
   cubic after a hold, exactly as one controller climbs. Each member paces
-  *locally* at its fraction of ``G(t)``: it is handed the schedule once a
-  heartbeat (:meth:`RateController.follow <ocr_async.limits.RateController.follow>`)
+  *locally* at its fraction of ``G(t)``: it is handed the schedule when it
+  changes and once a heartbeat
+  (:meth:`RateController.follow <ocr_async.limits.RateController.follow>`)
   and runs the curve itself in between, so no request waits for Redis and
   a probe climbs smoothly, not in heartbeat steps. The members climb
   together, so the group probes once, not once per member.
 * **Refusals are measured where they happen, and cut once for all.** A
   member's controller measures the quota on its own calls, as alone (the
-  accepted-call rate while refusals happen); its part of a saturated
-  limiter is its fraction of the quota, so the coordinator scales the
-  measurement up by that fraction and runs the ``cut`` script, which
-  applies it only if the epoch the member knew is still current. The other
-  members' refusals of the same burst arrive with the old epoch: the script
-  answers them with the cut already made, and they follow it (one burst is
-  one event across processes). Members that were not refused learn of the
-  cut at their next heartbeat (at most :data:`HEARTBEAT` seconds).
+  accepted-call rate while refusals happen), and the coordinator measures
+  the group from it (:func:`group_cut`): a probe's or the start-up's
+  measurement scales up by the member's fraction (its part of a saturated
+  limiter); a refusal at the hold is measured on the share of the *group's*
+  calls let through since the last event, the other members' calls
+  counting as let through, as one controller sending them all would
+  measure it. Then the ``cut`` script applies it only if the epoch the
+  member knew is still current. The other members' refusals of the same
+  burst arrive with the old epoch: the script answers them with the cut
+  already made, and they follow it (one burst is one event across
+  processes).
+* **News is pushed.** An applied cut is published, schedule and all, on
+  the group's channel (Redis pub/sub), and every member follows it within
+  a round trip, as an event: its own calls in flight are refused by the
+  same burst, and fold into it. Until then, the members that were not
+  refused kept climbing the probe, and their overshoot was refused as
+  new events at the members that had cut (the schedule as measured: 80 %
+  of a 200/s quota with the cut heard at the next heartbeat,
+  docs/benchmarks.md). A member leaving, a lapsed lease, and a member
+  joining or wanting more by over :data:`~ocr_async.limits.MARGIN` of the
+  group's rate are published too, and every member asks for its part at
+  once (with the demand it said last). Pub/sub delivers at most
+  once: the heartbeat still answers the whole state, so a message lost
+  while a connection was down costs at most a heartbeat.
 * **Leases and demand.** Each member holds a lease of :data:`LEASE_TTL`
   seconds, renewed by a heartbeat every :data:`HEARTBEAT` seconds, which
   also reports its demand: *unbounded* when its workers queue at its pacer
@@ -36,8 +53,9 @@ controller:
   ``G`` max-min fairly: members wanting less than an equal part get what
   they want, the rest share what is left equally. So a crashed member's
   share returns to the others once its lease lapses (within ``LEASE_TTL``
-  plus a heartbeat), a new member gets its part when it joins (the others
-  give theirs up at their next heartbeat), and idle members hold nothing
+  plus a heartbeat: the first heartbeat of anyone after the lapse tells
+  all), a new member gets its part when it joins (the others give theirs
+  up as they hear of it), and idle members hold nothing
   (they pace at the floor, :data:`~ocr_async.limits.MIN_RATE`, and beat
   early, within a twentieth of a heartbeat, once work arrives). When no
   member wants more, the climb stands still, as one controller's does.
@@ -53,20 +71,25 @@ Redis; :data:`BEAT`, :data:`CUT`, :data:`LEAVE`):
     join or renew a lease, record demand, drop lapsed members, stop a climb
     nobody uses, start the schedule (fresh, or from the last estimate when a
     group whose leases all lapsed is joined again), and answer the schedule
-    with this member's fraction.
+    with this member's fraction; publish ``members`` when a lease lapsed,
+    or this member's part grew (it joined, or wants more) by more than the
+    margin of the group's rate.
 ``cut``
     a refusal's measurement: applied (new epoch, hold just under the
-    estimate, probe after the hold) only if the member's epoch is current;
-    answered with the schedule either way.
+    estimate, probe after the hold) only if the member's epoch is current,
+    and then published as ``cut`` with the schedule; answered with the
+    schedule either way.
 ``leave``
     drop a member at once when it closes, so its share is not held until
-    the lease lapses.
+    the lease lapses; publish ``members``.
 
 Keys: ``ocr-async:quota:{H}:state|leases|wants``, ``H`` the first 16 hex
 digits of the app key's SHA-256: two app keys on one Redis never mix, the
 key itself is not written, and the braces keep the three keys in one
 Redis Cluster slot. They expire :data:`STATE_TTL` seconds after the last
-heartbeat.
+heartbeat. The channel is ``ocr-async:quota:{H}:events``; its messages are
+JSON (``kind``, ``member``, and for a cut the schedule as the scripts
+answer it).
 
 **Failures.** Redis unreachable at :meth:`SharedQuota.start`:
 :class:`SharedQuotaUnavailableError` (a :class:`~ocr_async.errors.ConfigurationError`,
@@ -76,6 +99,9 @@ alone from its last share (plain local control; no request ever waited for
 Redis, so none is lost or failed); one warning is logged. Then up to
 :data:`RECONNECTS` attempts to rejoin, :data:`HEARTBEAT` seconds apart and
 doubling; a rejoin is logged, and after the last failure the run stays local.
+A heartbeat that succeeds after a failed report of a cut rejoins too. The
+channel is listened to again a heartbeat after it was lost, until then the
+heartbeat alone keeps the member in step.
 
 Needs redis-py: ``pip install 'ocr-async[cluster]'``. Use from one event loop.
 """
@@ -85,13 +111,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
@@ -101,16 +128,19 @@ from ocr_async.limits import (
     DOUBLING_TIME,
     INITIAL_RATE,
     MARGIN,
+    MAX_CUT,
     MIN_HOLD,
     MIN_RATE,
     PROBE_TIME,
     Cut,
     RateController,
     Share,
+    share_let_through,
 )
 
 try:
     import redis.asyncio as aioredis
+    from redis.asyncio.client import PubSub
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import RedisError
@@ -131,6 +161,7 @@ __all__ = [
     "GroupState",
     "SharedQuota",
     "SharedQuotaUnavailableError",
+    "group_cut",
     "store_key",
 ]
 
@@ -202,6 +233,19 @@ local function expire_leases(t)
   local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', num(t))
   for _, m in ipairs(lapsed) do redis.call('HDEL', KEYS[3], m) end
   if #lapsed > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', num(t)) end
+  return #lapsed
+end
+-- Tell every member at once: a cut (the schedule, for everyone to follow)
+-- or a change of members (for everyone to ask for its part again).
+local function publish(channel, kind, member, st, t)
+  local message = {{kind = kind, member = member}}
+  if st then
+    local est = ''
+    if st.estimate then est = num(st.estimate) end
+    message.now, message.epoch, message.slow = num(t), st.epoch, st.slow
+    message.base, message.since, message.estimate = num(st.base), num(st.since), est
+  end
+  redis.call('PUBLISH', channel, cjson.encode(message))
 end
 -- Max-min fair: members wanting less than an equal part of what is left get
 -- what they want; the unbounded (-1) and the rest share the remainder.
@@ -244,13 +288,13 @@ end
 """
 
 #: ``beat``: ARGV member, lease seconds, want (-1 unbounded), initial rate,
-#: margin, hold seconds, state TTL.
+#: margin, hold seconds, state TTL, channel.
 BEAT: Final = (
     _PRELUDE
     + """
 local member, ttl, want = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = now_s()
-expire_leases(t)
+local lapsed = expire_leases(t)
 local st = load()
 local alive = redis.call('ZCARD', KEYS[2])
 local renewed = redis.call('ZSCORE', KEYS[2], member) and 1 or 0
@@ -265,9 +309,11 @@ elseif alive == 0 then
     st.slow, st.base, st.since = 1, tonumber(ARGV[4]), t
   end
 end
+local g = rate_at(st, t)
+local before = part(member, g)
 redis.call('ZADD', KEYS[2], num(t + ttl), member)
 redis.call('HSET', KEYS[3], member, num(want))
-local _, _, total, anyone_waits = part(member, 1)
+local after, _, total, anyone_waits = part(member, g)
 if not anyone_waits and t > st.since then
   -- Nobody's workers queue at their pacer: a climb would build a rate
   -- nobody uses. It stands still, at no more than twice what is used.
@@ -275,12 +321,20 @@ if not anyone_waits and t > st.since then
   st.since = t
 end
 save(st, tonumber(ARGV[7]))
+if lapsed > 0 or after - before > tonumber(ARGV[5]) * g then
+  -- A lease lapsed, or a member joined or wants more, by more than the
+  -- margin of the group's rate: everyone's part changes now, not at their
+  -- next heartbeat (until then the newcomer's part would come on top of
+  -- the others' and overshoot the margin). Smaller changes wait for the
+  -- heartbeat: with many members, each would otherwise make all beat.
+  publish(ARGV[8], 'members', member, nil, t)
+end
 return reply(st, t, member, renewed)
 """
 )
 
 #: ``cut``: ARGV member, the epoch the member knew, the quota it measured
-#: (calls/s, for everyone), hold seconds, margin, state TTL.
+#: (calls/s, for everyone), hold seconds, margin, state TTL, channel.
 CUT: Final = (
     _PRELUDE
     + """
@@ -301,14 +355,16 @@ if st.epoch == known then
   applied = 1
 end
 save(st, tonumber(ARGV[6]))
+if applied == 1 then publish(ARGV[7], 'cut', member, st, t) end
 return reply(st, t, member, applied)
 """
 )
 
-#: ``leave``: ARGV member. Drops its lease and demand at once.
+#: ``leave``: ARGV member, channel. Drops its lease and demand at once.
 LEAVE: Final = """
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('PUBLISH', ARGV[2], cjson.encode({kind = 'members', member = ARGV[1]}))
 return redis.call('ZCARD', KEYS[2])
 """
 
@@ -327,6 +383,32 @@ def store_key(appkey: str) -> str:
     """The prefix of a group's keys: the app key hashed, in a cluster hash tag."""
     digest = hashlib.sha256(appkey.encode()).hexdigest()[:16]
     return f"{KEY_PREFIX}:{{{digest}}}"
+
+
+def group_cut(cut: Cut, fraction: float) -> tuple[float, float]:
+    """What one member's :class:`~ocr_async.limits.Cut` measured of the group.
+
+    Returns the group's quota (calls/s) and how long its hold lasts
+    (seconds). The member measured on its own calls, ``fraction`` of the
+    group's when the limiter is saturated, so its measurement scales up by
+    that fraction. A refusal at the hold is measured as one controller
+    sending all the group's calls would measure it: on the share of calls
+    let through since the last event, where the other members' calls since
+    then count as let through (had one of theirs been refused, its report
+    would have opened the event first). Measured on the member's own calls
+    alone, a third of the sample with three members, the first refusals
+    after the start-up left the group's quota 5 % low on average (and the
+    probes' measure never raised it again: docs/benchmarks.md). The hold's
+    calls are the group's too: at the group's hold rate they take a
+    fraction of the time they would take this member alone.
+    """
+    if cut.kind == "hold":
+        rate = cut.refused_rate / fraction
+        share = share_let_through(cut.let_through / fraction, cut.refused)
+        estimate = max(rate * share, rate * MAX_CUT, MIN_RATE)
+    else:
+        estimate = max(cut.estimate / fraction, MIN_RATE)
+    return estimate, max(cut.hold_seconds, cut.hold_calls * fraction / cut.hold_rate)
 
 
 def _shown(url: str) -> str:
@@ -429,6 +511,7 @@ class SharedQuota:
         self._url = url
         self._key = store_key(appkey)
         self._keys = [f"{self._key}:state", f"{self._key}:leases", f"{self._key}:wants"]
+        self._channel = f"{self._key}:events"
         self._member = member or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._heartbeat = heartbeat
         self._lease = lease
@@ -439,7 +522,12 @@ class SharedQuota:
         self._redis: aioredis.Redis | None = client
         self._controller: RateController | None = None
         self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._cuts: set[asyncio.Task[None]] = set()
+        # One beat at a time: the heartbeat's and those a change of members
+        # asks for, so that an older answer never replaces a newer one.
+        self._beating = asyncio.Lock()
+        self._want_said = -1.0
         self._state: GroupState | None = None
         # Redis time minus this clock, measured at each answer.
         self._offset = 0.0
@@ -449,6 +537,7 @@ class SharedQuota:
         self._last_queued = 0
         self._lost = False
         self._warned = False
+        self._gave_up = False
         self._closed = False
 
     def __repr__(self) -> str:
@@ -534,10 +623,16 @@ class SharedQuota:
         self._cut_script = self._redis.register_script(CUT)
         self._leave_script = self._redis.register_script(LEAVE)
         self._controller = controller
+        pubsub: PubSub | None = None
         try:
+            # Listening before joining, so that no member joining just after
+            # this one goes unheard.
+            pubsub = await self._subscribe()
             state = await self._beat(join=True)
         except _STORE_ERRORS as exc:
             self._controller = None
+            if pubsub is not None:
+                await self._unsubscribe(pubsub)
             await self._close_client()
             raise SharedQuotaUnavailableError(
                 f"the shared quota's store at {_shown(self._url)} cannot be reached "
@@ -547,6 +642,9 @@ class SharedQuota:
         controller.coordinator = self
         self._follow(state, event=False)
         self._task = asyncio.create_task(self._run(), name=f"shared-quota {self._member}")
+        self._listener = asyncio.create_task(
+            self._listen(pubsub), name=f"shared-quota {self._member} news"
+        )
         log.info(
             "shared quota: joined %s as %s, one of %d; share %.0f%%",
             _shown(self._url),
@@ -563,7 +661,7 @@ class SharedQuota:
         if self._closed:
             return
         self._closed = True
-        tasks = [t for t in (self._task, *self._cuts) if t is not None]
+        tasks = [t for t in (self._task, self._listener, *self._cuts) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -572,7 +670,7 @@ class SharedQuota:
         if self._redis is not None and self._state is not None and not self._lost:
             # If this fails, the lease lapses on its own within LEASE_TTL.
             with contextlib.suppress(*_STORE_ERRORS):
-                await self._leave_script(keys=self._keys, args=[self._member])
+                await self._leave_script(keys=self._keys, args=[self._member, self._channel])
         await self._close_client()
 
     def joined(self, controller: RateController) -> _Joined:
@@ -590,14 +688,7 @@ class SharedQuota:
         """
         if not self.sharing or self._state is None or self._state.fraction <= 0:
             return
-        # The measurement is of this member's calls, its fraction of the
-        # whole when the limiter is saturated: scale it up to the group.
-        fraction = self._state.fraction
-        estimate = max(cut.estimate / fraction, MIN_RATE)
-        # The hold's calls are the group's: at the group's hold rate
-        # (hold_rate / fraction) they take a fraction of the time they
-        # would take this member alone.
-        hold = max(cut.hold_seconds, cut.hold_calls * fraction / cut.hold_rate)
+        estimate, hold = group_cut(cut, self._state.fraction)
         task = asyncio.create_task(self._report_cut(estimate, hold))
         self._cuts.add(task)
         task.add_done_callback(self._cuts.discard)
@@ -625,9 +716,15 @@ class SharedQuota:
             except _STORE_ERRORS as exc:
                 self._lose(exc)
                 if not await self._rejoin():
+                    self._gave_up = True
                     return
                 continue
-            self._follow(state, event=state.epoch > self._epoch and not self._cuts)
+            if self._lost:
+                # A cut's report or a pushed beat failed, but the store
+                # answers again: follow the group again.
+                self._regain(state)
+            else:
+                self._follow(state, event=state.epoch > self._epoch and not self._cuts)
 
     async def _rejoin(self) -> bool:
         wait = self._heartbeat
@@ -639,11 +736,7 @@ class SharedQuota:
             except _STORE_ERRORS as exc:
                 log.debug("shared quota: rejoin attempt %d failed: %s", attempt, exc)
                 continue
-            assert self._controller is not None
-            self._lost = False
-            self._controller.coordinator = self
-            self._follow(state, event=state.epoch > self._epoch)
-            log.info("shared quota: rejoined %s; sharing the quota again", _shown(self._url))
+            self._regain(state)
             return True
         log.info(
             "shared quota: %s still unreachable after %d attempts; "
@@ -652,6 +745,100 @@ class SharedQuota:
             self._reconnects,
         )
         return False
+
+    def _regain(self, state: GroupState) -> None:
+        assert self._controller is not None
+        self._lost = False
+        self._controller.coordinator = self
+        self._follow(state, event=state.epoch > self._epoch)
+        log.info("shared quota: rejoined %s; sharing the quota again", _shown(self._url))
+
+    async def _subscribe(self) -> PubSub:
+        assert self._redis is not None
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+        except BaseException:
+            await self._unsubscribe(pubsub)
+            raise
+        return pubsub
+
+    @staticmethod
+    async def _unsubscribe(pubsub: PubSub) -> None:
+        with contextlib.suppress(*_STORE_ERRORS):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+
+    async def _listen(self, pubsub: PubSub | None) -> None:
+        """Hear the group's news as it happens: cuts, and changes of members.
+
+        Pub/sub is at most once: a message missed while the connection was
+        down is made up by the next heartbeat, which answers the whole state.
+        Lost, the channel is subscribed to again a heartbeat later, until
+        the heartbeat task gives the store up.
+        """
+        while not self._gave_up:
+            if pubsub is None:
+                await self._sleep(self._heartbeat)
+                try:
+                    pubsub = await self._subscribe()
+                except _STORE_ERRORS as exc:
+                    log.debug("shared quota: cannot listen for the group's news: %s", exc)
+                    continue
+            try:
+                while not self._gave_up:
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=self._heartbeat
+                    )
+                    if message is not None:
+                        await self._heard(message["data"])
+            except _STORE_ERRORS as exc:
+                log.debug("shared quota: listening for the group's news failed: %s", exc)
+            finally:
+                await self._unsubscribe(pubsub)
+            pubsub = None
+
+    async def _heard(self, data: str | bytes) -> None:
+        """Act on one message of the channel (see the ``publish`` of the scripts)."""
+        try:
+            news = json.loads(data)
+            epoch = int(news.get("epoch", 0))
+        except (ValueError, TypeError, AttributeError):
+            # Not ours (anyone may publish on a channel): the heartbeat is
+            # the truth anyway.
+            log.debug("shared quota: ignoring a message on %s: %.80r", self._channel, data)
+            return
+        if news.get("member") == self._member or not self.sharing or self._state is None:
+            return  # our own news came with the script's answer
+        if news.get("kind") == "members":
+            # Everyone's part changes: ask for ours now, with the demand we
+            # last said (a fresh one over a few milliseconds would be noise).
+            try:
+                state = await self._beat(join=False, want=self._want_said)
+            except _STORE_ERRORS as exc:
+                self._lose(exc)  # the heartbeat task finds out too, and rejoins
+                return
+            if self.sharing:
+                self._follow(state, event=state.epoch > self._epoch and not self._cuts)
+        elif news.get("kind") == "cut" and epoch > self._epoch:
+            known = self._state
+            try:
+                state = GroupState(
+                    now=float(news["now"]),
+                    epoch=epoch,
+                    slow_start=int(news["slow"]) == 1,
+                    base=float(news["base"]),
+                    since=float(news["since"]),
+                    estimate=float(news["estimate"]) if news["estimate"] else None,
+                    fraction=known.fraction,
+                    members=known.members,
+                    flag=True,
+                )
+            except (KeyError, ValueError, TypeError):
+                log.debug("shared quota: ignoring a bad cut on %s: %.80r", self._channel, data)
+                return
+            # Another member's refusal opened this event: the calls this
+            # one has in flight are refused by the same burst.
+            self._follow(state, event=not self._cuts)
 
     def _lose(self, exc: BaseException) -> None:
         if self._lost:
@@ -682,22 +869,26 @@ class SharedQuota:
             return -1.0
         return _HEADROOM * sent / elapsed if elapsed > 0 else 0.0
 
-    async def _beat(self, *, join: bool) -> GroupState:
+    async def _beat(self, *, join: bool, want: float | None = None) -> GroupState:
         assert self._redis is not None
-        sent_at = self._clock()
-        raw = await self._beat_script(
-            keys=self._keys,
-            args=[
-                self._member,
-                repr(self._lease),
-                repr(self._want(sent_at, join)),
-                repr(INITIAL_RATE),
-                repr(MARGIN),
-                repr(MIN_HOLD),
-                STATE_TTL,
-            ],
-        )
-        return self._answered(raw, sent_at)
+        async with self._beating:
+            sent_at = self._clock()
+            if want is None:
+                want = self._want_said = self._want(sent_at, join)
+            raw = await self._beat_script(
+                keys=self._keys,
+                args=[
+                    self._member,
+                    repr(self._lease),
+                    repr(want),
+                    repr(INITIAL_RATE),
+                    repr(MARGIN),
+                    repr(MIN_HOLD),
+                    STATE_TTL,
+                    self._channel,
+                ],
+            )
+            return self._answered(raw, sent_at)
 
     async def _report_cut(self, estimate: float, hold_seconds: float) -> None:
         assert self._redis is not None
@@ -712,6 +903,7 @@ class SharedQuota:
                     repr(hold_seconds),
                     repr(MARGIN),
                     STATE_TTL,
+                    self._channel,
                 ],
             )
         except _STORE_ERRORS as exc:
@@ -732,6 +924,13 @@ class SharedQuota:
         return state
 
     def _follow(self, state: GroupState, *, event: bool) -> None:
+        known = self._state
+        if known is not None and state.epoch < known.epoch:
+            # An answer older than a cut already followed (pushed while the
+            # script's answer was on its way): its part is new, its
+            # schedule is not.
+            state = replace(known, fraction=state.fraction, members=state.members)
+            event = False
         self._state = state
         self._epoch = max(self._epoch, state.epoch)
         controller = self._controller

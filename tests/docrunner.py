@@ -317,6 +317,7 @@ def _write_sandbox(root: Path, hosted: Path, image_host: str) -> None:
         "".join(f"{image_host}/{name}?{signature}\n" for name in hosted_names)
     )
     _write_mixed(root / "mixed")
+    _write_archive(root / "archive")
 
 
 def _write_mixed(folder: Path) -> None:
@@ -331,6 +332,20 @@ def _write_mixed(folder: Path) -> None:
     # About 6 MB of noise: over the 5 MB limit until --shrink re-encodes it.
     noise = Image.frombytes("RGB", (1500, 1400), os.urandom(1500 * 1400 * 3))
     noise.save(folder / "big.png", compress_level=1)
+
+
+def _write_archive(folder: Path) -> None:
+    """Scans to digitize: PDFs (the 'pdf' extra), a 2-page TIFF and a photo."""
+    from pdfs import text_pdf
+    from PIL import Image
+
+    folder.mkdir()
+    report = [("P", "Annual report 2026"), ("L", "연간 보고서"), ("P", "Appendix")]
+    (folder / "report.pdf").write_bytes(text_pdf(report))
+    (folder / "memo.pdf").write_bytes(text_pdf([("P", "Memo to all staff")]))
+    pages = [Image.new("L", (300, 200), color) for color in (255, 230)]
+    pages[0].save(folder / "letter.tiff", save_all=True, append_images=pages[1:])
+    (folder / "photo.png").write_bytes(make_png("a photo caption"))
 
 
 @dataclass(slots=True)

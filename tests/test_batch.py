@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 
 import pytest
 from fakes import ListSink
@@ -17,7 +19,9 @@ from ocr_async.errors import (
 from ocr_async.models import (
     Endpoint,
     ErrorInfo,
+    FinishedPage,
     ImageBytes,
+    ImageFile,
     Line,
     OcrResult,
     Payload,
@@ -266,6 +270,52 @@ async def test_already_done_sources_are_skipped() -> None:
     assert summary.already_done == 2
 
 
+async def test_inputs_with_an_id_are_known_by_it_and_their_records_carry_it() -> None:
+    done = SourceSet()
+    done.add("\0done")
+    done.add("c.png")  # a path called like an id is another input
+    given = [
+        SourceItem("a.png", ImageBytes(PNG, "a.png"), id="x", metadata={"n": 1}),
+        SourceItem("b.png", ImageBytes(PNG, "b.png"), id="x"),  # the same id: a duplicate
+        SourceItem("c.png", ImageBytes(PNG, "c.png"), id="done"),
+        SourceItem("d.png", ImageBytes(PNG, "d.png"), id="c.png"),
+    ]
+
+    async def items() -> AsyncIterator[SourceItem]:
+        for one in given:
+            yield one
+
+    fake = FakeRecognizer()
+    sink = ListSink()
+    summary = await run_batch(fake, items(), sink, already_done=done)
+    assert sorted(fake.calls) == ["a.png", "d.png"]
+    assert (summary.duplicates, summary.already_done) == (1, 1)
+    by_source = {record.source: record for record in sink.records}
+    assert (by_source["a.png"].id, by_source["a.png"].metadata) == ("x", {"n": 1})
+    assert by_source["a.png"].sha256 == hashlib.sha256(PNG).hexdigest()
+    assert by_source["a.png"].to_json()["sha256"] == by_source["a.png"].sha256
+
+
+async def test_pages_of_an_input_with_an_id_are_known_by_the_id(tmp_path: Path) -> None:
+    image = pytest.importorskip("PIL.Image", reason="Pillow is the optional 'image' extra")
+    pages = [image.new("L", (60, 40), 255) for _ in range(3)]
+    path = tmp_path / "scan.tiff"
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    done = SourceSet()
+    done.add("\0doc#page=2")
+    done.add(f"{path}#page=3")  # by its source: not this input's key
+
+    async def items() -> AsyncIterator[SourceItem]:
+        yield SourceItem(str(path), ImageFile(path), id="doc")
+
+    fake = FakeRecognizer()
+    sink = ListSink()
+    summary = await run_batch(fake, items(), sink, already_done=done, options=Options(convert=True))
+    assert sorted(fake.calls) == [f"{path}#page=1", f"{path}#page=3"]
+    assert summary.already_done == 1
+    assert {record.id for record in sink.records} == {"doc"}
+
+
 async def test_auth_failure_records_are_retryable_later() -> None:
     sink = ListSink()
     await run_batch(FakeRecognizer(), items_of(["auth.png"]), sink)
@@ -337,3 +387,155 @@ async def test_second_stop_request_is_immediate() -> None:
     stop.request()
     summary = await asyncio.wait_for(run, 5)  # not an hour
     assert summary.interrupted is True
+
+
+# --- multi-page inputs: resumed and stopped page by page -----------------------------
+
+
+def pdf_item(name: str, pages: int) -> SourceItem:
+    from pdfs import text_pdf
+
+    return SourceItem(name, ImageBytes(text_pdf([("P", str(n)) for n in range(pages)]), name))
+
+
+async def one_pdf(name: str, pages: int) -> AsyncIterator[SourceItem]:
+    yield pdf_item(name, pages)
+
+
+async def test_a_resumed_pdf_sends_only_the_pages_not_done() -> None:
+    pytest.importorskip("pypdfium2", reason="PDF input needs the 'pdf' extra")
+    done = SourceSet()
+    for n in (1, 2, 3):
+        done.add(f"book.pdf#page={n}")
+    fake = FakeRecognizer()
+    sink = ListSink()
+    summary = await run_batch(
+        fake, one_pdf("book.pdf", 5), sink, options=Options(pdf_dpi=72), already_done=done
+    )
+    assert fake.calls == ["book.pdf#page=4", "book.pdf#page=5"]
+    assert [r.source for r in sink.records] == fake.calls
+    assert summary.already_done == 3
+
+
+async def test_a_stop_mid_pdf_leaves_its_other_pages_for_a_resumed_run() -> None:
+    pytest.importorskip("pypdfium2", reason="PDF input needs the 'pdf' extra")
+    gated = GatedRecognizer()
+    stop = StopRequest()
+    sink = ListSink()
+    run = asyncio.create_task(
+        run_batch(gated, one_pdf("long.pdf", 6), sink,
+                  options=Options(concurrency=2, pdf_dpi=72), stop=stop)
+    )  # fmt: skip
+    await gated.wait_started(1)
+    stop.request()
+    gated.release.set()
+    summary = await asyncio.wait_for(run, 10)
+    assert summary.interrupted is True
+    assert gated.started == 1  # the page in flight, and no page after it
+    assert [r.source for r in sink.records] == ["long.pdf#page=1"]
+
+
+async def test_page_files_get_each_page_with_its_image_before_its_record() -> None:
+    pytest.importorskip("pypdfium2", reason="PDF input needs the 'pdf' extra")
+    sink = ListSink()
+    seen: list[tuple[str, str, bool, int]] = []
+
+    class Pages:
+        async def write_page(self, page: FinishedPage) -> None:
+            written = len(sink.records)  # records written before this page's
+            image = page.payload.image or b""
+            seen.append((page.input, page.record.source, image.startswith(PNG[:8]), written))
+
+    async def inputs() -> AsyncIterator[SourceItem]:
+        yield item("a.png")
+        yield pdf_item("book.pdf", 2)
+
+    await run_batch(FakeRecognizer(), inputs(), sink, options=Options(concurrency=1, pdf_dpi=72),
+                    pages=Pages())  # fmt: skip
+    assert seen == [
+        ("a.png", "a.png", True, 0),
+        ("book.pdf", "book.pdf#page=1", True, 1),
+        ("book.pdf", "book.pdf#page=2", True, 2),
+    ]
+
+
+class Gathering:
+    """Answers the first request at once, then holds each until ``wanted`` are in flight."""
+
+    def __init__(self, wanted: int) -> None:
+        self.wanted = wanted
+        self.in_flight = 0
+        self.peak = 0
+        self.calls = 0
+        self._enough = asyncio.Event()
+
+    async def send(self, payload: Payload) -> Recognition:
+        self.calls += 1
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            if self.calls > 1:
+                if self.in_flight >= self.wanted:
+                    self._enough.set()
+                await self._enough.wait()
+            return Recognition(result_for(payload.source), payload.endpoint, 1, elapsed_ms=1.0)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_the_pages_of_one_pdf_are_sent_side_by_side_within_the_pool() -> None:
+    pytest.importorskip("pypdfium2", reason="PDF input needs the 'pdf' extra")
+    gathering = Gathering(wanted=3)
+    sink = ListSink()
+    summary = await asyncio.wait_for(
+        run_batch(gathering, one_pdf("long.pdf", 8), sink,
+                  options=Options(concurrency=3, pdf_dpi=72)),
+        30,
+    )  # fmt: skip
+    assert summary.ok == 8
+    assert sorted(r.source for r in sink.records) == [f"long.pdf#page={n}" for n in range(1, 9)]
+    assert gathering.peak == 3  # one worker's pages filled the pool, and no more
+
+
+async def test_pages_and_images_together_never_exceed_the_pool() -> None:
+    pytest.importorskip("pypdfium2", reason="PDF input needs the 'pdf' extra")
+    fake = FakeRecognizer()
+
+    async def inputs() -> AsyncIterator[SourceItem]:
+        yield pdf_item("a.pdf", 6)
+        for n in range(10):
+            yield item(f"{n}.png")
+        yield pdf_item("b.pdf", 5)
+
+    sink = ListSink()
+    await run_batch(fake, inputs(), sink, options=Options(concurrency=4, pdf_dpi=72))
+    assert len(sink.records) == 21
+    assert fake.peak <= 4
+
+
+async def test_pages_of_a_pdf_with_an_id_are_known_by_the_id_before_rendering(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("pypdfium2", reason="PDF input needs the 'pdf' extra")
+    from pdfs import count_renders, text_pdf
+
+    rendered = count_renders(monkeypatch)
+    done = SourceSet()
+    done.add("\0doc#page=1")
+    done.add("\0doc#page=3")
+
+    async def items() -> AsyncIterator[SourceItem]:
+        data = text_pdf([("P", str(n)) for n in range(3)])
+        yield SourceItem("book.pdf", ImageBytes(data, "book.pdf"), id="doc")
+
+    fake = FakeRecognizer()
+    sink = ListSink()
+    options = Options(pdf_dpi=72)
+    summary = await run_batch(fake, items(), sink, already_done=done, options=options)
+    assert fake.calls == ["book.pdf#page=2"]
+    assert rendered == [2]
+    assert summary.already_done == 2
+    (record,) = sink.records
+    assert record.id == "doc"
+    assert record.transform is not None
+    assert record.transform.to_json()["page"] == 2

@@ -258,29 +258,44 @@ def test_url_list_that_is_a_folder_says_so(
     assert "cannot read the URL list 'lists'" in one_line(capsys.readouterr().err)
 
 
-@pytest.mark.parametrize("flags", [["--convert"], ["--shrink"], ["--convert", "--shrink"]])
-def test_image_flags_without_pillow_are_a_usage_error_at_start(
-    tmp_path: Path, flags: list[str]
-) -> None:
-    (tmp_path / "a.png").write_bytes(make_png("a"))
-    # None in sys.modules makes any import of PIL fail, as if not installed.
+def run_without(module: str, argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``ocr-async ARGV`` in a child process where ``module`` is not installed."""
+    # None in sys.modules makes any import of it fail, as if not installed.
     script = (
-        "import sys; sys.modules['PIL'] = None; from ocr_async.cli import main; "
-        f"sys.exit(main(['run', 'a.png', '-o', 'out.jsonl', *{flags!r}]))"
+        f"import sys; sys.modules[{module!r}] = None; from ocr_async.cli import main; "
+        f"sys.exit(main({argv!r}))"
     )
-    ran = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", script],
-        cwd=tmp_path,
+        cwd=cwd,
         env=process_env(),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+@pytest.mark.parametrize("flags", [["--convert"], ["--shrink"], ["--convert", "--shrink"]])
+def test_image_flags_without_pillow_are_a_usage_error_at_start(
+    tmp_path: Path, flags: list[str]
+) -> None:
+    (tmp_path / "a.png").write_bytes(make_png("a"))
+    ran = run_without("PIL", ["run", "a.png", "-o", "out.jsonl", *flags], tmp_path)
     assert ran.returncode == ExitCode.USAGE, ran.stderr
     line = one_line(ran.stderr)
     assert f"{' and '.join(flags)} need" in line
     assert "pip install 'ocr-async[image]'" in line
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_pdf_named_without_the_pdf_extra_is_a_usage_error_at_start(tmp_path: Path) -> None:
+    (tmp_path / "book.pdf").write_bytes(b"%PDF-1.7\n")
+    ran = run_without("pypdfium2", ["run", "book.pdf", "-o", "out.jsonl"], tmp_path)
+    assert ran.returncode == ExitCode.USAGE, ran.stderr
+    line = one_line(ran.stderr)
+    assert "book.pdf is a PDF, and reading PDFs needs pypdfium2" in line
+    assert "pip install 'ocr-async[pdf]'" in line
     assert not (tmp_path / "out.jsonl").exists()
 
 

@@ -7,6 +7,7 @@ keeps the suite against aiohttp and real loopback servers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -212,3 +213,104 @@ async def test_a_transport_passed_in_is_opened_and_left_open() -> None:
     async with client:
         await client.send(image_payload())
     assert (transport.opened, transport.closed) == (1, 0)
+
+
+# --- the request observer (metrics) --------------------------------------------------------
+
+
+class Observed:
+    """A RequestObserver that writes down what it hears."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.events: list[tuple[str, float, str | None]] = []
+
+    def request_started(self) -> None:
+        self.events.append(("started", self.clock(), None))
+
+    def request_finished(self, elapsed_s: float, error: BaseException | None = None) -> None:
+        self.events.append(("finished", elapsed_s, None if error is None else type(error).__name__))
+
+
+class SlowTransport(FakeTransport):
+    """Each post takes ``seconds`` of the fake clock."""
+
+    def __init__(self, script: list[Answer | Exception], clock: FakeClock, seconds: float) -> None:
+        super().__init__(script)
+        self.clock, self.seconds = clock, seconds
+
+    async def post(self, request: Any, *, answer_limit: int, redactor: Any) -> Answer:
+        self.clock.now += self.seconds
+        return await super().post(request, answer_limit=answer_limit, redactor=redactor)
+
+
+async def test_the_observer_hears_every_attempt_and_an_api_error_as_an_answer() -> None:
+    clock = FakeClock()
+    observer = Observed(clock)
+    script: list[Answer | Exception] = [
+        ConnectionFailedError("connection", "reset"),
+        Answer(200, CIMultiDict(), envelope(4000003)),
+    ]
+    transport = SlowTransport(script, clock, 0.25)
+    client = OcrClient(
+        appkey=APPKEY, token=TOKEN, base_url=BASE, transport=transport, adapt_rate=False,
+        sleep=Sleeps(clock), clock=clock, observer=observer,
+    )  # fmt: skip
+    with pytest.raises(Exception, match="4000003"):
+        await client.send(image_payload())
+    assert [(kind, error) for kind, _, error in observer.events] == [
+        ("started", None),
+        ("finished", "ConnectionFailedError"),
+        ("started", None),
+        ("finished", "InvalidRequestError"),  # parsed inside: an answer of the API
+    ]
+    assert [elapsed for kind, elapsed, _ in observer.events if kind == "finished"] == [0.25, 0.25]
+
+
+async def test_a_request_waiting_for_its_turn_is_not_observed_and_a_cancelled_one_is() -> None:
+    clock = FakeClock()
+    observer = Observed(clock)
+    release = asyncio.Event()
+
+    class Held(FakeTransport):
+        async def post(self, request: Any, *, answer_limit: int, redactor: Any) -> Answer:
+            await release.wait()
+            return await super().post(request, answer_limit=answer_limit, redactor=redactor)
+
+    client = OcrClient(
+        appkey=APPKEY, token=TOKEN, base_url=BASE, transport=Held([ok(), ok()]),
+        adapt_rate=False, concurrency=1, clock=clock, observer=observer,
+    )  # fmt: skip
+    first = asyncio.create_task(client.send(image_payload()))
+    second = asyncio.create_task(client.send(image_payload()))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert [kind for kind, _, _ in observer.events] == ["started"]  # the second waits its turn
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert observer.events[1] == ("finished", 0.0, "CancelledError")
+    release.set()
+    await second
+    assert [kind for kind, _, _ in observer.events] == ["started", "finished"] * 2
+
+
+async def test_recognize_reads_a_one_page_pdf_and_refuses_a_longer_one_unrendered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pypdfium2", reason="PDF input needs the 'pdf' extra")
+    from pdfs import count_renders, text_pdf
+
+    rendered = count_renders(monkeypatch)
+    one, long = tmp_path / "one.pdf", tmp_path / "long.pdf"
+    one.write_bytes(text_pdf([("P", "single")]))
+    long.write_bytes(text_pdf([("P", str(n)) for n in range(50)]))
+    client, transport, _ = client_on([ok("single")], options=Options(pdf_dpi=72))
+
+    assert (await client.recognize(one)).text == "single"
+    assert transport.posts[0].request.body.count(b"\x89PNG") == 1
+    with pytest.raises(LocalCheckError, match="has several pages") as caught:
+        await client.recognize(long)
+    assert caught.value.code == "pages"
+    assert rendered == [1, 1, 2]  # two pages of fifty were enough to refuse
+    assert len(transport.posts) == 1

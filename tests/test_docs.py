@@ -162,7 +162,7 @@ def _mentioned(flag: str, text: str) -> bool:
     return re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text) is not None
 
 
-@pytest.mark.parametrize("command", ["run", "serve", "report", "demo"])
+@pytest.mark.parametrize("command", ["run", "verify", "serve", "report", "demo"])
 def test_every_flag_in_help_is_in_the_user_guide(command: str) -> None:
     guide = USER_GUIDE.read_text(encoding="utf-8")
     flags = set(_FLAG.findall(_help(command))) - {"-h", "--help"}
@@ -187,7 +187,7 @@ def test_the_run_help_of_the_installed_command_is_covered() -> None:
 
 def test_every_long_flag_in_the_user_guide_exists() -> None:
     known = {"--help", "--version"}
-    for command in ("run", "serve", "report", "demo"):
+    for command in ("run", "verify", "serve", "report", "demo"):
         known |= set(_FLAG.findall(_help(command)))
     guide = USER_GUIDE.read_text(encoding="utf-8")
     # Flags of other tools in the guide's examples are not ours to check.

@@ -25,6 +25,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 from conftest import APPKEY, TOKEN, RedisServer, emulator_config, free_port
+from prometheus_client.parser import text_string_to_metric_families
 
 from ocr_async import OcrClient
 from ocr_async.emulator import RunningEmulator, make_png, running_emulator
@@ -241,6 +242,26 @@ async def test_refused_credentials_answer_502(
 
 
 # --- as a program --------------------------------------------------------------------------------
+
+
+async def test_the_metrics_count_the_requests_to_the_ocr_api(
+    backends: Backends, emulator: RunningEmulator
+) -> None:
+    started = await backends.start(emulator)
+    for _ in range(3):
+        assert (await started.post(make_png("counted")))[0] == 200
+    async with started.session.get(started.url.replace("/ocr", "/metrics")) as response:
+        assert response.status == 200
+        text = await response.text()
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    ok = (("outcome", "ok"),)
+    assert samples[("ocr_async_request_duration_seconds_count", ok)] == 3
+    assert samples[("ocr_async_requests_in_flight", ())] == 0
+    assert ("ocr_async_rate_calls_per_second", ()) in samples
 
 
 async def test_the_example_runs_as_a_program(

@@ -8,6 +8,8 @@ import re
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +123,13 @@ async def test_writer_failure_surfaces_on_next_write(tmp_path: Path) -> None:
     await sink.open()
 
     class Broken:
-        async def write(self, data: bytes, /) -> int:
+        def write(self, data: bytes, /) -> int:
             raise OSError(28, "No space left on device")
 
-        async def flush(self) -> None:
+        def flush(self) -> None:
             return None
 
-        async def close(self) -> None:
+        def close(self) -> None:
             return None
 
     real = sink._handle
@@ -135,15 +137,46 @@ async def test_writer_failure_surfaces_on_next_write(tmp_path: Path) -> None:
     await sink.write(record("a.png"))
 
     async def keep_writing() -> None:
-        for _ in range(100):
-            await asyncio.sleep(0)
+        for _ in range(5000):  # the failure comes back from a worker thread
+            await asyncio.sleep(0.001)
             await sink.write(record("b.png"))
 
     with pytest.raises(OSError, match="No space"):
         await keep_writing()
     sink._handle = real
     assert real is not None
-    await real.close()
+    real.close()
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    """The loop's default executor, counting what is handed to its threads."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=2)
+        self.calls: list[str] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        # to_thread wraps the call in a context copy: name what it runs.
+        inner = args[0] if args and callable(args[0]) else fn
+        self.calls.append(getattr(inner, "__name__", repr(inner)))
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_a_batch_of_records_costs_one_thread_hop(tmp_path: Path) -> None:
+    # A hop is the event loop's dearest step after the request itself:
+    # a batch is written and flushed in one, not one for each.
+    executor = CountingExecutor()
+    asyncio.get_running_loop().set_default_executor(executor)
+    sink = JsonlSink(str(tmp_path / "out.jsonl"))
+    await sink.open()
+    opened = len(executor.calls)
+    for n in range(50):  # all queued before the writer task first runs
+        await sink.write(record(f"{n}.png"))
+    await sink.close()
+    assert sink.written == 50
+    assert len((tmp_path / "out.jsonl").read_bytes().splitlines()) == 50
+    # The batch, then closing the file.
+    assert len(executor.calls) - opened == 2, executor.calls[opened:]
 
 
 # --- one run at a time on one output ----------------------------------------------

@@ -3,7 +3,8 @@
 The house, from the bottom up (docs: README, "Layout")::
 
     core        errors models options protocol sanitize auth transport retry
-                client limits inputs precheck imaging wording   (one image, start to answer)
+                client limits inputs precheck imaging pdfpages wording
+                                                    (one input, start to answer)
     pipeline/   many inputs: sources, batch, resume, manifests ...
     outputs/    where records go: JSONL, text files, progress, formats
     cli/        the command line
@@ -40,6 +41,10 @@ CORE = frozenset(
         "inputs",
         "precheck",
         "imaging",
+        # A PDF as page images for the pre-check's page step (issue 12): one
+        # input made sendable, like imaging's TIFF pages; the core may not
+        # import pipeline/, and the client reads PDFs through the same stage.
+        "pdfpages",
         # Plural-aware wording shared by the run's summary and the report's.
         "wording",
     }

@@ -52,6 +52,7 @@ from ocr_async.limits import (
     Share,
     Ticket,
     TokenBucket,
+    share_let_through,
 )
 
 # Latency of an accepted call in most simulations: as the benchmark's emulator.
@@ -789,3 +790,49 @@ def test_queued_counts_tickets_that_waited_for_the_pacer() -> None:
         assert (controller.sent, controller.queued) == (3, 2)  # the first left at once
 
     run_virtual(main())
+
+
+def test_a_cut_says_where_the_refused_call_left_and_on_what_sample() -> None:
+    """What a coordinator needs to measure a group: the kind, the rate and the sample."""
+
+    async def main() -> list[Cut]:
+        clock = vclock()
+        controller = RateController(clock=clock, initial_rate=50.0)
+        coordinator = RecordingCoordinator()
+        controller.coordinator = coordinator
+        # The start-up climb ends at the first refusal.
+        assert controller.on_throttled(await controller.acquire())
+        # At the hold: five let through, one refused.
+        tickets = [await controller.acquire() for _ in range(6)]
+        for ticket in tickets[:5]:
+            controller.on_success(ticket)
+        assert controller.on_throttled(tickets[5])
+        # After the hold, the probe climbs above it, and is refused there.
+        probe: list[Ticket] = []
+
+        async def worker() -> None:
+            while clock() < 3.0:
+                ticket = await controller.acquire()
+                probe.append(ticket)
+                controller.on_success(ticket)
+
+        await asyncio.gather(*(worker() for _ in range(64)))
+        assert controller.on_throttled(await controller.acquire())
+        return coordinator.cuts
+
+    start, hold, probe = run_virtual(main())
+    assert (start.kind, start.slow_start) == ("start-up", True)
+    assert start.refused_rate == 50.0
+    assert (hold.kind, hold.slow_start, hold.let_through, hold.refused) == ("hold", False, 5, 1)
+    assert hold.refused_rate == pytest.approx(start.hold_rate)
+    assert hold.estimate == pytest.approx(hold.refused_rate * share_let_through(5, 1))
+    assert probe.kind == "probe"
+    assert probe.refused_rate > hold.hold_rate  # it left above the hold
+
+
+def test_the_share_let_through_has_a_prior_of_four_calls() -> None:
+    assert share_let_through(5, 1) == pytest.approx(9 / 10)
+    assert share_let_through(0, 1) == pytest.approx(4 / 5)  # one refusal is not a halving
+    assert share_let_through(1000, 0) == 1.0
+    # The same sample three times over measures a share nearer the truth.
+    assert share_let_through(15, 3) < share_let_through(5, 1)

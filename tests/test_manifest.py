@@ -27,37 +27,56 @@ from ocr_async.models import (
 from ocr_async.pipeline.batch import run_batch
 from ocr_async.pipeline.manifest import (
     BAD_ROW_CODE,
-    ManifestEntry,
     ManifestError,
     ManifestFormat,
-    ManifestItem,
-    ManifestProblem,
     ManifestReader,
     entry_from_fields,
     iter_manifest,
 )
 
 
-def parse(text: str | bytes, name: str = "rows.jsonl", **options: Any) -> list[ManifestEntry]:
+def parse(text: str | bytes, name: str = "rows.jsonl", **options: Any) -> list[SourceItem]:
     data = text.encode() if isinstance(text, str) else text
     return list(ManifestReader(name, **options).parse([data]))
 
 
-def only(entries: list[ManifestEntry]) -> ManifestEntry:
+def only(entries: list[SourceItem]) -> SourceItem:
     assert len(entries) == 1, entries
     return entries[0]
 
 
-def problem(entries: list[ManifestEntry], index: int = 0) -> ManifestProblem:
+def problem(entries: list[SourceItem], index: int = 0) -> SourceItem:
+    """A bad row: an item with its error and nothing to send."""
     entry = entries[index]
-    assert isinstance(entry, ManifestProblem), entry
+    assert entry.error is not None, entry
+    assert entry.image is None, entry
     return entry
 
 
-def item(entries: list[ManifestEntry], index: int = 0) -> ManifestItem:
+def why(entry: SourceItem) -> str:
+    """A bad row's message, without the place its error names first."""
+    assert entry.error is not None
+    assert entry.error.message.startswith(f"{entry.source}: ")
+    return entry.error.message.removeprefix(f"{entry.source}: ")
+
+
+def item(entries: list[SourceItem], index: int = 0) -> SourceItem:
+    """A good row: an item with an id and something to send."""
     entry = entries[index]
-    assert isinstance(entry, ManifestItem), entry
+    assert entry.error is None, entry
+    assert entry.image is not None, entry
+    assert entry.id is not None, entry
     return entry
+
+
+def view(entry: SourceItem) -> tuple[object, ...]:
+    """An entry as comparable values (errors compare by identity)."""
+    error = entry.error and (entry.error.code, entry.error.message, entry.error.retryable)
+    return (entry.source, entry.image, entry.id, entry.metadata, error)
+
+
+def kinds(entries: list[SourceItem]) -> list[str]:
+    return ["bad" if entry.error is not None else "row" for entry in entries]
 
 
 # --- good rows ------------------------------------------------------------------------
@@ -82,12 +101,11 @@ def test_jsonl_rows_keep_every_other_field_with_its_type() -> None:
         "tags": ["x", {"y": 1}],
     }
     assert list(first.metadata) == ["customer", "pages", "price", "urgent", "due", "tags"]
-    assert first.where == "rows.jsonl:1"
     assert second.source == "https://h/b.png?sig=1"
     assert second.image == ImageUrl("https://h/b.png?sig=1")
     assert second.metadata == {}
-    assert second.where == "rows.jsonl:2"
     assert (first.identity, second.identity) == ("doc-1", "doc-2")
+    assert (first.key, second.key) == ("\0doc-1", "\0doc-2")
 
 
 @pytest.mark.parametrize(
@@ -116,7 +134,6 @@ def test_csv_rows_give_strings_and_keep_empty_cells_as_metadata() -> None:
     assert first.metadata == {"customer": "acme", "note": ""}
     assert second.image == ImageUrl("https://h/b.png")
     assert second.metadata == {"customer": "Smith, J.", "note": 'said "hi"'}
-    assert (first.where, second.where) == ("rows.csv:2", "rows.csv:3")
 
 
 def test_a_csv_row_may_span_lines_and_is_named_by_its_first() -> None:
@@ -125,7 +142,7 @@ def test_a_csv_row_may_span_lines_and_is_named_by_its_first() -> None:
     )
     first, second = item(entries, 0), item(entries, 1)
     assert first.metadata == {"note": 'two\r\nlines, one "quote"'}
-    assert (first.where, second.where) == ("r.csv:2", "r.csv:4")
+    assert second.id == "b"
 
 
 @pytest.mark.parametrize("name", ["rows.jsonl", "rows.csv"])
@@ -138,9 +155,7 @@ def test_a_byte_order_mark_crlf_blank_lines_and_no_final_newline_are_fine(name: 
     entries = parse(b"\xef\xbb\xbf" + body.encode(), name=name)
     assert [item(entries, n).id for n in range(2)] == ["a", "b"]
     assert item(entries, 0).source == "a.png"  # no \r, no BOM left in any value
-    assert [entry.where for entry in entries] == (
-        [f"{name}:2", f"{name}:5"] if name.endswith(".jsonl") else [f"{name}:4", f"{name}:6"]
-    )
+    assert len(entries) == 2
 
 
 # --- the format ---------------------------------------------------------------------
@@ -176,7 +191,7 @@ def test_the_format_comes_from_the_extension_else_the_content(
     assert reader.format == ManifestFormat(expected)
     assert reader.format_reason == reason
     assert reader.describe() == f"{'stdin' if name == '-' else name}: {expected.upper()} ({reason})"
-    assert all(isinstance(entry, ManifestItem) for entry in entries)
+    assert all(entry.error is None for entry in entries)
 
 
 def test_a_format_asked_for_wins_over_the_extension() -> None:
@@ -298,10 +313,11 @@ def test_each_bad_jsonl_row_is_one_problem_named_by_its_line_and_reading_goes_on
     entries = parse(f"{GOOD}\n{line}\n{GOOD.replace('next', 'last')}\n")
     assert len(entries) == 3
     bad = problem(entries, 1)
-    assert bad.where == bad.source == "rows.jsonl:2"
-    assert bad.message == message
+    assert bad.source == "rows.jsonl:2"
+    assert why(bad) == message
     assert bad.id == identity
     assert bad.identity == (identity or "rows.jsonl:2")
+    assert bad.key == ("rows.jsonl:2" if identity is None else f"\0{identity}")
     assert [item(entries, n).id for n in (0, 2)] == ["next", "last"]
 
 
@@ -310,17 +326,17 @@ def test_a_bad_row_with_an_id_keeps_its_metadata() -> None:
     assert bad.metadata == {"customer": "acme", "n": [1]}
 
 
-def test_a_problem_is_a_local_final_error_for_its_record() -> None:
+def test_a_problem_is_a_local_error_that_retry_failed_takes_once_the_row_is_fixed() -> None:
     bad = problem(parse('{"path": "a.png"}\n'))
     error = bad.error
     assert isinstance(error, SourceError)
-    assert (error.code, error.local, error.retryable) == (BAD_ROW_CODE, True, False)
+    assert (error.code, error.local, error.retryable) == (BAD_ROW_CODE, True, True)
     assert error.message == "rows.jsonl:1: the row has no id"
 
 
 def test_invalid_utf8_in_a_jsonl_row_is_one_problem() -> None:
     entries = parse(GOOD.encode() + b'\n{"id": "\xff"}\n' + GOOD.encode() + b"\n")
-    assert problem(entries, 1).message == "not valid UTF-8 (byte 9 of the line)"
+    assert why(problem(entries, 1)) == "not valid UTF-8 (byte 9 of the line)"
     assert len(entries) == 3
 
 
@@ -340,13 +356,13 @@ def test_each_bad_csv_row_is_one_problem_named_by_its_line(
     entries = parse(f"id,path,note\na,a.png,1\n{line}\nb,b.png,2\n", name="r.csv")
     assert len(entries) == 3
     bad = problem(entries, 1)
-    assert (bad.where, bad.message, bad.id) == ("r.csv:3", message, identity)
+    assert (bad.source, why(bad), bad.id) == ("r.csv:3", message, identity)
     assert [item(entries, n).id for n in (0, 2)] == ["a", "b"]
 
 
 def test_a_csv_with_both_columns_wants_exactly_one_filled() -> None:
     entries = parse("id,path,url\na,a.png,https://h/a.png\nb,,\n", name="r.csv")
-    assert [problem(entries, n).message for n in (0, 1)] == [
+    assert [why(problem(entries, n)) for n in (0, 1)] == [
         "the row with id 'a' has both a path and a url: give one",
         "the row with id 'b' has neither a path nor a url",
     ]
@@ -354,7 +370,7 @@ def test_a_csv_with_both_columns_wants_exactly_one_filled() -> None:
 
 def test_a_quote_never_closed_is_one_problem_at_the_end() -> None:
     entries = parse('id,path,note\na,a.png,"open\nb,b.png,x\n', name="r.csv")
-    assert (problem(entries).where, problem(entries).message) == (
+    assert (problem(entries).source, why(problem(entries))) == (
         "r.csv:2",
         "a quoted field is never closed: the row was skipped",
     )
@@ -365,8 +381,8 @@ def test_a_stray_quote_costs_the_rows_it_swallows_up_to_the_limit_then_reading_g
     rows = "".join(f"b{n},b{n}.png,x\n" for n in range(20))
     entries = parse(f'id,path,note\na,a.png,"open\n{rows}', name="r.csv", max_line_bytes=100)
     bad = problem(entries)
-    assert bad.where == "r.csv:2"
-    assert bad.message == (
+    assert bad.source == "r.csv:2"
+    assert why(bad) == (
         "a quoted field still open after 100 bytes: the row and the lines it took were skipped"
     )
     # The open field took lines while under 100 bytes: its own 14 and 8 rows
@@ -400,22 +416,21 @@ def test_a_binary_file_is_refused_whole_not_a_problem_per_line() -> None:
 def test_a_line_over_the_limit_is_one_problem_and_the_rest_is_read() -> None:
     long_row = '{"id": "big", "path": "a.png", "blob": "' + "x" * 5000 + '"}'
     entries = parse(f"{GOOD}\n{long_row}\n{GOOD}\n", max_line_bytes=1000)
-    assert [type(entry) for entry in entries] == [ManifestItem, ManifestProblem, ManifestItem]
-    assert problem(entries, 1).where == "rows.jsonl:2"
-    assert problem(entries, 1).message == "line longer than 1000 bytes: skipped"
-    assert entries[2].where == "rows.jsonl:3"
+    assert kinds(entries) == ["row", "bad", "row"]
+    assert problem(entries, 1).source == "rows.jsonl:2"
+    assert why(problem(entries, 1)) == "line longer than 1000 bytes: skipped"
 
 
 def test_a_line_exactly_at_the_limit_is_read() -> None:
     row = '{"id": "a", "path": "a.png"}'
-    assert isinstance(only(parse(row + "\r\n", max_line_bytes=len(row) + 1)), ManifestItem)
+    assert only(parse(row + "\r\n", max_line_bytes=len(row) + 1)).error is None
 
 
 async def test_dev_zero_is_one_problem_then_an_error_not_a_hang() -> None:
     reader = ManifestReader(
         "/dev/zero", format=ManifestFormat.JSONL, max_line_bytes=1024, max_skip_bytes=256 * 1024
     )
-    entries: list[ManifestEntry] = []
+    entries: list[SourceItem] = []
 
     async def read_all() -> None:
         async for entry in iter_manifest(reader):
@@ -423,7 +438,7 @@ async def test_dev_zero_is_one_problem_then_an_error_not_a_hang() -> None:
 
     with pytest.raises(ManifestError, match=r"^/dev/zero:1: no line end within 263168 bytes"):
         await read_all()
-    assert [problem(entries).where] == ["/dev/zero:1"]
+    assert [problem(entries).source] == ["/dev/zero:1"]
 
 
 async def test_dev_zero_before_the_format_is_known_is_refused_at_once() -> None:
@@ -452,12 +467,10 @@ SAMPLE = (
 def test_any_chunking_gives_the_same_entries(size: int) -> None:
     whole = list(ManifestReader("r.csv", max_line_bytes=200).parse([SAMPLE]))
     chunks = [SAMPLE[n : n + size] for n in range(0, len(SAMPLE), size)]
-    assert list(ManifestReader("r.csv", max_line_bytes=200).parse(chunks)) == whole
-    assert [entry.where for entry in whole] == [f"r.csv:{n}" for n in (2, 3, 5, 6, 7, 8)]
-    assert [type(entry).__name__ for entry in whole] == [
-        "ManifestItem", "ManifestItem", "ManifestProblem", "ManifestItem", "ManifestProblem",
-        "ManifestItem",
-    ]  # fmt: skip
+    chunked = list(ManifestReader("r.csv", max_line_bytes=200).parse(chunks))
+    assert [view(entry) for entry in chunked] == [view(entry) for entry in whole]
+    assert [entry.identity for entry in whole] == ["1", "2", "r.csv:5", "4", "r.csv:7", "5"]
+    assert kinds(whole) == ["row", "row", "bad", "row", "bad", "row"]
     assert item(whole, 3).metadata == {"note": "한글"}
 
 
@@ -477,7 +490,7 @@ def test_duplicate_ids_are_passed_on_for_the_batch_to_send_once() -> None:
 # --- reading from files and pipes ----------------------------------------------------
 
 
-async def collect(reader: ManifestReader) -> list[ManifestEntry]:
+async def collect(reader: ManifestReader) -> list[SourceItem]:
     return [entry async for entry in iter_manifest(reader)]
 
 
@@ -511,12 +524,11 @@ async def test_rows_from_a_pipe_come_out_as_their_line_completes(stdin_pipe: io.
     stdin_pipe.write(b'{"id": "a", "url": "https://h/a.png"}\n{"id": "b"')
     # The first row arrives while the writer still holds the pipe open.
     first = await asyncio.wait_for(anext(entries), timeout=30)
-    assert isinstance(first, ManifestItem)
-    assert (first.id, first.where) == ("a", "stdin:1")
+    assert (first.id, first.source) == ("a", "https://h/a.png")
     stdin_pipe.write(b', "path": "b.png"}\n')
     stdin_pipe.close()
     rest = [entry async for entry in entries]
-    assert [(entry.identity, entry.where) for entry in rest] == [("b", "stdin:2")]
+    assert [(entry.identity, entry.source) for entry in rest] == [("b", "b.png")]
 
 
 # --- rows are inputs -------------------------------------------------------------------
@@ -527,45 +539,57 @@ class _EchoClient:
         return Recognition(OcrResult((), {"seen": payload.source}), payload.endpoint, 1, 1.0)
 
 
-async def test_manifest_items_are_inputs_for_run_batch_today(
+async def test_every_row_ends_as_one_record_with_its_id_and_metadata(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the rows' paths are relative; missing.png is missing
     (tmp_path / "scans").mkdir()
     (tmp_path / "scans" / "a.png").write_bytes(make_png("a"))
     entries = parse(
-        '{"id": "a", "path": "scans/a.png", "k": 1}\n{"id": "b", "url": "https://h/b.png"}\n'
-        '{"id": "c", "path": "missing.png"}\n'
+        '{"id": "a", "path": "./scans//a.png", "k": 1}\n{"id": "b", "url": "https://h/b.png"}\n'
+        '{"id": "c", "path": "missing.png"}\n{"path": "x.png", "k": 2}\nnot json\n'
+        '{"id": "b", "url": "https://h/b.png?re-signed"}\n'
     )
 
     async def items() -> AsyncIterator[SourceItem]:
         for entry in entries:
-            assert isinstance(entry, ManifestItem)
             yield entry
 
     sink = ListSink()
-    summary = await run_batch(_EchoClient(), items(), sink, concurrency=2)
-    assert (summary.ok, summary.failed.total()) == (2, 1)
-    assert sorted((r.source, r.ok) for r in sink.records) == [
-        ("https://h/b.png", True),
-        ("missing.png", False),
-        ("scans/a.png", True),
-    ]
+    skipped: list[tuple[str, str]] = []
+    summary = await run_batch(
+        _EchoClient(), items(), sink, concurrency=2, on_skip=lambda *s: skipped.append(s)
+    )
+    assert (summary.ok, summary.failed.total(), summary.duplicates) == (2, 3, 1)
+    assert skipped == [("https://h/b.png?re-signed", "duplicate id 'b': already taken in this run")]
+    got = {r.source: (r.id, r.ok, r.metadata, r.error and r.error.code) for r in sink.records}
+    assert got == {
+        "scans/a.png": ("a", True, {"k": 1}, None),  # the path tidied, as on a command line
+        "https://h/b.png": ("b", True, {}, None),
+        "missing.png": ("c", False, {}, "not_found"),
+        "rows.jsonl:4": (None, False, {"k": 2}, BAD_ROW_CODE),
+        "rows.jsonl:5": (None, False, None, BAD_ROW_CODE),
+    }
+    bad = next(r for r in sink.records if r.source == "rows.jsonl:4")
+    assert bad.error is not None
+    assert (bad.attempts, bad.error.local, bad.error.message) == (
+        0,
+        True,
+        "rows.jsonl:4: the row has no id",
+    )
 
 
 def test_rows_from_mappings_follow_the_same_rules() -> None:
     # For recognize_many given dicts: no file, the same verdicts.
     good = entry_from_fields({"id": 7, "url": "https://h/a.png", "k": [1]}, "row 0")
-    assert isinstance(good, ManifestItem)
-    assert (good.id, good.source, good.metadata, good.where) == (
+    assert (good.id, good.source, good.metadata, good.error) == (
         "7",
         "https://h/a.png",
         {"k": [1]},
-        "row 0",
+        None,
     )
     bad = entry_from_fields({"id": "x", "path": "a.png", "url": "https://h/a.png"}, "row 1")
-    assert isinstance(bad, ManifestProblem)
-    assert (bad.where, bad.id, bad.message) == (
+    assert (bad.source, bad.id, why(bad)) == (
         "row 1",
         "x",
         "the row with id 'x' has both a path and a url: give one",

@@ -51,6 +51,18 @@ async def test_the_total_is_what_the_run_takes(tmp_path: Path, extensions: froze
     assert total == (6 if extensions == IMAGE_EXTENSIONS else 7)
 
 
+def test_a_pdf_counts_its_pages_and_a_broken_one_counts_once(tmp_path: Path) -> None:
+    pytest.importorskip("pypdfium2", reason="PDF input needs the 'pdf' extra")
+    from pdfs import text_pdf
+
+    (tmp_path / "book.pdf").write_bytes(text_pdf([("P", str(n)) for n in range(4)]))
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.7 no more")
+    touch(tmp_path / "a.png")
+    # The four records of book.pdf, broken.pdf's error record, a.png.
+    assert count_images([str(tmp_path)]) == 6
+    assert count_images([str(tmp_path / "book.pdf")]) == 4
+
+
 def record(ok: bool) -> Record:
     error = None if ok else ErrorInfo(4000003, "type", True, False)
     return Record("s", ok, Endpoint.GENERAL, 1, 1.0, "t" if ok else None, None, error)

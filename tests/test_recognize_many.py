@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -266,6 +267,43 @@ async def test_a_source_given_twice_is_sent_once_and_the_summary_says_so(
     assert records.summary.duplicates == 1
     assert records.summary.ok == 1
     assert emulator.stats.requests == 1
+
+
+async def test_manifest_rows_as_mappings_carry_their_id_and_metadata(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    (tmp_path / "a.png").write_bytes(make_png("row a"))
+    url = emulator.sample_url("hello.png")
+    rows: list[SourceLike] = [
+        {"id": "a", "path": str(tmp_path / "a.png"), "customer": "acme", "n": [1, 2.5]},
+        {"id": 7, "url": url},
+        {"id": "a", "url": url + "?other"},  # the id again: sent once
+        {"path": str(tmp_path / "a.png")},  # no id
+        {"id": "nan", "url": url, "score": float("nan")},  # not strict JSON
+        {"id": "set", "url": url, "tags": {1, 2}},  # not JSON at all
+        make_png("plain bytes, beside the rows"),
+    ]
+
+    stream = recognize_many(rows, **settings(emulator))
+    records = await collect(stream)
+
+    got = {r.source: (r.id, r.metadata, r.error.code if r.error else None) for r in records}
+    assert got == {
+        str(tmp_path / "a.png"): ("a", {"customer": "acme", "n": [1, 2.5]}, None),
+        url: ("7", {}, None),
+        "row 3": (None, {}, "bad_manifest_row"),
+        "row 4": ("nan", None, "bad_manifest_row"),
+        "row 5": ("set", None, "bad_manifest_row"),
+        "bytes:6": (None, None, None),
+    }
+    assert stream.summary is not None
+    assert stream.summary.duplicates == 1
+    assert emulator.stats.requests == 3
+    bad = {r.source: r.error.message for r in records if r.error is not None}
+    assert bad["row 3"] == "row 3: the row has no id"
+    assert bad["row 4"].startswith("row 4: the row's other fields are not JSON (")
+    for record in records:
+        json.dumps(record.to_json(), allow_nan=False)  # every record can be written
 
 
 async def test_the_endpoint_is_used_for_every_input(emulator: RunningEmulator) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from ocr_async.pipeline.resume import NotAnOutputError, load_resume_index
+from ocr_async.models import ImageUrl, SourceItem
+from ocr_async.pipeline.resume import NotAnOutputError, load_resume_index, record_key
 
 
 def line(source: str, ok: bool = True, retryable: bool = False) -> str:
@@ -17,6 +18,29 @@ def line(source: str, ok: bool = True, retryable: bool = False) -> str:
         None if ok else {"code": 1, "message": "m", "local": False, "retryable": retryable}
     )
     return json.dumps(record) + "\n"
+
+
+def test_a_record_with_an_id_is_known_by_its_id_as_its_item_is(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    signed = "https://h/a.png?sig=1"
+    pages = [
+        json.dumps(
+            {**json.loads(line(f"scan.tiff#page={n}")), "id": "doc", "transform": {"page": n}}
+        )
+        + "\n"
+        for n in (1, 2)
+    ]
+    with_id = json.dumps({**json.loads(line(signed)), "id": "a"}) + "\n"
+    out.write_text(with_id + line("b.png") + "".join(pages))
+    index = load_resume_index(str(out))
+    resigned = SourceItem("https://h/a.png?sig=2", ImageUrl("https://h/a.png?sig=2"), id="a")
+    assert resigned.key in index.done  # a re-signed URL is still its row
+    assert "a" not in index.done  # an id never meets a path called the same
+    assert signed not in index.done
+    assert "b.png" in index.done
+    assert "\0doc#page=1" in index.done
+    assert "\0doc#page=2" in index.done
+    assert record_key({"source": "x", "id": "d", "transform": None}) == "\0d"
 
 
 def test_missing_file_is_an_empty_index(tmp_path: Path) -> None:

@@ -186,8 +186,19 @@ def _corners(box: BoundingBox | None) -> tuple[float, ...]:
     return (box.x1, box.y1, box.x2, box.y2, box.x3, box.y3, box.x4, box.y4)
 
 
+@pytest.fixture(params=["qpdf", "pikepdf"])
+def joiner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Join with the qpdf command line (skipped when absent), or with pikepdf alone."""
+    if request.param == "qpdf" and shutil.which("qpdf") is None:
+        pytest.skip("no qpdf command line here (apt-get install qpdf)")
+    if request.param == "pikepdf":
+        monkeypatch.setattr(searchable_pdf, "QPDF", "no-such-qpdf-command")
+    name: str = request.param
+    return name
+
+
 def test_join_pages_keeps_order_and_joins_in_rounds(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, joiner: str
 ) -> None:
     monkeypatch.setattr(searchable_pdf, "_MAX_OPEN", 2)
     parts = []
@@ -208,6 +219,24 @@ def test_join_pages_keeps_order_and_joins_in_rounds(
         "joined.pdf",
         *(f"part{n}.pdf" for n in range(5)),
     ]
+    pikepdf = pytest.importorskip("pikepdf")
+    with pikepdf.open(out) as joined:
+        assert str(joined.docinfo["/Creator"]).startswith("ocr-async ")
+
+
+def test_a_part_qpdf_cannot_read_is_an_error_not_a_half_pdf(tmp_path: Path) -> None:
+    if shutil.which("qpdf") is None:
+        pytest.skip("no qpdf command line here (apt-get install qpdf)")
+    png, result = draw_page([["fine"]], (300, 200), "PNG")
+    good = tmp_path / "good.pdf"
+    good.write_bytes(page_pdf(SearchablePage(png, result)))
+    bad = tmp_path / "bad.pdf"
+    bad.write_bytes(b"%PDF-1.7 not a page")
+    out = tmp_path / "joined.pdf"
+    pikepdf = pytest.importorskip("pikepdf")
+    with pytest.raises((RuntimeError, pikepdf.PdfError)):
+        join_pages([good, bad], out)
+    assert not out.exists()
 
 
 def test_no_page_is_no_pdf(tmp_path: Path) -> None:
@@ -236,3 +265,23 @@ def test_the_text_is_invisible_render_mode_3() -> None:
     assert modes
     assert all(operands == [3] for operands in modes)
     assert sum(op == "Tj" or op == "TJ" for _, op in operators) == len(words_of(PORTRAIT))
+
+
+@pytest.mark.parametrize("gap", [1, 4, 8])
+def test_hangul_words_set_close_together_extract_as_separate_words(gap: int) -> None:
+    # Tesseract's boxes for 열람실 이용 안내 at 150 dpi leave a few pixels
+    # between words: PDFium took such a gap for no space at all.
+    image = Image.new("RGB", (600, 200), "white")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    lefts = [60, 180 + gap, 260 + 2 * gap]
+    words = [
+        Word(text, 0.9, BoundingBox(left, 80, left + width, 80, left + width, 120, left, 120))
+        for text, left, width in zip(["열람실", "이용", "안내"], lefts, [120, 80, 80], strict=True)
+    ]
+    page = page_pdf(SearchablePage(buffer.getvalue(), OcrResult((Line(tuple(words)),), raw={})))
+    document = pdfium.PdfDocument(page)
+    try:
+        assert document[0].get_textpage().get_text_range().split() == ["열람실", "이용", "안내"]
+    finally:
+        document.close()

@@ -43,13 +43,16 @@ async def test_folder_walk_is_recursive_sorted_and_filters_by_extension(tmp_path
     touch(tmp_path / "sub" / "deeper" / "d.png")
     touch(tmp_path / "notes.txt")
     touch(tmp_path / "sub" / "scan.tiff")
+    touch(tmp_path / "sub" / "book.PDF")
     skipped: list[tuple[str, str]] = []
 
     items = await collect(iter_inputs([str(tmp_path)], on_skip=lambda p, r: skipped.append((p, r))))
 
+    # PDFs are taken without --convert: each page becomes its own record.
     assert [item.source for item in items] == [
         str(tmp_path / "a.JPG"),
         str(tmp_path / "b.png"),
+        str(tmp_path / "sub" / "book.PDF"),
         str(tmp_path / "sub" / "c.jpeg"),
         str(tmp_path / "sub" / "deeper" / "d.png"),
     ]
@@ -58,7 +61,7 @@ async def test_folder_walk_is_recursive_sorted_and_filters_by_extension(tmp_path
         str(tmp_path / "notes.txt"),
         str(tmp_path / "sub" / "scan.tiff"),
     ]
-    assert {reason for _, reason in skipped} == {"not a .jpeg, .jpg or .png file"}
+    assert {reason for _, reason in skipped} == {"not a .jpeg, .jpg, .pdf or .png file"}
 
 
 async def test_folder_walk_takes_the_extensions_it_is_given(tmp_path: Path) -> None:

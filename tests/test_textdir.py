@@ -93,7 +93,7 @@ async def test_two_sources_on_one_file_keep_the_first_and_warn(
     assert (tmp_path / "h/x.png.txt").read_text() == "from the url\n"
     assert (sink.written, sink.failed) == (1, 2)
     assert "text of h/x.png not written" in caplog.text
-    assert "another input's text was written to this file in this run" in caplog.text
+    assert "another input's file was written to this name earlier in this run" in caplog.text
 
 
 async def test_a_text_that_cannot_be_written_never_stops_the_others(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,14 @@ from ocr_async.models import (
 )
 from ocr_async.outputs.jsonl import JsonlSink, encode_record
 from ocr_async.pipeline.batch import run_batch
-from ocr_async.pipeline.manifest import ManifestItem, ManifestReader, iter_manifest
-from ocr_async.pipeline.resume import NotAnOutputError
+from ocr_async.pipeline.manifest import ManifestReader, iter_manifest
+from ocr_async.pipeline.resume import NotAnOutputError, record_identity
 from ocr_async.pipeline.sources import iter_inputs
 from ocr_async.pipeline.verify import (
     Finding,
     FindingKind,
     Verdict,
     Verification,
-    record_identity,
     verify_output,
 )
 
@@ -238,17 +236,6 @@ class _Client:
         return Recognition(OcrResult((), {}), payload.endpoint, 1, 1.0)
 
 
-class _IdSink:
-    """What the wiring will do: a manifest item's id and metadata go into its record."""
-
-    def __init__(self, sink: JsonlSink, rows: dict[str, ManifestItem]) -> None:
-        self.sink, self.rows = sink, rows
-
-    async def write(self, record: Record) -> None:
-        row = self.rows[record.source]
-        await self.sink.write(dataclasses.replace(record, id=row.id, metadata=row.metadata))
-
-
 async def test_a_folder_run_verifies_against_the_same_inputs(tmp_path: Path) -> None:
     scans = tmp_path / "scans"
     (scans / "sub").mkdir(parents=True)
@@ -281,19 +268,15 @@ async def test_a_manifest_run_verifies_by_id_read_from_the_manifest(
         '{"id": "a", "url": "https://h/a.png?sig=1"}\n{"path": "x.png"}\n'
         '{"id": "b", "path": "b.png", "k": 2}\n{"id": "c", "path": "c.png"}\n'
     )
-    rows = {
-        entry.source: entry
-        async for entry in iter_manifest(ManifestReader(str(manifest)))
-        if isinstance(entry, ManifestItem) and entry.id != "c"  # c: dropped on purpose
-    }
 
     async def items() -> AsyncIterator[SourceItem]:
-        for row in rows.values():
-            yield row
+        async for entry in iter_manifest(ManifestReader(str(manifest))):
+            if entry.id != "c":  # c: dropped on purpose
+                yield entry
 
     out = tmp_path / "out.jsonl"
     async with JsonlSink(str(out)) as sink:
-        await run_batch(_Client(), items(), _IdSink(sink, rows), concurrency=2)
+        await run_batch(_Client(), items(), sink, concurrency=2)
     verification = Verification(str(out), by_id=True)
     findings: list[Finding] = []
     verification.read_output(findings.append)
@@ -301,9 +284,9 @@ async def test_a_manifest_run_verifies_by_id_read_from_the_manifest(
         if (finding := verification.expect(entry.identity)) is not None:
             findings.append(finding)
     verification.read_unexpected(findings.append)
-    # The bad row was not written here (the wiring will write it): missing too.
+    # The bad row has its failed record, named by its place.
     assert [(f.kind, f.identity) for f in findings] == [
-        (FindingKind.MISSING, f"{manifest}:2"),
+        (FindingKind.FAILED, f"{manifest}:2"),
         (FindingKind.MISSING, "c"),
     ]
     assert verification.report.verdict is Verdict.MISMATCH

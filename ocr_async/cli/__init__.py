@@ -1,7 +1,8 @@
-"""The command line: ``ocr-async run | serve | demo | report``.
+"""The command line: ``ocr-async run | verify | serve | demo | report``.
 
-One module per command (:mod:`~ocr_async.cli.run`, :mod:`~ocr_async.cli.serve`,
-:mod:`~ocr_async.cli.demo`, :mod:`~ocr_async.cli.report`), the grammar of
+One module per command (:mod:`~ocr_async.cli.run`, :mod:`~ocr_async.cli.verify`,
+:mod:`~ocr_async.cli.serve`, :mod:`~ocr_async.cli.demo`,
+:mod:`~ocr_async.cli.report`), the grammar of
 all of them in :mod:`~ocr_async.cli.parsing`, and :func:`main`, which runs
 one and maps what it raised to the exit code, once
 (:mod:`~ocr_async.cli.exits`), here. Records go to the output; progress, log
@@ -17,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from ocr_async.cli.exits import CannotProceedError, CommandError, ExitCode, UsageError
+from ocr_async.cli.logs import configure_logging, json_logging, notice
 from ocr_async.cli.parsing import MAX_BODY_BYTES, MAX_CONCURRENCY, build_parser, parse
 from ocr_async.errors import ConfigurationError
 
@@ -31,24 +33,6 @@ __all__ = [
     "main",
 ]
 
-log = logging.getLogger("ocr_async")
-
-
-class _StderrHandler(logging.Handler):
-    """Writes to whatever ``sys.stderr`` is at the time, as print() does."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        print(self.format(record), file=sys.stderr)
-
-
-def _configure_logging(verbose: bool) -> None:
-    # Once per process, however often main() is called (tests call it a lot).
-    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("ocr-async: %(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.DEBUG if verbose else logging.WARNING)
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
@@ -56,18 +40,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse(argv)
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
         return int(exc.code or 0)
-    _configure_logging(getattr(args, "verbose", False))
+    configure_logging(getattr(args, "verbose", False), getattr(args, "log_format", "text"))
     try:
         return int(_dispatch(args))
     except CommandError as exc:
-        print(f"{exc.prefix}: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(exc.prefix, str(exc), exc.exit_code)
     except ConfigurationError as exc:
-        print(f"ocr-async: {exc}", file=sys.stderr)
-        return ExitCode.USAGE
+        return _fail("ocr-async", str(exc), ExitCode.USAGE)
     except KeyboardInterrupt:
-        print("ocr-async: interrupted", file=sys.stderr)
-        return ExitCode.INTERRUPTED
+        return _fail("ocr-async", "interrupted", ExitCode.INTERRUPTED)
+
+
+def _fail(prefix: str, message: str, code: ExitCode) -> int:
+    # One line on stderr: as text, or with --log-format json as JSON too.
+    if json_logging():
+        notice(message, event="exit", level=logging.ERROR, exit_code=int(code))
+    else:
+        print(f"{prefix}: {message}", file=sys.stderr)
+    return code
 
 
 def _dispatch(args: argparse.Namespace) -> ExitCode:
@@ -77,6 +67,10 @@ def _dispatch(args: argparse.Namespace) -> ExitCode:
         from ocr_async.cli.run import run_command
 
         return asyncio.run(run_command(args))
+    if args.command == "verify":
+        from ocr_async.cli.verify import verify_command
+
+        return asyncio.run(verify_command(args))
     if args.command == "report":
         from ocr_async.cli.report import report_command
 

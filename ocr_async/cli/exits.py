@@ -25,6 +25,8 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     #: The run could not proceed: credentials refused, output unwritable.
     CANNOT_PROCEED = 3
+    #: ``verify``: the output is not one record per input (missing, duplicated, unexpected).
+    MISMATCH = 4
     #: Interrupted by Ctrl-C.
     INTERRUPTED = 130
 

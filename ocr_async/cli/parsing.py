@@ -22,13 +22,17 @@ from ocr_async.options import (
     BASE_URL_ENV,
     DEFAULT_CONCURRENCY,
     DEFAULT_GRACE,
+    DEFAULT_PDF_DPI,
     DEFAULT_TIMEOUT,
+    MAX_PDF_DPI,
+    MIN_PDF_DPI,
     SHARED_QUOTA_ENV,
 )
 from ocr_async.retry import RetryPolicy
 
 __all__ = [
     "ENGINE_CHOICES",
+    "LOG_FORMATS",
     "MAX_BODY_BYTES",
     "MAX_CONCURRENCY",
     "QUOTA_KINDS",
@@ -238,10 +242,12 @@ def _add_run_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
         help="also write one .txt per recognized image below DIR, mirroring the inputs' "
         "paths (never outside DIR)",
     )
+    _add_page_output_flags(run)
     run.add_argument(
         "--no-progress", action="store_true", help="no progress bar even on a terminal"
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log retries and skips")
+    _add_pipeline_flags(run)
 
 
 def _add_scale_out_flags(run: argparse.ArgumentParser) -> None:
@@ -260,6 +266,69 @@ def _add_scale_out_flags(run: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_page_output_flags(run: argparse.ArgumentParser) -> None:
+    # For digitization (issue 12): PDF pages in; ALTO, hOCR, searchable PDFs out.
+    run.add_argument(
+        "--alto",
+        metavar="DIR",
+        help="also write one ALTO v4 XML file per recognized image or page below DIR, "
+        "mirroring the inputs' paths (needs the 'digitize' extra)",
+    )
+    run.add_argument(
+        "--hocr",
+        metavar="DIR",
+        help="also write one hOCR file per recognized image or page below DIR, "
+        "mirroring the inputs' paths (needs the 'digitize' extra)",
+    )
+    run.add_argument(
+        "--searchable-pdf",
+        metavar="DIR",
+        help="also write one searchable PDF per input below DIR: its images with the "
+        "words as invisible text (needs the 'digitize' extra and a Hangul font)",
+    )
+    run.add_argument(
+        "--pdf-dpi",
+        type=_int_in(MIN_PDF_DPI, MAX_PDF_DPI),
+        default=DEFAULT_PDF_DPI,
+        help=f"render PDF pages at this resolution, {MIN_PDF_DPI} to {MAX_PDF_DPI}, lowered "
+        f"for a page that would not fit --max-bytes (default {DEFAULT_PDF_DPI})",
+    )
+
+
+def _add_pipeline_flags(run: argparse.ArgumentParser) -> None:
+    """``run``'s flags for pipelines and services (issue 13), kept together."""
+    run.add_argument(
+        "--manifest",
+        metavar="FILE",
+        help="JSONL or CSV (with a header), one row per input: an id and a path or a url; "
+        "every other field comes back as the record's metadata; - is stdin",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="send nothing: pre-check every input, list what would be sent and what "
+        "refused, and estimate the time",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=_int_in(0, 65535),
+        metavar="N",
+        help="serve Prometheus metrics on 127.0.0.1:N/metrics during the run (0: any free port)",
+    )
+    _add_log_format(run)
+
+
+def _add_log_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text (default), or json: one JSON object per line on stderr",
+    )
+
+
+#: ``--log-format`` choices.
+LOG_FORMATS = ("text", "json")
 #: ``--quota-kind`` choices (ocr_async.emulator.limiters.LIMITER_KINDS).
 QUOTA_KINDS = ("bucket", "window", "sliding")
 #: ``--engine`` choices (ocr_async.emulator.engines.ENGINE_NAMES, kept here so
@@ -361,13 +430,39 @@ def _add_serve_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
 
 
+def _add_verify_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
+    verify = commands.add_parser(
+        "verify",
+        help="check that an output holds exactly one record for every input",
+        description="Check that OUT.jsonl holds exactly one record for every input given "
+        "(as 'run' names them, or each manifest row by its id); list the missing, the "
+        "duplicated, the unexpected and the failed as JSON lines on stdout.",
+    )
+    verify.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders, or URLs")
+    verify.add_argument(
+        "--urls", metavar="FILE", help="a file with one image URL a line; - is stdin"
+    )
+    verify.add_argument(
+        "--manifest", metavar="FILE", help="the manifest the run read (JSONL or CSV); - is stdin"
+    )
+    verify.add_argument(
+        "-o", "--output", metavar="OUT.jsonl", help="the output to check (required)"
+    )
+    verify.add_argument(
+        "--convert",
+        action="store_true",
+        help="as the run was: folders also hold TIFF, BMP, WebP and GIF",
+    )
+    _add_log_format(verify)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = _Parser(
         prog="ocr-async",
         description="High-throughput batch client for NHN Cloud General OCR v1.1.",
         epilog="exit codes: 0 all ok, 1 some inputs failed, 2 bad usage, "
-        "3 run could not proceed, 130 interrupted",
+        "3 run could not proceed, 4 verify found a mismatch, 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -385,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--no-images", action="store_true", help="draw boxes on blank sheets, embed no images"
     )
+    _add_verify_parser(commands)
     demo = commands.add_parser(
         "demo",
         help="run the batch end to end against the built-in emulator",
@@ -404,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """The parsed arguments, or SystemExit after one line on stderr.
 
-    ``run`` takes inputs after flags too (``run a.png -o out.jsonl b.png``),
+    ``run`` and ``verify`` take inputs after flags too (``run a.png -o out.jsonl b.png``),
     which argparse alone leaves over as unrecognized. Anything else left
     over is reported by the subcommand that was given it, as an unknown flag.
     """
@@ -412,7 +508,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args, extras = parser.parse_known_args(argv)
     if not extras:
         return args
-    if args.command != "run" or any(arg.startswith("-") for arg in extras):
+    if args.command not in ("run", "verify") or any(arg.startswith("-") for arg in extras):
         _subparser(parser, args.command).unknown(extras)
     args.inputs = [*args.inputs, *extras]
     return args

@@ -15,20 +15,25 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ocr_async import protocol
+from ocr_async.cli.dryrun import dry_run
 from ocr_async.cli.exits import CannotProceedError, ExitCode, UsageError
+from ocr_async.cli.logs import notice
+from ocr_async.cli.logs import summary as tell_summary
+from ocr_async.cli.memory import return_large_buffers
+from ocr_async.cli.sources import CommandInputs, SkipCounter, check_inputs_exist, log_skip
 from ocr_async.client import OcrClient
 from ocr_async.errors import ConfigurationError, OcrError
 from ocr_async.imaging import PILLOW_HINT
-from ocr_async.inputs import display_path, is_url, tidy_path
+from ocr_async.inputs import display_path, is_url
 from ocr_async.limits import RateController
-from ocr_async.models import Endpoint, ImageUrl, SourceItem
+from ocr_async.models import Endpoint, Record
 from ocr_async.options import (
     BASE_URL_ENV,
     SHARED_QUOTA_ENV,
@@ -38,22 +43,27 @@ from ocr_async.options import (
     resolve_credentials,
 )
 from ocr_async.outputs.jsonl import JsonlSink, OutputExistsError, OutputLock, OutputLockError
-from ocr_async.outputs.progress import Progress
-from ocr_async.outputs.textdir import TextDirSink
-from ocr_async.pipeline.batch import StopRequest, run_batch
-from ocr_async.pipeline.resume import NotAnOutputError, ResumeIndex, load_resume_index
-from ocr_async.pipeline.sources import (
-    CONVERTIBLE_EXTENSIONS,
-    IMAGE_EXTENSIONS,
-    UrlListError,
-    iter_inputs,
-    iter_url_list,
+from ocr_async.outputs.pagefiles import (
+    AltoFolder,
+    HocrFolder,
+    PageFiles,
+    PageFormat,
+    SearchablePdfFolder,
+    digitize_support,
 )
-from ocr_async.pipeline.sourceset import SourceSet
+from ocr_async.outputs.progress import Progress
+from ocr_async.outputs.runmeta import RunMeta, write_run_meta
+from ocr_async.outputs.textdir import TextDirSink
+from ocr_async.pdfpages import is_pdf_name, pdf_support
+from ocr_async.pipeline.batch import BatchSummary, StopRequest, run_batch
+from ocr_async.pipeline.manifest import ManifestError
+from ocr_async.pipeline.resume import NotAnOutputError, ResumeIndex, load_resume_index
+from ocr_async.pipeline.sources import CONVERTIBLE_EXTENSIONS, WALKED_EXTENSIONS, UrlListError
 from ocr_async.retry import RetryPolicy
 from ocr_async.wording import counted
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the optional extras ('metrics', 'cluster'): imported when asked for
+    from ocr_async.outputs.metrics import OcrMetrics
     from ocr_async.pipeline.cluster import ClusterRun
     from ocr_async.shared_quota import SharedQuota
 
@@ -62,52 +72,10 @@ __all__ = ["run_command"]
 log = logging.getLogger("ocr_async")
 
 
-def _log_skip(path: str, reason: str) -> None:
-    log.info("skipped %s: %s", path, reason)
-
-
-class _SkipLog:
-    """Counts folder entries passed over, and names them with --verbose."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, path: str, reason: str) -> None:
-        self.count += 1
-        _log_skip(path, reason)
-
-
-async def _all_items(
-    inputs: Sequence[str],
-    urls: str | None,
-    on_skip: _SkipLog,
-    extensions: frozenset[str],
-    done: SourceSet | None = None,
-) -> AsyncIterator[SourceItem]:
-    async for item in iter_inputs(inputs, on_skip=on_skip, extensions=extensions):
-        if isinstance(item.image, ImageUrl):
-            yield item
-            continue
-        # An output written before sources were tidied keeps its spelling,
-        # so that resuming it with the same command still skips what is done.
-        tidy = tidy_path(item.source)
-        if tidy != item.source and not (done is not None and item.source in done):
-            item = SourceItem(tidy, item.image)
-        yield item
-    if urls is not None:
-        async for item in iter_url_list(urls):
-            yield item
-
-
 def _check_run_args(args: argparse.Namespace) -> None:
     if args.output is None:
         raise UsageError("no output: pass --output OUT.jsonl (or --output - for stdout)")
-    if not args.inputs and args.urls is None:
-        raise UsageError("nothing to do: name INPUT files/folders/URLs or --urls FILE")
-    if args.urls not in (None, "-") and (
-        os.path.isdir(args.urls) or not os.access(args.urls, os.R_OK)
-    ):
-        raise UsageError(f"cannot read the URL list {args.urls!r}: give a readable file")
+    _inputs(args, frozenset()).check()
     if args.output != "-" and os.path.isdir(args.output):
         raise UsageError(
             f"the output {args.output!r} is a folder: name a file, "
@@ -126,6 +94,8 @@ def _check_run_args(args: argparse.Namespace) -> None:
     # only the URL is checked now, in the order the mistakes were always told.
     _check_base_url(resolve_base_url(args.base_url))
     _check_pillow(args)
+    _check_pdf_support(args.inputs)
+    _check_page_outputs(args)
 
 
 # -- scale-out (issue 11): --shared-quota, --cluster ---------------------------------
@@ -150,6 +120,13 @@ def _check_scale_out_args(args: argparse.Namespace) -> None:
             "--rps caps one process, not a cluster: a --cluster run shares one adaptive "
             "quota among its workers (or --shared-quota's)"
         )
+    if args.cluster is not None:
+        for flag, name in _PAGE_OUTPUTS:
+            if getattr(args, name):
+                raise UsageError(
+                    f"{flag} is written from the images sent, which stay on the workers "
+                    "of a --cluster run: run without --cluster for page files"
+                )
 
 
 @contextlib.asynccontextmanager
@@ -190,15 +167,26 @@ def _shared(client: OcrClient) -> SharedQuota | None:
     return client.shared_quota if isinstance(client.shared_quota, SharedQuota) else None
 
 
-def _describe_sharing(client: OcrClient) -> str | None:
+def _tell_sharing(client: OcrClient) -> None:
+    """The summary's line on the shared quota, if the run had one."""
     shared = _shared(client)
     if shared is None:
-        return None
+        return
     if shared.lost:
-        return "shared quota: the store was lost during the run; this process paced alone since"
-    return (
+        tell_summary(
+            "shared quota: the store was lost during the run; this process paced alone since",
+            event="shared_quota",
+            lost=True,
+        )
+        return
+    tell_summary(
         f"shared quota: {counted(shared.members, 'member')} at the end; this process's "
-        f"share {100 * shared.fraction:.0f}% of the group's {shared.global_rate():.1f} calls/s"
+        f"share {100 * shared.fraction:.0f}% of the group's {shared.global_rate():.1f} calls/s",
+        event="shared_quota",
+        lost=False,
+        members=shared.members,
+        share=round(shared.fraction, 4),
+        group_calls_per_s=round(shared.global_rate(), 2),
     )
 
 
@@ -261,19 +249,60 @@ def _check_pillow(args: argparse.Namespace) -> None:
         ) from None
 
 
-def _check_inputs_exist(inputs: Sequence[str]) -> None:
-    # A path mistyped on the command line is a usage error, not an error
-    # record: the run does not start, so no output is created that the
-    # corrected run would have to overwrite. A file that goes missing once
-    # the run has started still gets its not_found record.
-    missing = [given for given in inputs if not is_url(given) and not os.path.lexists(given)]
-    if not missing:
-        return
-    shown = ", ".join(repr(display_path(given)) for given in missing[:3])
-    if len(missing) > 3:
-        shown += f" and {len(missing) - 3} more"
-    raise UsageError(
-        f"no such file or folder: {shown}; check the path (nothing was sent, no output written)"
+def _check_pdf_support(inputs: Sequence[str]) -> None:
+    # A PDF named on the command line without the extra is a usage error, as
+    # --convert without Pillow is. PDFs met in folders are known only once
+    # walked: each gets its error record (retryable: --resume --retry-failed
+    # reads them once the extra is installed).
+    named = [given for given in inputs if not is_url(given) and is_pdf_name(given)]
+    if named and (missing := pdf_support()) is not None:
+        raise UsageError(f"{display_path(named[0])} is a PDF, and {missing}")
+
+
+#: The page-output flags and what each writes.
+_PAGE_OUTPUTS = (("--alto", "alto"), ("--hocr", "hocr"), ("--searchable-pdf", "searchable_pdf"))
+
+
+def _check_page_outputs(args: argparse.Namespace) -> None:
+    wanted = [(flag, getattr(args, name)) for flag, name in _PAGE_OUTPUTS if getattr(args, name)]
+    for flag, folder in wanted:
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise UsageError(f"{flag} {folder!r} is a file: name a folder (made if needed)")
+    for flag, _ in wanted:
+        missing = digitize_support(pdf=flag == "--searchable-pdf")
+        if missing is not None:
+            raise UsageError(f"{flag} {missing}")
+
+
+def _page_files(args: argparse.Namespace) -> PageFiles | None:
+    """The page outputs asked for, or None."""
+    formats: list[PageFormat] = []
+    if args.alto:
+        formats.append(AltoFolder(Path(args.alto)))
+    if args.hocr:
+        formats.append(HocrFolder(Path(args.hocr)))
+    if args.searchable_pdf:
+        formats.append(SearchablePdfFolder(Path(args.searchable_pdf), resumed=args.resume))
+    return PageFiles(formats) if formats else None
+
+
+def _extensions(options: Options) -> frozenset[str]:
+    """What a folder walk takes: JPEG, PNG and PDF, and with ``--convert`` what becomes PNG."""
+    return WALKED_EXTENSIONS | (CONVERTIBLE_EXTENSIONS if options.convert else frozenset())
+
+
+def _inputs(
+    args: argparse.Namespace,
+    extensions: frozenset[str],
+    on_skip: Callable[[str, str], None] = log_skip,
+) -> CommandInputs:
+    """The run's inputs: INPUT..., --urls or --manifest, named as verify names them."""
+    return CommandInputs(
+        args.inputs,
+        urls=args.urls,
+        manifest=args.manifest,
+        extensions=extensions,
+        on_skip=on_skip,
     )
 
 
@@ -290,6 +319,7 @@ def _options(args: argparse.Namespace) -> Options:
         convert=args.convert,
         shrink=args.shrink,
         grace=args.grace,
+        pdf_dpi=args.pdf_dpi,
         shared_quota=_shared_quota_url(args),
     )
 
@@ -298,16 +328,22 @@ async def run_command(args: argparse.Namespace) -> ExitCode:
     """Run ``ocr-async run``; the exit code of how the run went (errors are raised)."""
     _check_run_args(args)
     options = _options(args)
+    return_large_buffers()  # page images and bodies back to the system once freed
+    if args.dry_run:
+        # It sends nothing, so it needs no credentials (and issues no token).
+        check_inputs_exist(args.inputs)
+        skips = SkipCounter()
+        return await dry_run(args, options, _inputs(args, _extensions(options), skips), skips)
     credentials = resolve_credentials(
         appkey=args.appkey,
         base_url=args.base_url,
         token_file=args.token_file,
         appkey_flag="--appkey",
     )
-    _check_inputs_exist(args.inputs)
+    check_inputs_exist(args.inputs)
     uak = credentials.user_access_key
     if uak is None:
-        return await _run_with(args, options, credentials)
+        return await _run_observed(args, options, credentials)
     # A User Access Key (NHN_UAK_ID/NHN_UAK_SECRET) issues its own tokens and
     # wins over a fixed token; it is asked for one before any image is read,
     # so a refused key stops the run at once (exit 3), not image by image.
@@ -316,7 +352,7 @@ async def run_command(args: argparse.Namespace) -> ExitCode:
             await uak.get_token()
         except (ConfigurationError, OcrError) as exc:
             raise CannotProceedError(f"cannot get a token: {exc}") from None
-        code = await _run_with(args, options, credentials)
+        code = await _run_observed(args, options, credentials)
         log.info("tokens issued from the User Access Key: %d", uak.issued)
         return code
 
@@ -347,11 +383,14 @@ async def _open_locked_output(
             )
         except NotAnOutputError as exc:
             raise UsageError(f"cannot resume: {exc}") from None
-        print(
-            f"ocr-async: resuming {args.output}: {counted(resumed.kept, 'record')} kept, "
+        notice(
+            f"resuming {args.output}: {counted(resumed.kept, 'record')} kept, "
             f"{counted(resumed.removed_broken, 'broken line')} removed, "
             f"{counted(resumed.removed_for_retry, 'failed record')} to send again",
-            file=sys.stderr,
+            event="resume",
+            kept=resumed.kept,
+            removed_broken=resumed.removed_broken,
+            removed_for_retry=resumed.removed_for_retry,
         )
     sink = JsonlSink(args.output, overwrite=args.overwrite, append=args.resume, lock=lock)
     try:
@@ -380,8 +419,35 @@ def _describe_rate(controller: RateController | None) -> str | None:
     )
 
 
-async def _run_with(
+async def _run_observed(
     args: argparse.Namespace, options: Options, credentials: Credentials
+) -> ExitCode:
+    """The run; with --metrics-port, its metrics served on loopback until after the summary."""
+    if args.metrics_port is None:
+        return await _run_with(args, options, credentials)
+    try:
+        from ocr_async.outputs.metrics import OcrMetrics, serve_metrics
+    except ImportError as exc:
+        raise UsageError(f"--metrics-port: {exc}") from None
+    metrics = OcrMetrics()
+    try:
+        server = await serve_metrics(metrics, args.metrics_port)
+    except OSError as exc:
+        raise CannotProceedError(
+            f"cannot serve metrics on 127.0.0.1:{args.metrics_port}: {exc}"
+        ) from None
+    notice(f"metrics at {server.url}", event="metrics", url=server.url)
+    try:
+        return await _run_with(args, options, credentials, metrics)
+    finally:
+        await server.close()
+
+
+async def _run_with(
+    args: argparse.Namespace,
+    options: Options,
+    credentials: Credentials,
+    metrics: OcrMetrics | None = None,
 ) -> ExitCode:
     client = OcrClient(
         appkey=credentials.appkey,
@@ -389,7 +455,15 @@ async def _run_with(
         base_url=credentials.base_url,
         # With --cluster the workers send, and share the quota; this process only writes.
         options=replace(options, shared_quota=None) if args.cluster else options,
+        observer=metrics,
     )
+    if metrics is not None:
+        metrics.watch(client.rate_controller)
+    skips = SkipCounter()
+    inputs = _inputs(args, _extensions(options), skips)
+    await inputs.prime()  # a manifest that is none stops here, before the output exists
+    if inputs.reader is not None:
+        log.info("manifest %s", inputs.reader.describe())
     # Opened, and joined to a shared quota or connected to the cluster, before
     # the output is created: a store or a scheduler that cannot be reached
     # stops the run (exit 2) with nothing written.
@@ -398,55 +472,66 @@ async def _run_with(
         _watching_share(client),
         _connected(args, options, credentials) as cluster,
     ):
-        return await _run_opened(args, options, client, cluster)
+        return await _run_opened(args, options, client, cluster, inputs, skips, metrics)
 
 
 async def _run_opened(
-    args: argparse.Namespace, options: Options, client: OcrClient, cluster: ClusterRun | None
+    args: argparse.Namespace,
+    options: Options,
+    client: OcrClient,
+    cluster: ClusterRun | None,
+    inputs: CommandInputs,
+    skips: SkipCounter,
+    metrics: OcrMetrics | None,
 ) -> ExitCode:
     try:
         sink, resumed = await _open_output(args)
     except OSError as exc:
         raise CannotProceedError(f"cannot open {args.output}: {exc}") from None
-    progress = Progress(enabled=sys.stderr.isatty() and not args.no_progress)
-    extensions = IMAGE_EXTENSIONS | (CONVERTIBLE_EXTENSIONS if options.convert else frozenset())
-    if args.urls is None:
-        progress.count_in_background(list(args.inputs), extensions)
-    skips = _SkipLog()
+    # No bar between JSON lines: a log collector reads stderr.
+    progress = Progress(
+        enabled=sys.stderr.isatty() and not args.no_progress and args.log_format != "json"
+    )
+    if args.urls is None and args.manifest is None:
+        progress.count_in_background(list(args.inputs), inputs.extensions)
     texts = TextDirSink(sink, Path(args.text_dir)) if args.text_dir else None
+    page_files = _page_files(args)
     stop = StopRequest()
     _install_stop_handlers(stop, progress)
     failure: OSError | None = None
     bad_list: UrlListError | None = None
+    bad_manifest: ManifestError | None = None
+    on_record = progress.update if metrics is None else _both(progress, metrics)
     try:
         if cluster is not None:
             summary = await cluster.run(
-                _all_items(
-                    args.inputs, args.urls, skips, extensions, resumed.done if resumed else None
-                ),
+                inputs.items(resumed.done if resumed else None),
                 sink if texts is None else texts,
-                on_record=progress.update,
-                on_skip=_log_skip,
+                on_record=on_record,
+                on_skip=log_skip,
                 already_done=resumed.done if resumed else None,
                 stop=stop,
             )
         else:
             summary = await run_batch(
                 client,
-                _all_items(
-                    args.inputs, args.urls, skips, extensions, resumed.done if resumed else None
-                ),
+                inputs.items(resumed.done if resumed else None),
                 sink if texts is None else texts,
                 options=options,
-                on_record=progress.update,
-                on_skip=_log_skip,
+                on_record=on_record,
+                on_skip=log_skip,
                 already_done=resumed.done if resumed else None,
                 stop=stop,
+                pages=page_files,
             )
+        if page_files is not None:
+            await page_files.finish()
     except OSError as exc:
         failure = exc
     except UrlListError as exc:
         bad_list = exc
+    except ManifestError as exc:
+        bad_manifest = exc
     finally:
         progress.close()
         try:
@@ -461,15 +546,26 @@ async def _run_opened(
             f"{bad_list} (the records of the inputs before it are written; "
             "fix the list, then run again with --resume)"
         )
+    if bad_manifest is not None:
+        raise CannotProceedError(
+            f"the manifest could not be read on: {bad_manifest} (the records of the rows "
+            "before it are written; fix the manifest, then run again with --resume)"
+        )
     summary.skipped = skips.count
-    print(summary.describe(), file=sys.stderr)
+    tell_summary(summary.describe(), event="summary", **_summary_fields(summary))
     if texts is not None:
-        print(texts.describe(), file=sys.stderr)
-    rate = cluster.describe_rate() if cluster else _describe_rate(client.rate_controller)
-    if rate is not None:
-        print(rate, file=sys.stderr)
-    if (sharing := _describe_sharing(client)) is not None:
-        print(sharing, file=sys.stderr)
+        tell_summary(
+            texts.describe(), event="text_files", written=texts.written, failed=texts.failed
+        )
+    if page_files is not None:
+        tell_summary(page_files.describe(), event="page_files", failed=page_files.failed)
+    if cluster is not None:
+        tell_summary(cluster.describe_rate(), event="rate", workers=len(cluster.figures))
+    elif (rate := _describe_rate(client.rate_controller)) is not None:
+        tell_summary(rate, event="rate", **_rate_fields(client.rate_controller))
+    _tell_sharing(client)
+    if args.output != "-":
+        await _keep_run_meta(args.output, summary, client.rate_controller)
     if summary.interrupted:
         return ExitCode.INTERRUPTED
     if summary.aborted:
@@ -477,25 +573,86 @@ async def _run_opened(
     if resumed is not None and resumed.kept and not summary.already_done and summary.records:
         # Sources are matched as spelled: most likely the same inputs, named
         # from another folder or by another path.
-        print(
-            f"ocr-async: note: none of the {counted(resumed.kept, 'record')} already in "
-            f"{args.output} matched an input of this run, so every input was sent; a source "
-            "is matched as spelled: resume from the same folder, with the same paths",
-            file=sys.stderr,
+        how = (
+            "a row is matched by its id: is it the same manifest?"
+            if args.manifest is not None
+            else "a source is matched as spelled: resume from the same folder, with the same paths"
+        )
+        notice(
+            f"note: none of the {counted(resumed.kept, 'record')} already in {args.output} "
+            f"matched an input of this run, so every input was sent; {how}",
+            event="resume_matched_nothing",
         )
     # A resumed job is judged whole: failures an earlier run recorded count.
     earlier_failures = resumed.failed_kept if resumed else 0
     if earlier_failures:
         remain = "remains" if earlier_failures == 1 else "remain"
-        print(
+        tell_summary(
             f"{counted(earlier_failures, 'failed record')} from earlier runs {remain}",
-            file=sys.stderr,
+            event="earlier_failures",
+            failed_kept=earlier_failures,
         )
     # A text file asked for and missing fails the run too: its warning may go unread.
     texts_failed = texts.failed if texts is not None else 0
+    texts_failed += page_files.failed if page_files is not None else 0
     return (
         ExitCode.SOME_FAILED if summary.failed or earlier_failures or texts_failed else ExitCode.OK
     )
+
+
+def _summary_fields(summary: BatchSummary) -> dict[str, Any]:
+    """The summary's figures, for --log-format json."""
+    return {
+        "records": summary.records,
+        "ok": summary.ok,
+        "failed": dict(summary.failed),
+        "retries": summary.retries,
+        "skipped": summary.skipped,
+        "duplicates": summary.duplicates,
+        "already_done": summary.already_done,
+        "interrupted": summary.interrupted,
+        "aborted": summary.aborted,
+        "elapsed_s": round(summary.elapsed_s, 3),
+        "images_per_s": round(summary.images_per_s, 2),
+    }
+
+
+def _rate_fields(controller: RateController | None) -> dict[str, Any]:
+    assert controller is not None
+    return {
+        "settled_calls_per_s": round(controller.settled_rate, 2),
+        "sent": controller.sent,
+        "throttled": controller.throttled,
+        "fixed_rps": controller.fixed_rps,
+        "quota_estimate": controller.quota_estimate,
+    }
+
+
+def _both(progress: Progress, metrics: OcrMetrics) -> Callable[[Record], None]:
+    def on_record(record: Record) -> None:
+        progress.update(record)
+        metrics.on_record(record)
+
+    return on_record
+
+
+async def _keep_run_meta(
+    output: str, summary: BatchSummary, controller: RateController | None
+) -> None:
+    """Keep what the run measured beside the output (OUT.meta.json), for a dry run's estimate."""
+    if (controller is not None and controller.sent == 0) or summary.records == 0:
+        return  # nothing sent: no rate to keep, and the last one still holds
+    meta = RunMeta(
+        elapsed_s=summary.elapsed_s,
+        records=summary.records,
+        requests=None if controller is None else controller.sent,
+        settled_calls_per_s=None if controller is None else controller.settled_rate,
+        quota_estimate=None if controller is None else controller.quota_estimate,
+    )
+    try:
+        await asyncio.to_thread(write_run_meta, output, meta)
+    except OSError as exc:
+        log.warning("could not keep the run's rate for the next --dry-run: %s", exc)
 
 
 def _install_stop_handlers(stop: StopRequest, progress: Progress) -> None:
@@ -505,12 +662,12 @@ def _install_stop_handlers(stop: StopRequest, progress: Progress) -> None:
     def on_signal(name: str) -> None:
         progress.close()
         if stop.graceful.is_set():
-            print(f"ocr-async: {name} again: stopping now", file=sys.stderr)
+            notice(f"{name} again: stopping now", event="signal", signal=name)
         else:
-            print(
-                f"ocr-async: {name}: finishing requests in flight, then stopping "
-                "(again to stop at once)",
-                file=sys.stderr,
+            notice(
+                f"{name}: finishing requests in flight, then stopping (again to stop at once)",
+                event="signal",
+                signal=name,
             )
         stop.request()
 

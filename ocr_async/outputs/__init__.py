@@ -7,6 +7,11 @@ pipeline, never :mod:`ocr_async.cli`. For every run:
 * :mod:`~ocr_async.outputs.jsonl`: :class:`JsonlSink`, one strict JSON line
   per record, and the :class:`OutputLock` that keeps one run per output;
 * :mod:`~ocr_async.outputs.textdir`: ``--text-dir``, one ``.txt`` per image;
+* :mod:`~ocr_async.outputs.pagefiles`: ``--alto``, ``--hocr`` and
+  ``--searchable-pdf``, files per page as records finish (a
+  :class:`~ocr_async.models.PageSink`), with the formats below;
+* :mod:`~ocr_async.outputs.mirror`: where a source's file goes below such a
+  folder, and writing it there without ever leaving the folder;
 * :mod:`~ocr_async.outputs.progress`: the progress bar on stderr.
 
 Each page-format module turns one parsed recognition

@@ -3,7 +3,10 @@
 Lines are written by one writer task that takes everything finished since
 its last write and writes and flushes it in one go (group commit): a crash
 loses at most the records still queued, never a written one, and a fast run
-does not pay one thread hop per line.
+does not pay one thread hop per line. Writing and flushing a batch is one
+call in a worker thread, not one each: a hop costs the event loop some
+20-50 microseconds on this project's 2-core test machine, as much as
+encoding a record (docs/benchmarks.md, "Client overhead").
 
 One run at a time: a :class:`JsonlSink` holds an :class:`OutputLock` from
 open to close, so a second run on the same output stops at once instead of
@@ -20,11 +23,10 @@ import json
 import os
 import re
 import stat
+import sys
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
-
-import aiofiles
 
 from ocr_async.models import Record
 from ocr_async.sanitize import strict_json
@@ -164,10 +166,16 @@ def _names(path: str, fd: int) -> bool:
     return (info.st_dev, info.st_ino) == (opened.st_dev, opened.st_ino)
 
 
-class _AsyncBinaryFile(Protocol):
-    async def write(self, data: bytes, /) -> int: ...
-    async def flush(self) -> None: ...
-    async def close(self) -> None: ...
+class _BinaryFile(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def _write_and_flush(handle: _BinaryFile, data: bytes) -> None:
+    # Runs in a worker thread: one hop for the whole batch.
+    handle.write(data)
+    handle.flush()
 
 
 def encode_record(record: Record | Mapping[str, Any]) -> bytes:
@@ -214,7 +222,7 @@ class JsonlSink:
         self._overwrite = overwrite
         self._append = append
         self._lock = lock if lock is not None else OutputLock(path)
-        self._handle: _AsyncBinaryFile | None = None
+        self._handle: _BinaryFile | None = None
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self.written = 0
@@ -233,15 +241,15 @@ class JsonlSink:
             raise
         self._writer = asyncio.create_task(self._write_loop(), name="jsonl-writer")
 
-    async def _open_handle(self) -> _AsyncBinaryFile:
+    async def _open_handle(self) -> _BinaryFile:
         if self.path == "-":
-            return aiofiles.stdout_bytes
+            return sys.stdout.buffer
         # 'x' makes the existence check and the creation one atomic step.
         mode: Literal["ab", "wb", "xb"] = (
             "ab" if self._append else "wb" if self._overwrite else "xb"
         )
         try:
-            return await aiofiles.open(self.path, mode)
+            return await asyncio.to_thread(open, self.path, mode)
         except FileExistsError:
             raise OutputExistsError(
                 f"{self.path} already exists: pass --overwrite to replace it"
@@ -270,7 +278,7 @@ class JsonlSink:
         finally:
             try:
                 if self._handle is not None and self.path != "-":
-                    await self._handle.close()
+                    await asyncio.to_thread(self._handle.close)
             finally:
                 self._handle = None
                 self._lock.release()
@@ -290,8 +298,7 @@ class JsonlSink:
                     break
                 item = self._queue.get_nowait()
             if batch:
-                await self._handle.write(b"".join(batch))
-                await self._handle.flush()
+                await asyncio.to_thread(_write_and_flush, self._handle, b"".join(batch))
                 self.written += len(batch)
             if closing:
                 return

@@ -16,26 +16,38 @@ from tqdm import tqdm
 
 from ocr_async.inputs import is_url
 from ocr_async.models import Record
-from ocr_async.pipeline.sources import IMAGE_EXTENSIONS, walk_folder
+from ocr_async.pdfpages import PdfPages, is_pdf_name, pdf_support
+from ocr_async.pipeline.sources import WALKED_EXTENSIONS, walk_folder
 
 __all__ = ["Progress", "count_images"]
 
 
-def count_images(inputs: Iterable[str], extensions: frozenset[str] = IMAGE_EXTENSIONS) -> int:
-    """How many inputs a run over these names will take (for the ETA).
+def count_images(inputs: Iterable[str], extensions: frozenset[str] = WALKED_EXTENSIONS) -> int:
+    """How many records a run over these names will write (for the ETA).
 
     Walks the folders as the run does (:func:`~ocr_async.pipeline.sources.walk_folder`,
-    the same symlink rules), so the total is what the run takes. Blocking:
-    run it in a thread.
+    the same symlink rules), so the total is what the run takes. A PDF
+    counts its pages (read from its cross-reference table, nothing
+    rendered); a multi-page TIFF counts once. Blocking: run it in a thread.
     """
     total = 0
     for given in inputs:
         if is_url(given) or not os.path.isdir(given):
-            total += 1
+            total += _records_of(given)
             continue
         for found in walk_folder(given, extensions):
-            total += sum(entry.skipped is None for entry in found)
+            total += sum(_records_of(entry.path) for entry in found if entry.skipped is None)
     return total
+
+
+def _records_of(path: str) -> int:
+    if is_url(path) or not is_pdf_name(path) or pdf_support() is not None:
+        return 1
+    try:
+        with PdfPages(path) as pdf:
+            return pdf.page_count
+    except Exception:  # the run gives it one error record
+        return 1
 
 
 class Progress:
@@ -61,7 +73,7 @@ class Progress:
         return not self._bar.disable
 
     def count_in_background(
-        self, inputs: list[str], extensions: frozenset[str] = IMAGE_EXTENSIONS
+        self, inputs: list[str], extensions: frozenset[str] = WALKED_EXTENSIONS
     ) -> None:
         """Learn the total from a walk in a thread; until then there is no ETA."""
         if self.enabled:

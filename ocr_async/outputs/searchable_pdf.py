@@ -12,10 +12,13 @@ Two libraries, each for what it does well:
   extracted Hangul would be glyph numbers, and has render mode 3 and
   horizontal scaling built in. It keeps a document in memory until the end,
   so it is given one page at a time.
-* pikepdf (qpdf) joins the one-page PDFs into one file. qpdf copies a
-  page's objects but leaves the image data in the page's file until it
-  writes the result, so joining 200 pages does not hold 200 images in
-  memory.
+* qpdf joins the one-page PDFs into one file. Its command line (Debian
+  ``qpdf``) copies each page's image data from the page's file while it
+  writes the result: joining 200 scanned pages (1 GB) takes 50 MB. Without
+  it, pikepdf (the same library, which the ``digitize`` extra brings) does
+  the join, but copies every foreign page's data into memory as it adds
+  the page (pikepdf asks qpdf for an immediate copy), so it holds the whole
+  output until it is written: 1.1 GB for the same 200 pages.
 
 :func:`page_pdf` makes one page (call it per record, as records arrive; a
 page on disk survives an interrupted run), :func:`join_pages` joins pages
@@ -24,8 +27,10 @@ pages, holding one page image at a time.
 
 Placement: each line's words share one baseline and one font size, taken
 from the line's box, so text extraction keeps them on one line; each word
-is scaled horizontally to fill its own box. A word without a box cannot be
-placed and is left out.
+is scaled horizontally to fill its own box, and followed by a space (but the
+last of a line), so that extraction separates two words even where the gap
+between them is too small to be taken for one. A word without a box cannot
+be placed and is left out.
 
 The font must have Hangul: NanumGothic (Debian ``fonts-nanum``) is looked
 for in the usual places, or pass ``font=``; DejaVu Sans, when installed,
@@ -34,15 +39,18 @@ covers the symbols NanumGothic lacks.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
+import shutil
+import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, BinaryIO, Final
 
 from ocr_async import __version__
 from ocr_async.errors import ConfigurationError
@@ -56,9 +64,12 @@ __all__ = [
     "DEFAULT_DPI",
     "FALLBACK_FONTS",
     "HANGUL_FONTS",
+    "QPDF",
+    "PageOpener",
     "SearchablePage",
     "find_font",
     "join_pages",
+    "join_streams",
     "page_pdf",
     "write_searchable_pdf",
 ]
@@ -76,8 +87,11 @@ FALLBACK_FONTS: Final = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",)
 #: Part of a line's height below its baseline (Hangul and Latin fonts have
 #: a descent of about a fifth of their size).
 _DESCENT: Final = 0.2
-#: How many page files qpdf keeps open at once when joining (each stays
-#: open until the result is written); more pages are joined in rounds.
+#: The qpdf command line (Debian ``qpdf``), which joins pages in flat memory;
+#: without it pikepdf (the same library) joins them holding the whole output.
+QPDF: Final = "qpdf"
+#: How many page files are open at once when joining (each stays open until
+#: the result is written); more pages are joined in rounds.
 _MAX_OPEN: Final = 200
 _POINTS_PER_INCH: Final = 72.0
 
@@ -174,59 +188,136 @@ def _place_line(pdf: FPDF, line: PlacedLine, to_points: float) -> None:
     size = rect.height * to_points
     baseline = rect.bottom * to_points - _DESCENT * size
     pdf.set_font_size(size)
-    for word in line.words:
-        if word.rect is None or word.rect.width == 0:
-            continue
+    placed = [word for word in line.words if word.rect is not None and word.rect.width > 0]
+    for number, word in enumerate(placed, 1):
+        assert word.rect is not None
         pdf.set_stretching(100)
         natural = pdf.get_string_width(word.text)
         if natural <= 0:
             continue
         pdf.set_stretching(word.rect.width * to_points / natural * 100)
-        pdf.text(word.rect.left * to_points, baseline, word.text)
+        # A space after each word but the last, in the same string: readers
+        # that guess spaces from gaps (PDFium) find none between two Hangul
+        # words set close together, and drop a space shown on its own there.
+        text = word.text if number == len(placed) else word.text + " "
+        pdf.text(word.rect.left * to_points, baseline, text)
 
 
 def join_pages(pages: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str]) -> int:
     """Join one-page (or any) PDFs, in order, into ``out``; return the page count.
 
     ``out`` appears whole or not at all: it is written beside its final
-    name and renamed. Image data is copied from the page files while the
-    result is written, never held in memory all at once; past
-    ``_MAX_OPEN`` files the pages are joined in rounds. Raises
-    :class:`ValueError` when there is no page.
+    name and renamed. With the qpdf command line, image data is copied from
+    the page files while the result is written, never held in memory all
+    at once (see the module's notes); past ``_MAX_OPEN`` files the pages
+    are joined in rounds. Raises :class:`ValueError` when there is no page.
     """
-    paths = [Path(p) for p in pages]
-    if not paths:
+    openers = [functools.partial(_open_page, Path(p)) for p in pages]
+    if not openers:
         raise ValueError("a PDF needs at least one page")
     out = Path(out)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as work:
-        rounds = 0
-        while len(paths) > _MAX_OPEN:
-            rounds += 1
-            chunks = [paths[i : i + _MAX_OPEN] for i in range(0, len(paths), _MAX_OPEN)]
-            joined = []
-            for number, chunk in enumerate(chunks):
-                target = Path(work, f"round{rounds}-{number:05d}.pdf")
-                _join(chunk, target)
-                joined.append(target)
-            paths = joined
         partial = Path(work, "joined.pdf")
-        count = _join(paths, partial)
+        with partial.open("wb") as handle:
+            count = join_streams(openers, handle, scratch=functools.partial(_scratch, work))
         os.replace(partial, out)
     return count
 
 
-def _join(paths: Sequence[Path], target: Path) -> int:
+def _open_page(path: Path) -> BinaryIO:
+    return path.open("rb")
+
+
+def _scratch(folder: str) -> BinaryIO:
+    # Closed by join_streams, which enters it in its exit stack.
+    return tempfile.TemporaryFile(dir=folder)
+
+
+#: Opens one page file for reading; :func:`join_streams` closes it.
+PageOpener = Callable[[], BinaryIO]
+
+
+def join_streams(
+    pages: Sequence[PageOpener], out: BinaryIO, *, scratch: Callable[[], BinaryIO]
+) -> int:
+    """Join PDFs, in order, into the open file ``out``; return the page count.
+
+    Each of ``pages`` opens one PDF when its turn comes (so a caller can
+    open them through a folder descriptor, without following a symlink).
+    Past ``_MAX_OPEN`` pages they are joined in rounds, each round's result
+    kept in a file that ``scratch`` makes (opened for reading and writing,
+    gone once closed). Raises :class:`ValueError` when there is no page.
+    """
+    openers = list(pages)
+    if not openers:
+        raise ValueError("a PDF needs at least one page")
+    with ExitStack() as rounds:
+        while len(openers) > _MAX_OPEN:
+            joined: list[PageOpener] = []
+            for start in range(0, len(openers), _MAX_OPEN):
+                target = rounds.enter_context(scratch())
+                _join(openers[start : start + _MAX_OPEN], target)
+                target.seek(0)
+                joined.append(functools.partial(_same, target))
+            openers = joined
+        return _join(openers, out)
+
+
+def _same(stream: BinaryIO) -> BinaryIO:
+    return stream
+
+
+def _join(openers: Sequence[PageOpener], target: BinaryIO) -> int:
+    qpdf = shutil.which(QPDF)
+    return _join_in_qpdf(qpdf, openers, target) if qpdf else _join_in_pikepdf(openers, target)
+
+
+def _join_in_pikepdf(openers: Sequence[PageOpener], target: BinaryIO) -> int:
     import pikepdf
 
     with ExitStack() as stack:
         result = stack.enter_context(pikepdf.new())
-        for path in paths:
-            # Each source stays open until save(): qpdf reads its streams then.
-            source = stack.enter_context(pikepdf.open(path, access_mode=pikepdf.AccessMode.stream))
+        for open_page in openers:
+            # pikepdf copies a foreign page's streams into memory as it adds
+            # it (its immediate copy): the whole output is held until saved.
+            stream = stack.enter_context(open_page())
+            source = stack.enter_context(pikepdf.open(stream))
             result.pages.extend(source.pages)
         result.docinfo["/Creator"] = f"ocr-async {__version__}"
         result.save(target)
         return len(result.pages)
+
+
+def _join_in_qpdf(binary: str, openers: Sequence[PageOpener], target: BinaryIO) -> int:
+    """``qpdf FIRST --pages . REST... -- -``: the pages' data copied as it is written.
+
+    The files reach qpdf as inherited descriptors (``/dev/fd/N``), so no
+    path is looked up again; the first one's document information (the
+    Creator that :func:`page_pdf` sets) is kept.
+    """
+    import pikepdf
+
+    with ExitStack() as stack:
+        streams = [stack.enter_context(open_page()) for open_page in openers]
+        count = 0
+        for stream in streams:
+            # Only the cross-reference table is read: no stream data.
+            with pikepdf.open(stream) as pdf:
+                count += len(pdf.pages)
+            stream.seek(0)
+        names = [f"/dev/fd/{stream.fileno()}" for stream in streams]
+        target.flush()
+        done = subprocess.run(
+            [binary, "--warning-exit-0", names[0], "--pages", ".", *names[1:], "--", "-"],
+            stdout=target,
+            stderr=subprocess.PIPE,
+            pass_fds=[stream.fileno() for stream in streams],
+            check=False,
+        )
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise RuntimeError(f"qpdf could not join the pages: {message[-1] if message else '?'}")
+    return count
 
 
 def write_searchable_pdf(

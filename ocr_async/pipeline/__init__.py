@@ -22,9 +22,6 @@ never :mod:`ocr_async.outputs` or :mod:`ocr_async.cli`.
   record for every expected input;
 * :mod:`~ocr_async.pipeline.fdlimit`: how many workers the open-file limit
   leaves room for;
-* :mod:`~ocr_async.pipeline.pdf_pages`: a PDF as a stream of page images,
-  rendered one at a time (the ``pdf`` extra), for the pre-check's page step;
-* :mod:`~ocr_async.pipeline.contenthash`: the sha256 of the bytes sent;
 * :mod:`~ocr_async.pipeline.cluster`: a run spread over a Dask cluster,
   listed and written here, prepared and sent by the workers (the
   ``cluster`` extra).

@@ -2,7 +2,11 @@
 
 Memory stays flat however many inputs there are: one producer feeds a queue
 bounded at the pool size, and a fixed number of workers take from it. There
-is never a task, a future or a list per input.
+is never a task, a future or a list per input. The pages of a multi-page
+input (a PDF, a TIFF) fan out: its worker makes them one at a time and each
+page after the first is sent by a task of its own, so that one long PDF
+keeps every connection busy; sends in flight, and the images they hold,
+stay at most the pool size whatever the mix.
 
 Every input that a worker takes ends as exactly one record, whatever goes
 wrong with it. An :class:`~ocr_async.errors.AuthError` is the exception to
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
@@ -24,7 +29,16 @@ from typing import Protocol
 
 from ocr_async.client import OcrClient
 from ocr_async.errors import AuthError, ConfigurationError, OcrError
-from ocr_async.models import ErrorInfo, Payload, Recognition, Record, RecordSink, SourceItem
+from ocr_async.models import (
+    ErrorInfo,
+    FinishedPage,
+    PageSink,
+    Payload,
+    Recognition,
+    Record,
+    RecordSink,
+    SourceItem,
+)
 from ocr_async.options import EndpointChoice, Options
 from ocr_async.pipeline.fdlimit import fit_concurrency
 from ocr_async.pipeline.sourceset import SourceSet
@@ -116,6 +130,9 @@ def _failure_record(payload: Payload, error: ErrorInfo, attempts: int, elapsed_m
         result=None,
         error=error,
         transform=payload.transform,
+        id=payload.id,
+        metadata=payload.metadata,
+        sha256=payload.sha256,
     )
 
 
@@ -158,6 +175,9 @@ async def _recognize_one(
         result=result.raw,
         error=None,
         transform=payload.transform,
+        id=payload.id,
+        metadata=payload.metadata,
+        sha256=payload.sha256,
         parsed=result,
     )
     return record, None
@@ -195,6 +215,7 @@ async def run_batch(
     already_done: SourceSet | None = None,
     stop: StopRequest | None = None,
     clock: Callable[[], float] = time.monotonic,
+    pages: PageSink | None = None,
 ) -> BatchSummary:
     """Recognize every item with ``options.concurrency`` workers; write one record each.
 
@@ -202,11 +223,19 @@ async def run_batch(
     says how many workers, which endpoint (``"auto"``: per image), whether
     to convert or shrink images first, and the grace period of a stop;
     ``concurrency`` and ``endpoint`` are shorthand for changing it. A
-    multi-page input gives one record per page.
+    multi-page input (a PDF, a converted TIFF) gives one record per page;
+    its pages are made one at a time, as they are sent.
 
-    Sources in ``already_done`` (from a resumed output) and sources seen
-    earlier in this run are skipped and counted, and ``on_skip`` hears of
-    each duplicate. ``stop`` ends the run early (see :class:`StopRequest`).
+    Inputs whose :attr:`~ocr_async.models.SourceItem.key` (the id of a
+    manifest row, else the source) is in ``already_done`` (from a resumed
+    output) and inputs seen earlier in this run are skipped and counted,
+    and ``on_skip`` hears of each duplicate; a page in ``already_done`` is
+    skipped before it is made (a PDF page is never rendered). ``stop`` ends
+    the run early (see :class:`StopRequest`), between two pages of an input too.
+
+    ``pages`` (ALTO, hOCR, searchable PDF files) gets each image or page
+    with its record and the image sent (:class:`~ocr_async.models.FinishedPage`),
+    before the record goes to ``sink``.
 
     The concurrency is lowered, with a warning, when the open-file limit
     has no room for that many connections (see :mod:`ocr_async.pipeline.fdlimit`).
@@ -234,13 +263,15 @@ async def run_batch(
             async for item in items:
                 if stopping.is_set():
                     break
-                if already_done is not None and item.source in already_done:
+                # Known by its key: its id (a manifest row), else its source.
+                if already_done is not None and item.key in already_done:
                     summary.already_done += 1
-                elif not seen.add(item.source):
+                elif not seen.add(item.key):
                     # Sending it again would pay twice for one answer.
                     summary.duplicates += 1
                     if on_skip is not None:
-                        on_skip(item.source, "duplicate input: already taken in this run")
+                        why = "input" if item.id is None else f"id {item.id!r}"
+                        on_skip(item.source, f"duplicate {why}: already taken in this run")
                 else:
                     await queue.put(item)
         except Exception as exc:
@@ -250,24 +281,66 @@ async def run_batch(
         for _ in range(concurrency):
             await queue.put(None)
 
+    def done_before(item: SourceItem, source: str) -> bool:
+        # Pages are named after their file (<source>#page=<n>) and keyed after
+        # it (<key>#page=<n>): a resumed run checks each, and the pre-check
+        # stage asks before it makes one (a PDF page is never rendered).
+        if already_done is None or source == item.source:
+            return False  # the input itself was checked when it was taken
+        if item.key + source.removeprefix(item.source) in already_done:
+            summary.already_done += 1
+            return True
+        return False
+
+    # A slot is taken before an image is read or a page rendered, and given
+    # back once its record is written: images in memory stay at most this many.
+    slots = asyncio.Semaphore(concurrency)
+
     async def work() -> None:
-        while (item := await queue.get()) is not None:
-            if stopping.is_set():
-                continue  # left for a resumed run; drain so the producer can finish
-            for payload in await precheck.prepare(item):
-                # Pages are named after their file: a resumed run checks each.
-                paged = payload.source != item.source
-                if paged and already_done is not None and payload.source in already_done:
-                    summary.already_done += 1
-                    continue
-                record, error = await _recognize_one(client, payload, clock)
-                await sink.write(record)
-                summary.add(record)
-                if on_record is not None:
-                    on_record(record)
-                if isinstance(error, AuthError | ConfigurationError) and not stopping.is_set():
-                    summary.aborted = f"the API refused the credentials ({error})"
-                    stopping.set()
+        # This worker's pages beyond the first of an input, sent alongside:
+        # one long PDF then fills every slot, not one.
+        async with asyncio.TaskGroup() as alongside:
+            while (item := await queue.get()) is not None:
+                if stopping.is_set():
+                    continue  # left for a resumed run; drain so the producer can finish
+                stream = precheck.payloads(item, skip=functools.partial(done_before, item))
+                async with contextlib.aclosing(stream):
+                    first = True
+                    # After a stop request the other pages are left for a resumed run.
+                    while not stopping.is_set():
+                        await slots.acquire()
+                        try:
+                            payload = await anext(stream, None)
+                        except BaseException:
+                            slots.release()
+                            raise
+                        if payload is None:
+                            slots.release()
+                            break
+                        if first:
+                            first = False
+                            await send_in_slot(item, payload)
+                        else:
+                            alongside.create_task(send_in_slot(item, payload))
+
+    async def send_in_slot(item: SourceItem, payload: Payload) -> None:
+        try:
+            await finish(item, payload)
+        finally:
+            slots.release()
+
+    async def finish(item: SourceItem, payload: Payload) -> None:
+        record, error = await _recognize_one(client, payload, clock)
+        if pages is not None:
+            # Before the record: a record written means its page files are there.
+            await pages.write_page(FinishedPage(item.source, record, payload))
+        await sink.write(record)
+        summary.add(record)
+        if on_record is not None:
+            on_record(record)
+        if isinstance(error, AuthError | ConfigurationError) and not stopping.is_set():
+            summary.aborted = f"the API refused the credentials ({error})"
+            stopping.set()
 
     async def supervise(tasks: list[asyncio.Task[None]]) -> None:
         assert stop is not None
@@ -289,7 +362,10 @@ async def run_batch(
             if stop is not None:
                 supervisor = asyncio.create_task(supervise(tasks), name="ocr-stop")
     except BaseExceptionGroup as failure:
-        raise failure.exceptions[0] from None
+        first: BaseException = failure
+        while isinstance(first, BaseExceptionGroup):  # a worker's own group nests one
+            first = first.exceptions[0]
+        raise first from None
     finally:
         if supervisor is not None:
             supervisor.cancel()

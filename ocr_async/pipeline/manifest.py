@@ -16,15 +16,18 @@ The format comes from the name's extension (``.jsonl``, ``.ndjson``,
 ``.csv``), else from the content: JSONL when the first non-blank line begins
 with ``{``, CSV otherwise. :attr:`ManifestReader.format_reason` says which.
 
-A bad row (no id, an empty one, both or neither of ``path``/``url``, not
-JSON, not CSV, not UTF-8, too long) becomes one :class:`ManifestProblem`
-named by its place, ``rows.jsonl:17`` (the line it starts on), and reading
-goes on. What makes the whole manifest unreadable raises
+Each row becomes one :class:`~ocr_async.models.SourceItem` carrying its
+``id`` and ``metadata``; a path is spelled as on the command line
+(:func:`~ocr_async.inputs.tidy_path`: ``./a.png`` is ``a.png``). A bad row
+(no id, an empty one, both or neither of ``path``/``url``, not JSON, not
+CSV, not UTF-8, too long) becomes one item with its ``error`` and nothing
+to send (:func:`bad_row`), named by its place, ``rows.jsonl:17`` (the line
+it starts on), and reading goes on. What makes the whole manifest unreadable raises
 :class:`ManifestError` instead: a CSV header without ``id`` or without
 ``path``/``url``, or a line with no end in sight.
 
-Duplicate ids are not this module's business: like duplicate inputs today,
-the batch sends an id once, keyed by :attr:`ManifestItem.identity`.
+Duplicate ids are not this module's business: the batch sends an id once,
+keyed by :attr:`~ocr_async.models.SourceItem.key`.
 
 Memory is bounded whatever the input: bytes are parsed as they arrive (see
 :meth:`ManifestReader.feed`), one line at a time, and a line may hold at
@@ -40,12 +43,11 @@ import csv
 import enum
 import json
 import os
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from ocr_async.errors import SourceError
-from ocr_async.inputs import display_path, is_url
+from ocr_async.inputs import display_path, is_url, tidy_path
 from ocr_async.models import ImageFile, ImageUrl, SourceItem
 
 # Private, reused rather than copied: reading a file or stdin in chunks,
@@ -56,12 +58,10 @@ __all__ = [
     "BAD_ROW_CODE",
     "DEFAULT_MAX_LINE_BYTES",
     "DEFAULT_MAX_SKIP_BYTES",
-    "ManifestEntry",
     "ManifestError",
     "ManifestFormat",
-    "ManifestItem",
-    "ManifestProblem",
     "ManifestReader",
+    "bad_row",
     "entry_from_fields",
     "iter_manifest",
 ]
@@ -90,57 +90,20 @@ class ManifestError(ValueError):
     """The manifest cannot be read on: a bad CSV header, or a line that never ends."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ManifestItem(SourceItem):
-    """A good row: an input, usable wherever a :class:`SourceItem` is, plus its id.
+def bad_row(
+    where: str, message: str, *, id: str | None = None, metadata: Mapping[str, Any] | None = None
+) -> SourceItem:
+    """The item of a bad row: named by its place, carrying its error and nothing to send.
 
-    ``source`` is the path as given (shown as :func:`display_path` shows
-    it) or the URL exactly as written; ``id`` and ``metadata`` belong in
-    its record (:attr:`ocr_async.models.Record.id` and ``.metadata``).
+    ``where`` (``NAME:LINE``) is its record's ``source``; ``id`` and
+    ``metadata`` are the row's when it had them, so its record carries them.
+    The error is local and retryable: once the row is fixed,
+    ``--resume --retry-failed`` takes it (a row still bad gets its error
+    record again, and nothing is sent).
     """
-
-    id: str
-    metadata: Mapping[str, Any]
-    #: Where the row is: ``NAME:LINE``.
-    where: str
-
-    @property
-    def identity(self) -> str:
-        """What resume, duplicate detection and verify key this input by: its id."""
-        return self.id
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestProblem:
-    """A bad row: it gets one failed record, named after its place in the manifest."""
-
-    #: Where the row is, ``NAME:LINE``: its record's ``source``.
-    where: str
-    #: What is wrong, without the place.
-    message: str
-    #: The row's id when it had a usable one, so its record can carry it.
-    id: str | None = None
-    #: The row's other fields, when it could be parsed into fields.
-    metadata: Mapping[str, Any] | None = None
-
-    @property
-    def source(self) -> str:
-        """The record's ``source``: the row's place."""
-        return self.where
-
-    @property
-    def identity(self) -> str:
-        """What verify and resume key the row by: its id, else its place."""
-        return self.where if self.id is None else self.id
-
-    @property
-    def error(self) -> SourceError:
-        """The error its record carries: local, and final (not retryable)."""
-        return SourceError(BAD_ROW_CODE, f"{self.where}: {self.message}")
-
-
-#: What a manifest yields, row by row.
-ManifestEntry = ManifestItem | ManifestProblem
+    error = SourceError(BAD_ROW_CODE, f"{where}: {message}")
+    error.retryable = True
+    return SourceItem(where, None, id=id, metadata=metadata, error=error)
 
 
 class ManifestReader:
@@ -194,13 +157,13 @@ class ManifestReader:
         shown = "not known yet" if self.format is None else self.format.value.upper()
         return f"{self.label}: {shown} ({self.format_reason or 'no row yet'})"
 
-    def parse(self, chunks: Iterable[bytes]) -> Iterator[ManifestEntry]:
+    def parse(self, chunks: Iterable[bytes]) -> Iterator[SourceItem]:
         """Every entry of the manifest made of ``chunks``: :meth:`feed` each, then finish."""
         for chunk in chunks:
             yield from self.feed(chunk)
         yield from self.finish()
 
-    def feed(self, data: bytes) -> list[ManifestEntry]:
+    def feed(self, data: bytes) -> list[SourceItem]:
         """The entries completed by ``data``, the next bytes of the manifest.
 
         Raises :class:`ManifestError` when the manifest cannot be read on;
@@ -210,7 +173,7 @@ class ManifestReader:
             raise self._failure
         if self._finished:
             raise RuntimeError("the manifest was already finished")
-        entries: list[ManifestEntry] = []
+        entries: list[SourceItem] = []
         pending = self._pending
         pending += data
         start = 0
@@ -234,14 +197,14 @@ class ManifestReader:
         del pending[:start]
         return entries
 
-    def finish(self) -> list[ManifestEntry]:
+    def finish(self) -> list[SourceItem]:
         """The entries of the last line, which may have no newline; call once, at the end."""
         if self._failure is not None:
             raise self._failure
         if self._finished:
             return []
         self._finished = True
-        entries: list[ManifestEntry] = []
+        entries: list[SourceItem] = []
         if self._pending and self._skipping is None:
             self._lines += 1
             entries += self._line(bytes(self._pending), self._lines)
@@ -275,7 +238,7 @@ class ManifestReader:
             self._skipping = None
         return stop
 
-    def _too_long(self, number: int) -> list[ManifestEntry]:
+    def _too_long(self, number: int) -> list[SourceItem]:
         if self._header is None and self.format is not ManifestFormat.JSONL:
             # The first line of a CSV, or a line before anything told the format.
             raise ManifestError(
@@ -288,7 +251,7 @@ class ManifestReader:
         )
         return entries
 
-    def _line(self, raw: bytes, number: int) -> list[ManifestEntry]:
+    def _line(self, raw: bytes, number: int) -> list[SourceItem]:
         if number == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM) :]
         try:
@@ -308,7 +271,7 @@ class ManifestReader:
             return self._jsonl_row(text, number)
         return self._csv_line(text, number, len(raw))
 
-    def _undecodable(self, number: int, exc: UnicodeDecodeError) -> list[ManifestEntry]:
+    def _undecodable(self, number: int, exc: UnicodeDecodeError) -> list[SourceItem]:
         why = f"not valid UTF-8 (byte {exc.start + 1} of the line)"
         if self._header is None and self.format is not ManifestFormat.JSONL:
             # A binary file would give a problem per "line": refuse it whole.
@@ -319,7 +282,7 @@ class ManifestReader:
 
     # -- JSONL ---------------------------------------------------------------------
 
-    def _jsonl_row(self, text: str, number: int) -> list[ManifestEntry]:
+    def _jsonl_row(self, text: str, number: int) -> list[SourceItem]:
         if not text.strip():
             return []
         try:
@@ -341,7 +304,7 @@ class ManifestReader:
 
     # -- CSV -----------------------------------------------------------------------
 
-    def _csv_line(self, text: str, number: int, size: int) -> list[ManifestEntry]:
+    def _csv_line(self, text: str, number: int, size: int) -> list[SourceItem]:
         if not self._csv_lines:
             if not text.strip():
                 return []  # a blank line between rows
@@ -355,7 +318,7 @@ class ManifestReader:
         self._csv_size += size
         return self._csv_row(final=False)
 
-    def _csv_check_size(self) -> list[ManifestEntry]:
+    def _csv_check_size(self) -> list[SourceItem]:
         if self._csv_size <= self.max_line_bytes:
             return []
         return self._csv_flush_as_problem(
@@ -365,14 +328,14 @@ class ManifestReader:
 
     def _csv_flush_as_problem(
         self, why: str = "a quoted field never closed: the row was skipped"
-    ) -> list[ManifestEntry]:
+    ) -> list[SourceItem]:
         start = self._csv_start
         self._csv_lines, self._csv_size = [], 0
         if self._header is None:
             raise ManifestError(f"{self.label}:{start}: the CSV header: {why}")
         return [self._problem(start, why)]
 
-    def _csv_row(self, *, final: bool) -> list[ManifestEntry]:
+    def _csv_row(self, *, final: bool) -> list[SourceItem]:
         fields, complete = _parse_csv_record("".join(self._csv_lines))
         if not complete:
             if not final:
@@ -408,21 +371,21 @@ class ManifestReader:
 
     # -- rows ----------------------------------------------------------------------
 
-    def _problem(self, number: int, message: str) -> ManifestProblem:
+    def _problem(self, number: int, message: str) -> SourceItem:
         # A line that gave no fields: no id, no metadata to carry.
         self.problems += 1
-        return ManifestProblem(f"{self.label}:{number}", message)
+        return bad_row(f"{self.label}:{number}", message)
 
-    def _row(self, number: int, fields: Mapping[str, Any]) -> ManifestEntry:
+    def _row(self, number: int, fields: Mapping[str, Any]) -> SourceItem:
         entry = entry_from_fields(fields, f"{self.label}:{number}")
-        if isinstance(entry, ManifestItem):
+        if entry.error is None:
             self.rows += 1
         else:
             self.problems += 1
         return entry
 
 
-def entry_from_fields(fields: Mapping[str, Any], where: str) -> ManifestEntry:
+def entry_from_fields(fields: Mapping[str, Any], where: str) -> SourceItem:
     """One row's entry from its fields, ``where`` naming it: the rules of a manifest row.
 
     For rows that do not come from a file (``recognize_many`` given
@@ -431,7 +394,7 @@ def entry_from_fields(fields: Mapping[str, Any], where: str) -> ManifestEntry:
     metadata = {key: value for key, value in fields.items() if key not in _RESERVED}
     identity, why = _identity(fields)
     if identity is None:
-        return ManifestProblem(where, why, None, metadata)
+        return bad_row(where, why, metadata=metadata)
     path, url = fields.get("path"), fields.get("url")
     path = None if path == "" else path
     url = None if url == "" else url
@@ -439,7 +402,7 @@ def entry_from_fields(fields: Mapping[str, Any], where: str) -> ManifestEntry:
     for key, value in (("path", path), ("url", url)):
         if value is not None and not isinstance(value, str):
             why = f"{named}: {key} is {_json_type(value)}, not a string"
-            return ManifestProblem(where, why, identity, metadata)
+            return bad_row(where, why, id=identity, metadata=metadata)
     if path is not None and url is not None:
         why = f"{named} has both a path and a url: give one"
     elif path is None and url is None:
@@ -450,22 +413,18 @@ def entry_from_fields(fields: Mapping[str, Any], where: str) -> ManifestEntry:
         # open() would raise ValueError, not an OSError the reader reports.
         why = f"{named}: the path holds a NUL character"
     elif url is not None:
-        return ManifestItem(
-            source=url, image=ImageUrl(url), id=identity, metadata=metadata, where=where
-        )
+        return SourceItem(url, ImageUrl(url), id=identity, metadata=metadata)
     else:
         assert path is not None
-        return ManifestItem(
-            source=display_path(path),
-            image=ImageFile(path),
-            id=identity,
-            metadata=metadata,
-            where=where,
+        # Spelled as a path on the command line is (inputs.tidy_path), so
+        # verify and run name it alike; the file opened is the same.
+        return SourceItem(
+            tidy_path(display_path(path)), ImageFile(path), id=identity, metadata=metadata
         )
-    return ManifestProblem(where, why, identity, metadata)
+    return bad_row(where, why, id=identity, metadata=metadata)
 
 
-async def iter_manifest(reader: ManifestReader) -> AsyncIterator[ManifestEntry]:
+async def iter_manifest(reader: ManifestReader) -> AsyncGenerator[SourceItem, None]:
     """Every entry of the manifest ``reader.name`` names (``-``: stdin), as it is read.
 
     Read in chunks, off the event loop; rows from a pipe come out as soon as

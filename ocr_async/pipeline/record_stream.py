@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
+import json
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from ocr_async.auth import TokenProvider
 from ocr_async.client import OcrClient
@@ -36,14 +37,16 @@ from ocr_async.inputs import InputLike, as_source_item
 from ocr_async.models import Record, SourceItem
 from ocr_async.options import Credentials, EndpointChoice, Options, resolve_credentials
 from ocr_async.pipeline.batch import BatchSummary, Recognizer, run_batch
+from ocr_async.pipeline.manifest import bad_row, entry_from_fields
 from ocr_async.retry import RetryPolicy
 
 __all__ = ["RecordStream", "SourceLike", "recognize_many"]
 
 
 #: What :func:`recognize_many` takes, one per input: what the client takes,
-#: or a :class:`SourceItem` (see :func:`ocr_async.inputs.as_source_item`).
-SourceLike = InputLike
+#: a :class:`SourceItem` (see :func:`ocr_async.inputs.as_source_item`), or a
+#: manifest row as a mapping (``{"id": ..., "path" or "url": ..., ...}``).
+SourceLike = InputLike | Mapping[str, Any]
 
 
 @dataclass(slots=True)
@@ -136,9 +139,17 @@ def recognize_many(
     read lazily, as workers free up; a plain iterable is read on the event
     loop, so it must not block.
 
+    A mapping is a manifest row, with the rules of ``--manifest``
+    (:mod:`ocr_async.pipeline.manifest`): an ``id`` and a ``path`` or a
+    ``url``; every other field is its ``metadata``, which must be
+    JSON-serialisable (strict: no NaN). Its record carries ``id`` and
+    ``metadata``; a bad row gets one failed record (``bad_manifest_row``)
+    named ``row <n>``, and the stream goes on.
+
     Each record's ``source`` is the URL as given, the path as given, an
     ``ImageBytes`` name, or ``bytes:<n>`` for unnamed bytes (``n`` counts
-    inputs from 0). A source given twice is sent once and gives one record.
+    inputs from 0). A source given twice is sent once and gives one record;
+    so is an id given twice (the first row wins).
     A bad input (missing, empty, not an image, refused by the API, timed
     out) gives a failed record; it never raises.
 
@@ -146,7 +157,7 @@ def recognize_many(
     default the client's or the defaults); ``concurrency``, ``endpoint``
     (``"auto"`` picks per image), ``convert``, ``shrink``, ``timeout`` and
     ``retry`` are shorthand for changing it. A page of a converted
-    multi-page TIFF gets its own record, named ``<source>#page=<n>``.
+    multi-page TIFF or of a PDF gets its own record, named ``<source>#page=<n>``.
 
     Pass ``client`` (an open :class:`~ocr_async.OcrClient`, which is then
     left open) or the settings to build one: ``appkey`` (default: env
@@ -204,12 +215,27 @@ async def _source_items(
     number = 0
     if isinstance(sources, AsyncIterable):
         async for given in sources:
-            yield as_source_item(given, number)
+            yield _source_item(given, number)
             number += 1
     else:
         for given in sources:
-            yield as_source_item(given, number)
+            yield _source_item(given, number)
             number += 1
+
+
+def _source_item(given: SourceLike, number: int) -> SourceItem:
+    if not isinstance(given, Mapping):
+        return as_source_item(given, number)
+    where = f"row {number}"
+    item = entry_from_fields(given, where)
+    if item.metadata:
+        try:
+            # Strict JSON, as the record is written: no NaN, no sets, no objects.
+            json.dumps(item.metadata, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            why = f"the row's other fields are not JSON ({exc}): its metadata cannot be written"
+            return bad_row(where, why, id=item.id)
+    return item
 
 
 async def _records(

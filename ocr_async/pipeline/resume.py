@@ -1,10 +1,12 @@
 """Resume: read what an earlier run wrote, mend it, and say what to skip.
 
-A source is identified by the ``source`` string of its record: the path as
-given on the command line (for files found in a folder, the folder as given
-joined with the path inside it) or the URL exactly as written. So resume a
-run with the same arguments from the same working directory; a path spelled
-differently (``./scans`` for ``scans``) names a different source.
+An input is identified by its key (:attr:`ocr_async.models.SourceItem.key`):
+the ``id`` of its record when it has one (a manifest row's, so a re-signed
+URL is still its row), else the ``source`` string: the path as given on the
+command line (for files found in a folder, the folder as given joined with
+the path inside it) or the URL exactly as written. So resume a run with the
+same arguments from the same working directory (``./scans`` and ``scans``
+are spelled alike, :func:`ocr_async.inputs.tidy_path`).
 
 What an earlier record means for the resumed run:
 
@@ -39,14 +41,15 @@ import contextlib
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Final
 
+from ocr_async.models import ID_KEY_MARK
 from ocr_async.pipeline.atomicfile import AtomicFile
 from ocr_async.pipeline.sourceset import SourceSet
 
-__all__ = ["NotAnOutputError", "ResumeIndex", "load_resume_index"]
+__all__ = ["NotAnOutputError", "ResumeIndex", "load_resume_index", "record_identity", "record_key"]
 
 #: How the writer begins every line (encode_record: compact, ``source`` first).
 _RECORD_START: Final = b'{"source"'
@@ -63,7 +66,7 @@ class NotAnOutputError(ValueError):
 class ResumeIndex:
     """What an earlier run left, after mending."""
 
-    #: Sources that already have their final record.
+    #: The keys (ids, else sources) of inputs that already have their final record.
     done: SourceSet = field(default_factory=SourceSet)
     #: Records kept.
     kept: int = 0
@@ -97,6 +100,40 @@ def _record(line: bytes) -> dict[str, Any] | str:
     return record
 
 
+def record_identity(record: Mapping[str, Any], *, by_id: bool) -> tuple[str, str | None]:
+    """A record's identity and, for a page of a multi-page file, the input's.
+
+    ``(key, None)`` for an ordinary record; ``(key, base)`` for a page, where
+    ``key`` names the page (``base#page=N``) and ``base`` the input. The page
+    is taken from ``transform.page``, not guessed from the name, so a file
+    really called ``a#page=2.png`` is no page.
+    """
+    record_id = record.get("id")
+    by = record_id if by_id and isinstance(record_id, str) else None
+    source: str = record["source"]
+    transform = record.get("transform")
+    page = transform.get("page") if isinstance(transform, dict) else None
+    if not isinstance(page, int) or isinstance(page, bool):
+        return (source if by is None else by), None
+    suffix = f"#page={page}"
+    if by is not None:
+        return by + suffix, by
+    if source.endswith(suffix):
+        return source, source[: -len(suffix)]
+    return source, None
+
+
+def record_key(record: Mapping[str, Any]) -> str:
+    """What a resumed run knows a record's input by: the :attr:`SourceItem.key` it had.
+
+    Its ``id`` (marked, as :attr:`~ocr_async.models.SourceItem.key` marks
+    it) when it has one, else its ``source``; a page's is its input's key
+    with ``#page=N``.
+    """
+    key, _ = record_identity(record, by_id=True)
+    return ID_KEY_MARK + key if isinstance(record.get("id"), str) else key
+
+
 def _is_torn_record(tail: bytes) -> bool:
     # A power cut may leave zeros where the last bytes were never written.
     tail = tail.rstrip(b"\0")
@@ -120,8 +157,11 @@ def _lines(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
         offset += len(line)
 
 
-def load_resume_index(path: str, *, retry_failed: bool = False) -> ResumeIndex:
+def load_resume_index(path: str, *, retry_failed: bool = False, mend: bool = True) -> ResumeIndex:
     """Read and mend the output at ``path``; a missing file is an empty index.
+
+    With ``mend=False`` (a dry run) the index is the same but the file is
+    left exactly as it is: no torn line cut, no failed record removed.
 
     Blocking file I/O: call it in a thread from async code. Raises
     :class:`NotAnOutputError` (the file unchanged) when the file is not this
@@ -149,9 +189,11 @@ def load_resume_index(path: str, *, retry_failed: bool = False) -> ResumeIndex:
             if retry_failed and _should_retry(record):
                 index.removed_for_retry += 1
                 continue
-            index.done.add(record["source"])
+            index.done.add(record_key(record))
             index.kept += 1
             index.failed_kept += record["ok"] is not True
+    if not mend:
+        return index
     if index.removed_for_retry:
         _rewrite_without_retried(path)
     elif torn_at is not None:

@@ -33,6 +33,8 @@ __all__ = [
     "CONVERTIBLE_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "MAX_URL_LINE",
+    "PDF_EXTENSIONS",
+    "WALKED_EXTENSIONS",
     "FolderEntry",
     "SkipReporter",
     "UrlListError",
@@ -48,6 +50,10 @@ __all__ = [
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png"})
 #: Also taken from folders with ``--convert``.
 CONVERTIBLE_EXTENSIONS = frozenset({".tif", ".tiff", ".bmp", ".webp", ".gif"})
+#: PDFs, each page its own record (:mod:`ocr_async.pdfpages`; the ``pdf`` extra).
+PDF_EXTENSIONS = frozenset({".pdf"})
+#: What a folder walk takes unless told otherwise: images the API reads, and PDFs.
+WALKED_EXTENSIONS = IMAGE_EXTENSIONS | PDF_EXTENSIONS
 
 _CHUNK = 64 * 1024
 #: The longest line of a URL list, in bytes. Far longer than any URL a
@@ -172,7 +178,7 @@ async def iter_inputs(
     inputs: Iterable[str],
     *,
     on_skip: SkipReporter = _ignore,
-    extensions: frozenset[str] = IMAGE_EXTENSIONS,
+    extensions: frozenset[str] = WALKED_EXTENSIONS,
 ) -> AsyncIterator[SourceItem]:
     """Every input named on a command line: URLs, files, and folders (recursively).
 

@@ -1,9 +1,9 @@
 """Verify an output: exactly one record for every expected input, and which failed.
 
-The expected inputs are identities: the ``source`` of each input (as
-:func:`ocr_async.pipeline.sources.iter_inputs` names them), or, for a manifest, each
-row's ``id`` (a bad row without one: its place, ``rows.jsonl:17``; see
-:attr:`ocr_async.pipeline.manifest.ManifestProblem.identity`). A record's
+The expected inputs are identities (:attr:`ocr_async.models.SourceItem.identity`):
+the ``source`` of each input (as ``ocr-async run`` names them), or, for a
+manifest, each row's ``id`` (a bad row without one: its place,
+``rows.jsonl:17``). A record's
 identity is its ``id`` when verifying by id and the record has one, else its
 ``source``. A page of a multi-page file (``transform.page``) is recorded
 as ``scan.tiff#page=2``, or by id as ``doc-1#page=2``; any page of an
@@ -30,13 +30,19 @@ from async code. Nothing here prints.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 # Resume judges "is this our file" and parses our lines: the same judgement
 # here, from the same functions (the refactor makes them public).
-from ocr_async.pipeline.resume import NotAnOutputError, _is_torn_record, _lines, _record
+from ocr_async.pipeline.resume import (
+    NotAnOutputError,
+    _is_torn_record,
+    _lines,
+    _record,
+    record_identity,
+)
 from ocr_async.pipeline.sourceset import SourceSet
 
 __all__ = [
@@ -45,7 +51,6 @@ __all__ = [
     "Verdict",
     "Verification",
     "VerifyReport",
-    "record_identity",
     "verify_output",
 ]
 
@@ -114,29 +119,6 @@ class VerifyReport:
         if self.missing or self.duplicated or self.unexpected:
             return Verdict.MISMATCH
         return Verdict.COMPLETE_WITH_FAILURES if self.failed else Verdict.COMPLETE
-
-
-def record_identity(record: Mapping[str, Any], *, by_id: bool) -> tuple[str, str | None]:
-    """A record's identity and, for a page of a multi-page file, the input's.
-
-    ``(key, None)`` for an ordinary record; ``(key, base)`` for a page, where
-    ``key`` names the page (``base#page=N``) and ``base`` the input. The page
-    is taken from ``transform.page``, not guessed from the name, so a file
-    really called ``a#page=2.png`` is no page.
-    """
-    record_id = record.get("id")
-    by = record_id if by_id and isinstance(record_id, str) else None
-    source: str = record["source"]
-    transform = record.get("transform")
-    page = transform.get("page") if isinstance(transform, dict) else None
-    if not isinstance(page, int) or isinstance(page, bool):
-        return (source if by is None else by), None
-    suffix = f"#page={page}"
-    if by is not None:
-        return by + suffix, by
-    if source.endswith(suffix):
-        return source, source[: -len(suffix)]
-    return source, None
 
 
 FindingSink = Callable[[Finding], None]

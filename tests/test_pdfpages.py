@@ -1,7 +1,7 @@
 """PDF input: pages rendered one at a time, fitted to the limit, bad PDFs refused clearly.
 
-Test PDFs are made here: text pages with fpdf2 (vector text in DejaVu Sans
-and NanumGothic, portrait and landscape), scan-like pages with Pillow (a
+Test PDFs are made by tests/pdfs.py: text pages with fpdf2 (vector text in
+NanumGothic, portrait and landscape), scan-like pages with Pillow (a
 JPEG photo per page), and encrypted, broken and empty ones.
 """
 
@@ -17,12 +17,12 @@ pytest.importorskip("pypdfium2", reason="PDF input needs the 'pdf' extra")
 pytest.importorskip("fpdf", reason="the test PDFs are written with fpdf2")
 
 import pikepdf
-from fpdf import FPDF
+from pdfs import photo_pdf, text_pdf, zero_page_pdf
 from PIL import Image
 
+from ocr_async import pdfpages
 from ocr_async.errors import LocalCheckError
-from ocr_async.pipeline import pdf_pages
-from ocr_async.pipeline.pdf_pages import (
+from ocr_async.pdfpages import (
     BrokenPdfError,
     EmptyPdfError,
     EncryptedPdfError,
@@ -32,35 +32,6 @@ from ocr_async.pipeline.pdf_pages import (
     page_source,
 )
 from ocr_async.protocol import check_image_bytes, multipart_size
-
-NANUM = Path("/usr/share/fonts/truetype/nanum/NanumGothic.ttf")
-DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-
-A4 = (595.28, 841.89)  # points
-
-
-def text_pdf(pages: list[tuple[str, str]], password: str | None = None) -> bytes:
-    """One page per (orientation, text): "P" portrait or "L" landscape A4."""
-    pdf = FPDF(unit="pt", format="A4")
-    font = "helvetica"
-    if NANUM.exists():
-        pdf.add_font("nanum", fname=NANUM)
-        font = "nanum"
-    for orientation, text in pages:
-        pdf.add_page(orientation=orientation)
-        pdf.set_font(font, size=24)
-        pdf.text(72, 144, text)
-    if password is not None:
-        pdf.set_encryption(owner_password="owner", user_password=password)
-    return bytes(pdf.output())
-
-
-def photo_pdf(count: int, size: tuple[int, int] = (600, 800)) -> bytes:
-    """Scan-like pages: each a JPEG-compressed photograph filling the page."""
-    images = [Image.effect_noise(size, 60 + n).convert("RGB") for n in range(count)]
-    buffer = io.BytesIO()
-    images[0].save(buffer, "PDF", save_all=True, append_images=images[1:], resolution=100)
-    return buffer.getvalue()
 
 
 def test_pages_are_rendered_in_order_named_like_tiff_pages(tmp_path: Path) -> None:
@@ -144,7 +115,7 @@ def fake_encoder(sizes: dict[str, float]) -> object:
 def test_the_dpi_is_lowered_step_by_step_until_the_page_fits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(pdf_pages, "_encode", fake_encoder({"png": 1.0, "jpg": 1.0}))
+    monkeypatch.setattr(pdfpages, "_encode", fake_encoder({"png": 1.0, "jpg": 1.0}))
     # A4 at 200 dpi is 1654 x 2339 = 3,868,706 pixels; at 250, 2067 x 2924.
     limit = multipart_size("jpg", 4_000_000)
     (page,) = iter_pdf_pages(text_pdf([("P", "big")]), max_bytes=limit)
@@ -156,13 +127,13 @@ def test_the_dpi_is_lowered_step_by_step_until_the_page_fits(
 def test_a_png_over_the_limit_goes_as_jpeg_at_the_same_dpi(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(pdf_pages, "_encode", fake_encoder({"png": 1.0, "jpg": 0.1}))
+    monkeypatch.setattr(pdfpages, "_encode", fake_encoder({"png": 1.0, "jpg": 0.1}))
     (page,) = iter_pdf_pages(text_pdf([("P", "x")]), max_bytes=2_000_000)
     assert (page.dpi, page.image_type) == (300, "jpg")
 
 
 def test_a_page_that_never_fits_fails_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pdf_pages, "_encode", fake_encoder({"png": 1.0, "jpg": 1.0}))
+    monkeypatch.setattr(pdfpages, "_encode", fake_encoder({"png": 1.0, "jpg": 1.0}))
     doc = text_pdf([("P", "small")])
     # Page 2 is A4; page 1 a business card that fits at 300 dpi.
     with pikepdf.open(io.BytesIO(doc)) as pdf:
@@ -221,9 +192,7 @@ def test_a_rotated_page_is_rendered_upright() -> None:
             "not a PDF that can be read",
             id="truncated",
         ),
-        pytest.param(
-            lambda: _zero_pages(), EmptyPdfError, "pdf_empty", "has no page", id="no-pages"
-        ),
+        pytest.param(zero_page_pdf, EmptyPdfError, "pdf_empty", "has no page", id="no-pages"),
         pytest.param(lambda: b"", EmptyPdfError, "pdf_empty", "the file is empty", id="empty"),
     ],
 )
@@ -242,13 +211,6 @@ def test_bad_pdfs_get_one_clear_local_error(
         assert caught.value.message.startswith("box/bad.pdf: ")
         assert says in caught.value.message
         assert caught.value.message.endswith("(not sent)")
-
-
-def _zero_pages() -> bytes:
-    buffer = io.BytesIO()
-    with pikepdf.new() as pdf:
-        pdf.save(buffer)
-    return buffer.getvalue()
 
 
 def test_a_pdf_with_only_an_owner_password_opens() -> None:
@@ -288,21 +250,21 @@ def test_an_earlier_failure_does_not_colour_the_next_verdict() -> None:
     with pytest.raises(EncryptedPdfError):
         PdfPages(text_pdf([("P", "secret")], password="user"))
     with pytest.raises(EmptyPdfError):
-        PdfPages(_zero_pages())
+        PdfPages(zero_page_pdf())
 
 
 def test_a_pdf_file_is_reopened_now_and_then_and_pages_stay_right(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pdf_pages, "_REOPEN_EVERY", 2)
+    monkeypatch.setattr(pdfpages, "_REOPEN_EVERY", 2)
     opened: list[str] = []
-    real_open = pdf_pages._open
+    real_open = pdfpages._open
 
     def counting_open(*args: object) -> object:
         opened.append("open")
         return real_open(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pdf_pages, "_open", counting_open)
+    monkeypatch.setattr(pdfpages, "_open", counting_open)
     path = tmp_path / "five.pdf"
     path.write_bytes(text_pdf([("P" if n % 2 else "L", f"page {n}") for n in range(5)]))
     sizes = [page.size for page in iter_pdf_pages(path, dpi=36)]

@@ -61,14 +61,17 @@ __all__ = [
     "DPI_STEPS",
     "JPEG_QUALITY",
     "PDF_HINT",
+    "PDF_SIGNATURE",
     "BrokenPdfError",
     "EmptyPdfError",
     "EncryptedPdfError",
     "PdfError",
     "PdfPage",
     "PdfPages",
+    "is_pdf_name",
     "iter_pdf_pages",
     "page_source",
+    "pdf_support",
 ]
 
 #: The resolution pages are rendered at unless that would not fit.
@@ -80,6 +83,8 @@ DPI_STEPS: Final = (300, 250, 200, 150, 100)
 JPEG_QUALITY: Final = 90
 #: How to get pypdfium2; part of the "not installed" message.
 PDF_HINT: Final = "pip install 'ocr-async[pdf]'"
+#: How a PDF file begins (ISO 32000-1, 7.5.2, "File Header").
+PDF_SIGNATURE: Final = b"%PDF-"
 #: A DCT/JPX image covering at least this share of the page makes it a photo page.
 _PHOTO_COVER: Final = 0.5
 #: Page objects looked at to judge the content (a vector page may have
@@ -122,6 +127,21 @@ class EmptyPdfError(PdfError):
 
     def __init__(self, message: str) -> None:
         super().__init__("pdf_empty", message)
+
+
+def is_pdf_name(name: str) -> bool:
+    """Whether a file name says PDF (``.pdf``, any case)."""
+    return name.lower().endswith(".pdf")
+
+
+def pdf_support() -> str | None:
+    """None when PDFs can be read here; else what to install (pypdfium2 and Pillow)."""
+    try:
+        import PIL.Image  # noqa: F401 (only whether it imports)
+        import pypdfium2  # noqa: F401
+    except ImportError:
+        return f"reading PDFs needs pypdfium2 and Pillow: {PDF_HINT}"
+    return None
 
 
 def page_source(source: str, number: int, pages: int) -> str:
@@ -342,14 +362,18 @@ _NAMES: Final[dict[ImageType, str]] = {"png": "PNG", "jpg": "JPEG"}
 
 
 def _open(pdf: str | os.PathLike[str] | bytes, password: str | None, source: str) -> Any:
-    try:
-        import pypdfium2
-    except ImportError:
-        raise LocalCheckError(
+    missing = pdf_support()
+    if missing is not None:
+        refused = LocalCheckError(
             4000003,
-            f"INVALID_FILE_TYPE: {source} is a PDF, and reading PDFs needs pypdfium2: "
-            f"{PDF_HINT} (not sent)",
-        ) from None
+            f"INVALID_FILE_TYPE: {source} is a PDF, and {missing} (not sent); "
+            "once installed, --resume --retry-failed reads it",
+        )
+        # Says nothing about the file: with the extra installed it reads fine.
+        refused.retryable = True
+        raise refused
+    import pypdfium2
+
     if isinstance(pdf, bytes):
         size = len(pdf)
     else:
