@@ -42,6 +42,7 @@ from ocr_async.shared_quota import (
     CUT,
     LEAVE,
     GroupState,
+    RedisStore,
     SharedQuota,
     SharedQuotaUnavailableError,
     group_cut,
@@ -316,13 +317,15 @@ async def test_a_failed_report_rejoins_when_the_store_answers_again(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     controller = RateController()
-    async with member(redis_server.url, "a").joined(controller) as shared:
+    store = RedisStore(redis_server.url, APPKEY)
+    shared = SharedQuota(store, member="a", heartbeat=HEARTBEAT, lease=LEASE)
+    async with shared.joined(controller):
 
         async def lost(*args: object, **kwargs: object) -> object:
             raise RedisConnectionError("the cut's report was lost")
 
         # One command of a live server fails: the report of the next cut.
-        monkeypatch.setattr(shared, "_cut_script", lost)
+        monkeypatch.setattr(store, "cut", lost)
         assert controller.on_throttled(await controller.acquire())
         await wait_until(lambda: shared.lost)
         assert controller.coordinator is None  # pacing alone meanwhile
@@ -651,51 +654,69 @@ async def test_a_client_whose_store_is_down_raises_and_stays_closed() -> None:
 # -- closing while a heartbeat is in flight -------------------------------------------
 
 
-class SwallowingStore:
-    """A store whose commands turn a cancellation into a ConnectionError.
+async def _swallowing_cancel(calls: list[str], what: str) -> None:
+    # redis-py does this (8.1 here) when a command is cancelled in flight: it
+    # drops the connection and raises ConnectionError instead of letting
+    # CancelledError through.
+    calls.append(what)
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        raise RedisConnectionError("Connection closed by server.") from None
 
-    redis-py does this (8.1 here) when a command is cancelled in flight: it
-    drops the connection and raises ConnectionError, or finishes the command,
-    instead of letting CancelledError through. ``blocking`` makes the next
-    command wait until it is cancelled.
+
+class SwallowingStore:
+    """A :class:`QuotaStore` whose commands turn a cancellation into a ConnectionError.
+
+    ``blocking`` makes the next beat wait until it is cancelled; the news
+    channel always waits so.
     """
+
+    key = "ocr-async:quota:{swallowing}"
+    name = "swallowing"
+    hint = "none"
 
     def __init__(self) -> None:
         self.blocking = False
-        self.calls = 0
+        self.calls: list[str] = []
 
-    def register_script(self, script: str) -> Callable[..., object]:
-        async def run(keys: list[str], args: list[object]) -> list[object]:
-            self.calls += 1
-            if self.blocking:
-                self.blocking = False
-                try:
-                    await asyncio.Event().wait()
-                except asyncio.CancelledError:
-                    raise RedisConnectionError("Connection closed by server.") from None
-            # beat and cut: now, epoch, slow, base, since, estimate, fraction, members, flag
-            return ["1000.0", 0, 1, "10.0", "1000.0", "", "1.0", 1, 1]
+    async def open(self) -> None:
+        pass
 
-        return run
+    async def beat(self, member: str, **_: float) -> GroupState:
+        if self.blocking:
+            self.blocking = False
+            await _swallowing_cancel(self.calls, "beat")
+        self.calls.append("beat")
+        return GroupState(1000.0, 0, True, 10.0, 1000.0, None, 1.0, 1, True)
+
+    async def cut(self, member: str, **_: float) -> GroupState:
+        return await self.beat(member)
+
+    async def leave(self, member: str) -> None:
+        self.calls.append("leave")
+
+    async def subscribe(self) -> SwallowingStore:
+        return self
+
+    async def get(self, timeout: float) -> str | None:
+        await _swallowing_cancel(self.calls, "listen")
+        return None
+
+    async def aclose(self) -> None:
+        self.calls.append("close")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SharedQuota._run loops on 'while True': a cancel that redis-py turns into "
-    "ConnectionError sends it to rejoin, and close() waits for it forever. The fix "
-    "('while not self._closed' in _run and _rejoin) belongs to shared_quota.py's owner.",
-)
-async def test_closing_while_a_heartbeat_is_in_flight_ends_the_heartbeat() -> None:
+async def test_closing_while_a_heartbeat_and_the_news_are_in_flight_ends_both() -> None:
+    # Before the fix, the heartbeat task looped on 'while True': the cancel
+    # turned into ConnectionError sent it off to rejoin, and close() waited
+    # for it forever (and the listener subscribed again, as forever).
     store = SwallowingStore()
-    shared = SharedQuota(
-        "redis://unused",
-        APPKEY,
-        heartbeat=0.02,
-        lease=0.1,
-        client=store,  # type: ignore[arg-type]
-    )
+    shared = SharedQuota(store, heartbeat=0.02, lease=0.1)
     await shared.start(RateController())
     store.blocking = True  # the next heartbeat hangs until cancelled
-    await wait_until(lambda: store.calls >= 2)
-    async with asyncio.timeout(2):
+    await wait_until(lambda: store.calls.count("beat") >= 2 and "listen" in store.calls)
+    async with asyncio.timeout(5):
         await shared.close()
+    assert not shared.lost  # a command cut short by closing is no lost store
+    assert store.calls[-2:] == ["leave", "close"]  # left at once, not when the lease lapsed
