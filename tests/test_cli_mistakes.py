@@ -568,6 +568,12 @@ async def test_resume_that_matches_nothing_says_so(
             "--rps caps one process, not a cluster",
             id="cluster-rps",
         ),
+        pytest.param(
+            ["--cluster", "tcp://127.0.0.1:8786", "--hocr", "hocr"],
+            {},
+            "--hocr is written from the images sent, which stay on the workers",
+            id="cluster-page-files",
+        ),
     ],
 )
 def test_scale_out_mistakes_are_usage_errors_before_anything_is_written(

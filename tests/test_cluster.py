@@ -1,11 +1,11 @@
 """Runs spread over Dask: the scheduler's board, a worker's quota membership, the driver.
 
 The board (ocr_async.pipeline.cluster.board) is plain objects with the time
-given; a ClusterQuota is tested with its scheduler calls made directly on
-the board; the driver and the workers run on an in-process Dask cluster
-(``LocalCluster(processes=False)``), against the emulator. The same run
-with real processes, killed workers and a killed driver is in
-tests/test_scale_out.py.
+given; a worker's SharedQuota over a SchedulerStore is tested with its
+scheduler calls made directly on the board; the driver and the workers run
+on an in-process Dask cluster (``LocalCluster(processes=False)``), against
+the emulator. The same run with real processes, killed workers and a
+killed driver is in tests/test_scale_out.py.
 """
 
 from __future__ import annotations
@@ -29,14 +29,15 @@ from ocr_async.models import ImageFile, SourceItem
 from ocr_async.options import Credentials, Options
 from ocr_async.pipeline.batch import StopRequest, run_batch
 from ocr_async.pipeline.sourceset import SourceSet
+from ocr_async.shared_quota import SharedQuota
 
 distributed = pytest.importorskip("distributed")
 
 from ocr_async.pipeline.cluster import (  # noqa: E402
     WORKER_FAILED,
     ClusterLostError,
-    ClusterQuota,
     ClusterRun,
+    SchedulerStore,
 )
 from ocr_async.pipeline.cluster import worker as cluster_worker  # noqa: E402
 from ocr_async.pipeline.cluster.board import (  # noqa: E402
@@ -171,7 +172,10 @@ async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
 async def test_two_members_pace_at_their_parts_of_one_schedule() -> None:
     board = QuotaBoard()
     controllers = [RateController(), RateController()]
-    members = [ClusterQuota(direct(board), GROUP, member=f"m{n}", heartbeat=0.05) for n in (0, 1)]
+    members = [
+        SharedQuota(SchedulerStore(direct(board), GROUP), member=f"m{n}", heartbeat=0.05)
+        for n in (0, 1)
+    ]
     for member, controller in zip(members, controllers, strict=True):
         await member.start(controller)
 
@@ -201,7 +205,8 @@ async def test_a_member_whose_scheduler_fails_paces_alone_warns_once_then_rejoin
 ) -> None:
     board, fail = QuotaBoard(), [False]
     controller = RateController()
-    member = ClusterQuota(direct(board, fail), GROUP, heartbeat=0.02)
+    store = SchedulerStore(direct(board, fail), GROUP, address="tcp://scheduler:8786")
+    member = SharedQuota(store, heartbeat=0.02, lease=0.06, reconnects=10)
     await member.start(controller)
     try:
         fail[0] = True
@@ -213,7 +218,8 @@ async def test_a_member_whose_scheduler_fails_paces_alone_warns_once_then_rejoin
         await member.close()
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1
-    assert "carrying on with this worker's own rate control" in warnings[0].getMessage()
+    assert "lost the store at tcp://scheduler:8786 (OSError)" in warnings[0].getMessage()
+    assert "carrying on with this process's own rate control" in warnings[0].getMessage()
 
 
 # -- the credentials shipped to the workers ------------------------------------------
@@ -296,6 +302,33 @@ async def test_a_cluster_run_writes_one_record_per_input_as_a_local_run_does(
     # Both workers live in this process here, so they share one client.
     assert "shared through the scheduler" in run.describe_rate()
     assert "29 calls sent" in run.describe_rate()
+
+
+async def test_a_cluster_run_knows_manifest_rows_by_their_id_as_a_local_run_does(
+    cluster: str, emulator: RunningEmulator, tmp_path: Path, list_sink: ListSink
+) -> None:
+    # Two rows name one file under two ids: two inputs, not a duplicate; a
+    # row whose id an earlier run wrote is done, whatever its path now.
+    paths = pngs(tmp_path / "in", 3)
+
+    async def rows() -> AsyncIterator[SourceItem]:
+        for row_id, path in (("a", paths[0]), ("b", paths[0]), ("c", paths[1]), ("a", paths[2])):
+            yield SourceItem(path.name, ImageFile(path), id=row_id, metadata={"row": row_id})
+        yield SourceItem("d.png", ImageFile(paths[2]), id="done")
+
+    done = SourceSet()
+    done.add(SourceItem("elsewhere.png", None, id="done").key)
+    async with ClusterRun(
+        cluster, credentials(emulator), Options(concurrency=4), chunk_size=2
+    ) as run:
+        summary = await run.run(rows(), list_sink, already_done=done)
+    written = sorted((r.id, r.source, r.metadata) for r in list_sink.records)
+    assert written == [
+        ("a", "000.png", {"row": "a"}),
+        ("b", "000.png", {"row": "b"}),
+        ("c", "001.png", {"row": "c"}),
+    ]
+    assert (summary.ok, summary.duplicates, summary.already_done) == (3, 1, 1)
 
 
 async def test_a_chunk_dask_gives_up_on_gets_a_failed_record_for_each_input_without_one(

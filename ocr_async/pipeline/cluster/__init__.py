@@ -14,8 +14,9 @@
 * :mod:`~ocr_async.pipeline.cluster.board`, in the scheduler: the run's
   mailbox (which also keeps a chunk run again from giving an input a second
   record) and, without ``--shared-quota``, the quota the workers share
-  (:mod:`~ocr_async.pipeline.cluster.quota` is a worker's membership of
-  it), so that a Dask run needs no Redis.
+  (:mod:`~ocr_async.pipeline.cluster.quota` is the store a worker's
+  :class:`~ocr_async.shared_quota.SharedQuota` uses there), so that a Dask
+  run needs no Redis.
 
 The scheduler and the workers need ``ocr-async[cluster]`` installed (the
 scheduler runs the board's functions); files must be readable at the same
@@ -31,12 +32,12 @@ from ocr_async.pipeline.cluster.driver import (
     ClusterRun,
     ClusterUnavailableError,
 )
-from ocr_async.pipeline.cluster.quota import ClusterQuota
+from ocr_async.pipeline.cluster.quota import SchedulerStore
 
 __all__ = [
     "WORKER_FAILED",
     "ClusterLostError",
-    "ClusterQuota",
     "ClusterRun",
     "ClusterUnavailableError",
+    "SchedulerStore",
 ]

@@ -18,10 +18,11 @@ schedule per app key (its estimate, epoch, and a rate held until a moment,
 then climbing), members with leases and demands, the rate split max-min
 fairly on those demands, a refusal's measurement applied once per epoch.
 ``beat``, ``cut`` and ``leave`` are those of the Lua scripts, written in
-Python for this store; :class:`~ocr_async.pipeline.cluster.quota.ClusterQuota`
-is the member that calls them. Groups are keyed by the app key's hash, so
-two runs on one key share one quota, and a run started again within
-:data:`STATE_TTL` seconds starts from the quota measured last.
+Python for this store; :class:`~ocr_async.pipeline.cluster.quota.SchedulerStore`
+calls them for a worker's :class:`~ocr_async.shared_quota.SharedQuota`.
+Groups are keyed by the app key's hash, so two runs on one key share one
+quota, and a run started again within :data:`STATE_TTL` seconds starts
+from the quota measured last.
 
 **The mailbox** (:class:`Mailbox`) carries a run's records from the
 workers to the machine that writes them. A worker delivers a record (or a
@@ -79,7 +80,8 @@ _MAX_RATE: Final = 1e6
 #: driver, or credentials refused); the run is gone (finished, or its
 #: driver disconnected): stop at once.
 RunStatus = Literal["run", "stop", "gone"]
-#: One record on its way: its chunk, its source, and the record pickled.
+#: One record on its way: its chunk, its key (its source, or a manifest row's id:
+#: ``worker.key_of``), and the record pickled.
 Delivery = tuple[int, str, bytes]
 #: The schedule as the member reads it: Redis-style (now, epoch, slow start,
 #: base, since, estimate or None, this member's fraction, members, flag).

@@ -63,6 +63,7 @@ from ocr_async.pipeline.cluster.worker import (
     ChunkOutcome,
     WorkerFigures,
     WorkSpec,
+    key_of,
     release_run,
     run_chunk,
 )
@@ -434,13 +435,15 @@ class _Driving:
         async for item in items:
             if self._stopping.is_set():
                 break
-            if self._already_done is not None and item.source in self._already_done:
+            # Known by its key, as in a local run: a manifest row's id, else its source.
+            if self._already_done is not None and item.key in self._already_done:
                 self.summary.already_done += 1
                 continue
-            if not seen.add(item.source):
+            if not seen.add(item.key):
                 self.summary.duplicates += 1  # sending it again would pay twice for one answer
                 if self._on_skip is not None:
-                    self._on_skip(item.source, "duplicate input: already taken in this run")
+                    why = "input" if item.id is None else f"id {item.id!r}"
+                    self._on_skip(item.source, f"duplicate {why}: already taken in this run")
                 continue
             chunk.append(_for_workers(item))
             if len(chunk) == self._chunk_size:
@@ -507,8 +510,8 @@ class _Driving:
         reason = f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__
         log.warning("cluster: chunk %d failed on the cluster (%s)", number, reason)
         for item in chunk:
-            if item.source in self._written or _has_pages(self._written, item):
-                continue
+            if item.key in self._written or f"{item.key}#page=1" in self._written:
+                continue  # a multi-page input's records are its pages
             error = ErrorInfo(
                 WORKER_FAILED,
                 f"{item.source}: its worker failed and Dask gave up on it ({reason}); "
@@ -517,7 +520,7 @@ class _Driving:
                 True,
             )
             record = Record(item.source, False, self._spec.options.fixed_endpoint, 0, 0.0,
-                            None, None, error)  # fmt: skip
+                            None, None, error, id=item.id, metadata=item.metadata)  # fmt: skip
             await self._write(record)
 
     # -- collecting and writing ----------------------------------------------------------
@@ -539,9 +542,9 @@ class _Driving:
                 return
 
     async def _write(self, record: Record) -> None:
-        source = record.source
-        if (self._already_done is not None and source in self._already_done) or (
-            not self._written.add(source)
+        key = key_of(record)
+        if (self._already_done is not None and key in self._already_done) or (
+            not self._written.add(key)
         ):
             return  # written already: a repeat after a worker died
         await self._sink.write(record)
@@ -586,8 +589,3 @@ def _for_workers(item: SourceItem) -> SourceItem:
     if isinstance(image, ImageFile) and not os.path.isabs(image.path):
         return replace(item, image=ImageFile(os.path.abspath(image.path)))
     return item
-
-
-def _has_pages(written: SourceSet, item: SourceItem) -> bool:
-    # A converted multi-page file's records are its pages, FILE#page=N.
-    return f"{item.source}#page=1" in written

@@ -46,7 +46,8 @@ from ocr_async.pipeline.cluster.board import (
     board_deliver,
     board_run_status,
 )
-from ocr_async.pipeline.cluster.quota import ClusterQuota, SchedulerCall
+from ocr_async.pipeline.cluster.quota import SchedulerCall, SchedulerStore
+from ocr_async.pipeline.resume import record_key
 from ocr_async.pipeline.sourceset import SourceSet
 from ocr_async.shared_quota import SharedQuota
 from ocr_async.wording import counted
@@ -57,6 +58,7 @@ __all__ = [
     "ChunkOutcome",
     "WorkSpec",
     "WorkerFigures",
+    "key_of",
     "release_run",
     "run_chunk",
 ]
@@ -122,6 +124,17 @@ class WorkerFigures:
     sharing: str
 
 
+def key_of(record: Record) -> str:
+    """What ``--resume`` and duplicate detection know the record's input (or page) by.
+
+    :attr:`SourceItem.key <ocr_async.models.SourceItem.key>`: a manifest
+    row's id, else the source; a page's with ``#page=N``
+    (:func:`~ocr_async.pipeline.resume.record_key`, as a resumed run reads it).
+    """
+    transform = None if record.transform is None else record.transform.to_json()
+    return record_key({"source": record.source, "id": record.id, "transform": transform})
+
+
 class _Deliveries:
     """Hands records to the run's mailbox, a batch a call: what gathers while one is on its way."""
 
@@ -134,7 +147,7 @@ class _Deliveries:
 
     async def deliver(self, chunk: int, record: Record) -> None:
         """Return once ``record`` is in the mailbox (sent by this call or one before it)."""
-        self._pending.append((chunk, record.source, pickle.dumps(record, protocol=5)))
+        self._pending.append((chunk, key_of(record), pickle.dumps(record, protocol=5)))
         async with self._lock:
             if not self._pending:
                 return  # the call before this one carried it
@@ -158,7 +171,9 @@ class _ChunkSink:
 class _WorkerRun:
     """One run's client, quota membership and mailbox line, in one worker process."""
 
-    def __init__(self, spec: WorkSpec, call: SchedulerCall) -> None:
+    def __init__(
+        self, spec: WorkSpec, call: SchedulerCall, scheduler: str = "the Dask scheduler"
+    ) -> None:
         self.spec = spec
         self.call = call
         self.deliveries = _Deliveries(call, spec.run)
@@ -166,10 +181,12 @@ class _WorkerRun:
         self.status: RunStatus = "run"
         self._tokens = spec.tokens()
         options = spec.options
-        self.quota: ClusterQuota | None = None
+        #: The quota shared through the scheduler (without --shared-quota).
+        self.quota: SharedQuota | None = None
         group: QuotaGroup | None = None
         if options.shared_quota is None and options.adapt_rate and options.rps is None:
-            group = self.quota = ClusterQuota(call, spec.group)
+            store = SchedulerStore(call, spec.group, address=scheduler)
+            group = self.quota = SharedQuota(store)
         self.client = OcrClient(
             appkey=spec.appkey,
             token=self._tokens,
@@ -206,12 +223,9 @@ class _WorkerRun:
         shared = self.client.shared_quota
         sharing = "none" if controller is None else "alone"
         estimate = controller.quota_estimate if controller is not None else None
-        if isinstance(shared, ClusterQuota):
-            sharing = "scheduler" if shared.sharing else "alone"
-            estimate = shared.quota_estimate if shared.sharing else estimate
-        elif isinstance(shared, SharedQuota):
-            sharing = "redis" if shared.sharing else "alone"
-            estimate = shared.quota_estimate if shared.sharing else estimate
+        if isinstance(shared, SharedQuota) and shared.sharing:
+            sharing = "scheduler" if shared is self.quota else "redis"
+            estimate = shared.quota_estimate
         return WorkerFigures(
             sent=controller.sent if controller else 0,
             throttled=controller.throttled if controller else 0,
@@ -268,7 +282,10 @@ async def _worker_run(spec: WorkSpec) -> _WorkerRun:
         run = _RUNS.get(spec.run)
         if run is None or run.closed:
             client = get_client()
-            run = _WorkerRun(spec, client.run_on_scheduler)
+            # The scheduler's address, for the worker's log (a pooled call names it .addr).
+            rpc = client.scheduler
+            address = getattr(rpc, "address", None) or getattr(rpc, "addr", None)
+            run = _WorkerRun(spec, client.run_on_scheduler, str(address or "the Dask scheduler"))
             await run.open()
             _RUNS[spec.run] = run
         return run
@@ -284,8 +301,8 @@ async def run_chunk(spec: WorkSpec, chunk: int, items: list[SourceItem]) -> Chun
     run = await _worker_run(spec)
     delivered = await run.call(board_chunk_done, spec.run, chunk)
     done = SourceSet(max(len(delivered), 16))
-    for source in delivered:
-        done.add(source)
+    for key in delivered:
+        done.add(key)
     stop = StopRequest()
     run.take(stop)
     try:
