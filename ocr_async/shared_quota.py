@@ -103,6 +103,13 @@ A heartbeat that succeeds after a failed report of a cut rejoins too. The
 channel is listened to again a heartbeat after it was lost, until then the
 heartbeat alone keeps the member in step.
 
+**Stores.** :class:`SharedQuota` is the member side only; what it calls
+is a :class:`QuotaStore` (``beat``, ``cut``, ``leave``, and a news channel
+if it has one). :class:`RedisStore` is the scripts and channel above; a
+Dask run's workers keep their group on the scheduler instead
+(:class:`~ocr_async.pipeline.cluster.quota.SchedulerStore`, the same rules
+in Python, no channel), with the same member logic.
+
 Needs redis-py: ``pip install 'ocr-async[cluster]'``. Use from one event loop.
 """
 
@@ -407,10 +414,21 @@ def group_cut(cut: Cut, fraction: float) -> tuple[float, float]:
     calls are the group's too: at the group's hold rate they take a
     fraction of the time they would take this member alone.
     """
+    rate = cut.refused_rate / fraction
     if cut.kind == "hold":
-        rate = cut.refused_rate / fraction
         share = share_let_through(cut.let_through / fraction, cut.refused)
         estimate = max(rate * share, rate * MAX_CUT, MIN_RATE)
+    elif cut.kind == "start-up" and 0 < cut.estimate < cut.refused_rate:
+        # The climb met the limit a call or two before the refused one, and
+        # the member stepped back that many of its own calls: a step of its
+        # own call-spacing, 1/fraction times the group's. One controller
+        # sending the group's calls steps back as many of the group's calls,
+        # a fraction of the time, and on a climb that doubles at a steady
+        # pace the rate falls by the member's ratio to the power fraction.
+        # Scaled as it was, three members measured the group's climb where
+        # it stood three times as far back: 175 calls/s for a bucket of 200
+        # refusing at 213 (docs/benchmarks.md).
+        estimate = max(rate * (cut.estimate / cut.refused_rate) ** fraction, MIN_RATE)
     else:
         estimate = max(cut.estimate / fraction, MIN_RATE)
     return estimate, max(cut.hold_seconds, cut.hold_calls * fraction / cut.hold_rate)

@@ -35,7 +35,7 @@ from ocr_async.emulator import EmulatorConfig, RunningEmulator, make_png, runnin
 from ocr_async.emulator.limiters import make_limiter
 from ocr_async.emulator.simulation import run_virtual
 from ocr_async.errors import ConfigurationError
-from ocr_async.limits import INITIAL_RATE, MARGIN, Cut, CutKind, RateController, Share
+from ocr_async.limits import INITIAL_RATE, MARGIN, Cut, RateController, Share
 from ocr_async.retry import RetryPolicy
 from ocr_async.shared_quota import (
     BEAT,
@@ -347,13 +347,26 @@ def test_a_refusal_at_the_hold_is_measured_on_the_groups_calls() -> None:
     assert group_cut(many, 1 / 3)[0] == pytest.approx(180.0 * 0.5)
 
 
-@pytest.mark.parametrize("kind", ["start-up", "probe"])
-def test_a_probe_or_the_start_up_scales_the_members_measurement(kind: CutKind) -> None:
-    cut = Cut(0.0, 60.0, 57.0, 1.0, 300.0, kind == "start-up", kind, 70.0, 30, 1)
+def test_a_probe_scales_the_members_measurement() -> None:
+    cut = Cut(0.0, 60.0, 57.0, 1.0, 300.0, False, "probe", 70.0, 30, 1)
     estimate, hold = group_cut(cut, 1 / 3)
     assert estimate == pytest.approx(180.0)
     # The hold's 300 calls are the group's: 1.75 s at 171/s, not 5.3 s at 57/s.
     assert hold == pytest.approx(300.0 / 171.0)
+
+
+def test_the_start_up_steps_back_the_groups_calls_not_the_members() -> None:
+    # A member refused at 71 calls/s measured 58 two of its calls back in
+    # the climb: the group's rate stood at 213, and two of the group's calls
+    # back (a third of the time) it stood at 213 * (58 / 71) ** (1/3), 199,
+    # where 58 * 3 (174, before the fix) is two of the member's calls back.
+    cut = Cut(0.0, 58.2, 55.3, 1.0, 300.0, True, "start-up", 70.9, 10, 1)
+    estimate, hold = group_cut(cut, 1 / 3)
+    assert estimate == pytest.approx(212.7 * (58.2 / 70.9) ** (1 / 3))
+    assert 198.0 < estimate < 200.0
+    assert hold == pytest.approx(300.0 / 165.9)
+    # A member alone measures as one controller does.
+    assert group_cut(cut, 1.0)[0] == pytest.approx(58.2)
 
 
 # -- members sending through the emulator's quota --------------------------------
