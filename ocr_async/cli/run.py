@@ -457,7 +457,9 @@ async def _run_with(
         options=replace(options, shared_quota=None) if args.cluster else options,
         observer=metrics,
     )
-    if metrics is not None:
+    if metrics is not None and args.cluster is None:
+        # A --cluster run's local client sends nothing: its rate would be a
+        # lie (+Inf, never refused). The workers' pace is theirs to show.
         metrics.watch(client.rate_controller)
     skips = SkipCounter()
     inputs = _inputs(args, _extensions(options), skips)
