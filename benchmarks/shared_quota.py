@@ -7,7 +7,9 @@
 ``--kind window`` (or ``sliding``) puts the emulator's other limiters in
 front instead of the bucket, and ``--burst`` changes the bucket's burst
 (1: no burst at all, as nginx ``limit_req`` without one); ``--no-churn``
-leaves out the run with members joining and leaving.
+leaves out the run with members joining and leaving; ``--repeat N`` runs
+each shared row N times (its goodput follows the quota the group measured,
+which differs from run to run: the table shows it).
 
 ``--baseline REV`` runs the shared rows (and the churn) a second time with
 the package as it was at ``REV`` (``git archive``, imported from a
@@ -17,7 +19,7 @@ emulator: before and after, side by side, on the same noisy machine.
 Every member is a child process (``python -c``) using the library: an
 :class:`~ocr_async.OcrClient` whose rate controller joins a
 :class:`~ocr_async.shared_quota.SharedQuota` (the CLI's ``--shared-quota``
-is not wired yet: this is what it will do), or stays alone for the peer
+does the same), or stays alone for the peer
 rows. They send to ``ocr-async serve`` with a token-bucket quota (burst 5,
 30 ms answers) on 127.0.0.1, and to Debian's ``redis-server`` on a free
 loopback port. The children start together, at a moment on the shared
@@ -123,11 +125,12 @@ async def main() -> None:
         end = time.monotonic()
         watcher.cancel()
         events = shared.epoch if shared is not None else controller.congestion_events
+        estimate = shared.quota_estimate if shared is not None else controller.quota_estimate
         if shared is not None:
             await shared.close()
         print(json.dumps({"start": t0, "end": end, "answered": len(stamps), "stamps": stamps,
                           "sent": controller.sent, "cpu": cpu() - cpu0, "events": events,
-                          "timeline": timeline}), flush=True)
+                          "estimate": estimate, "timeline": timeline}), flush=True)
 
 asyncio.run(main())
 """
@@ -145,6 +148,9 @@ class Member:
     events: int
     timeline: tuple[tuple[float, float], ...]
     stamps: tuple[float, ...]
+    #: The quota as measured at the end, calls/s: the group's when shared
+    #: (the same for every member), this process's own when alone.
+    estimate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +206,14 @@ class Result:
     @property
     def cpu_per_call(self) -> float:
         return sum(m.cpu for m in self.members) / max(sum(m.sent for m in self.members), 1)
+
+    @property
+    def measured(self) -> str:
+        """The quota measured at the end: the group's, or each process's own."""
+        estimates = [m.estimate for m in self.members]
+        if self.shared:
+            return "-" if estimates[0] is None else f"{estimates[0]:.1f}/s"
+        return " / ".join("-" if e is None else f"{e:.0f}" for e in estimates)
 
     def part(self, member: Member) -> float:
         return member.answered / sum(m.answered for m in self.members)
@@ -292,6 +306,7 @@ def collect(child: subprocess.Popen[str], timeout: float) -> Member:
         raw["events"],
         timeline,
         stamps,
+        raw.get("estimate"),
     )
 
 
@@ -379,9 +394,9 @@ def render(results: Sequence[Result], churns: Sequence[tuple[float, Churn]]) -> 
         f"Machine: {machine()}.",
         "",
         "| quota | three processes | combined goodput, whole run | while all three ran "
-        "| refused | events | parts of the answers | each ran (s) | client CPU per call "
-        "| load |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| refused | events | quota measured at the end | parts of the answers | each ran (s) "
+        "| client CPU per call | load |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         parts = " / ".join(f"{r.part(m):.2f}" for m in r.members)
@@ -389,7 +404,7 @@ def render(results: Sequence[Result], churns: Sequence[tuple[float, Churn]]) -> 
         ran = " / ".join(f"{m.end - m.start:.1f}" for m in r.members)
         lines.append(
             f"| {r.quota:g}/s | {mode} | {r.goodput:.1%} | {r.overlap_goodput:.1%} "
-            f"| {r.refused_share:.1%} | {r.events} | {parts} | {ran} "
+            f"| {r.refused_share:.1%} | {r.events} | {r.measured} | {parts} | {ran} "
             f"| {r.cpu_per_call * 1e6:.0f} µs | {r.load[0]:.1f}-{r.load[1]:.1f} |"
         )
     lines += [
@@ -418,6 +433,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--no-churn", action="store_true", help="leave out the churn run")
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each shared row this many times (the figure moves with the quota measured)",
+    )
+    parser.add_argument(
         "--baseline",
         metavar="REV",
         help="also run the shared rows with the package as it was at this commit",
@@ -441,14 +462,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             # A window or a sliding count lets a whole second's calls through at once.
             allowance = args.burst if args.kind == "bucket" else quota
             with emulator_process(*flags) as emulator:
-                runs = [(redis_url, code) for code in codes] + [("", here)]
+                runs = [(redis_url, code) for code in codes] * args.repeat + [("", here)]
                 for url, code in runs:
                     result = three_on_one(emulator, url, quota, allowance, seconds, code)
                     ends = ", ".join(f"{m.end - m.start:.1f}" for m in result.members)
                     mode = f"shared ({code.label})" if result.shared else "alone"
                     print(
                         f"  {quota:g}/s {mode}: goodput {result.goodput:.3f}, "
-                        f"refused {result.refused_share:.3f}, events {result.events}; "
+                        f"refused {result.refused_share:.3f}, events {result.events}, "
+                        f"measured {result.measured}; "
                         f"members ran {ends} s; load {result.load[0]:.1f}-{result.load[1]:.1f}",
                         file=sys.stderr,
                         flush=True,

@@ -21,6 +21,21 @@ Run it (the settings come from the same environment variables as the
     export NHN_OCR_APPKEY=... NHN_OCR_TOKEN=...
     python examples/aiohttp_backend.py --port 8080
     curl -F image=@scan.png http://127.0.0.1:8080/ocr
+
+**Several worker processes, one quota.** Under gunicorn each worker process
+has its own client, and so its own rate controller: four of them would probe
+the app key's quota four times over and refuse each other's calls. With
+``OCR_ASYNC_SHARED_QUOTA`` (a Redis URL; ``pip install 'ocr-async[cluster]'``)
+every worker's client joins one shared controller instead, and an idle
+worker holds no share of the quota::
+
+    export OCR_ASYNC_SHARED_QUOTA=redis://127.0.0.1:6379/0
+    gunicorn --pythonpath examples aiohttp_backend:gunicorn_app \
+        --worker-class aiohttp.GunicornWebWorker --workers 4 --bind 127.0.0.1:8080
+
+A worker that cannot reach Redis when it starts fails to boot, with the
+reason in gunicorn's log; Redis lost later costs no request: each worker
+carries on with its own controller and says so once.
 """
 
 from __future__ import annotations
@@ -53,6 +68,7 @@ from ocr_async.auth import (
     token_from_environment,
     uak_from_environment,
 )
+from ocr_async.options import SHARED_QUOTA_ENV
 from ocr_async.outputs.metrics import OcrMetrics
 from ocr_async.protocol import DEFAULT_BASE_URL, DEFAULT_MAX_BYTES
 
@@ -72,6 +88,8 @@ class Settings:
     timeout: float = 10.0
     #: The largest upload accepted (the API's own limit by default).
     max_upload: int = DEFAULT_MAX_BYTES
+    #: A Redis URL: share the app key's quota with every other worker process.
+    shared_quota: str | None = None
 
 
 @dataclass(slots=True)
@@ -99,6 +117,7 @@ async def ocr_client_context(app: web.Application) -> AsyncIterator[None]:
         base_url=settings.base_url,
         concurrency=settings.concurrency,
         max_bytes=settings.max_upload,
+        shared_quota=settings.shared_quota,
         observer=metrics,  # every request to the OCR API, retries included
     ) as client:
         metrics.watch(client.rate_controller)
@@ -219,7 +238,36 @@ def settings_from_environment(concurrency: int, timeout: float) -> Settings:
     # A User Access Key (NHN_UAK_ID, NHN_UAK_SECRET) wins over a fixed token.
     tokens: TokenProvider = uak_from_environment() or token_from_environment()
     base_url = os.environ.get("NHN_OCR_BASE_URL") or DEFAULT_BASE_URL
-    return Settings(appkey, tokens, base_url, concurrency=concurrency, timeout=timeout)
+    shared_quota = os.environ.get(SHARED_QUOTA_ENV) or None
+    return Settings(
+        appkey,
+        tokens,
+        base_url,
+        concurrency=concurrency,
+        timeout=timeout,
+        shared_quota=shared_quota,
+    )
+
+
+async def gunicorn_app() -> web.AppRunner:
+    """The app for gunicorn's ``aiohttp.GunicornWebWorker``, one per worker process.
+
+    A runner rather than the app: it carries ``handler_cancellation=True``
+    (see :func:`start`), which gunicorn's own runner would not.
+    """
+    settings = settings_from_environment(concurrency=8, timeout=10.0)
+    app = create_app(settings)
+
+    async def close_tokens(_: web.Application) -> None:
+        await _close_tokens(settings)
+
+    app.on_cleanup.append(close_tokens)
+    return web.AppRunner(app, handler_cancellation=True)
+
+
+async def _close_tokens(settings: Settings) -> None:
+    if isinstance(settings.token, UserAccessKeyTokens):
+        await settings.token.aclose()  # it holds a session to the OAuth server
 
 
 async def serve(host: str, port: int, concurrency: int, timeout: float) -> None:
@@ -231,8 +279,7 @@ async def serve(host: str, port: int, concurrency: int, timeout: float) -> None:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
-        if isinstance(settings.token, UserAccessKeyTokens):
-            await settings.token.aclose()  # it holds a session to the OAuth server
+        await _close_tokens(settings)
 
 
 def main() -> None:

@@ -8,6 +8,11 @@ moves the bytes; :func:`ocr_async.retry.decide` says what to do after a
 failure, and :meth:`OcrClient.send` carries that out with the rate
 controller. :meth:`OcrClient.recognize` is the same, for one path, bytes or
 URL: the pre-check stage, then :meth:`~OcrClient.send`.
+
+With ``shared_quota`` the rate controller joins a :class:`QuotaGroup`
+when the client opens: every process of the group paces at its share of
+one quota (:mod:`ocr_async.shared_quota` over Redis; a Dask run's workers
+through :mod:`ocr_async.pipeline.cluster`).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from ocr_async.transport import AiohttpTransport, Answer, Transport
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PARSE_INLINE_LIMIT", "OcrClient", "RequestObserver"]
+__all__ = ["LEAVE_TIMEOUT", "PARSE_INLINE_LIMIT", "OcrClient", "QuotaGroup", "RequestObserver"]
 
 #: Answers up to this size are parsed on the event loop; larger ones in a
 #: worker thread. Parsing runs at about 15 MB/s, so an inline parse holds the
@@ -45,6 +50,27 @@ __all__ = ["PARSE_INLINE_LIMIT", "OcrClient", "RequestObserver"]
 #: parsed inline would stall every other request in flight for seconds.
 PARSE_INLINE_LIMIT = 64 * 1024
 _REFUSED_FOR_RATE: Final = (429, 503)
+#: Seconds closing a client waits to leave its shared quota. Leaving is one
+#: command to the store; one that does not return in time is abandoned, and
+#: the member's lease lapses on its own (within 3 s): a store that stalls,
+#: or a heartbeat that does not stop, never holds a closing program up.
+LEAVE_TIMEOUT: Final = 5.0
+
+
+class QuotaGroup(Protocol):
+    """Processes that share one quota, which a client's rate controller joins.
+
+    :class:`ocr_async.shared_quota.SharedQuota` is one (over Redis); a Dask
+    run's workers use another (:mod:`ocr_async.pipeline.cluster`).
+    """
+
+    async def start(self, controller: RateController) -> None:
+        """Join: ``controller`` paces at this process's share from now on."""
+        ...
+
+    async def close(self) -> None:
+        """Leave the group; the controller carries on alone. Safe to call twice."""
+        ...
 
 
 class RequestObserver(Protocol):
@@ -92,6 +118,16 @@ class OcrClient:
     records the requests); a transport passed in is left open. ``observer``
     (a :class:`RequestObserver`, such as
     :class:`~ocr_async.outputs.metrics.OcrMetrics`) hears of every request.
+
+    ``shared_quota`` (or ``options.shared_quota``) shares the quota of the
+    app key with other processes: a Redis URL (``redis://HOST:6379/0``; the
+    ``cluster`` extra), from which the client builds a
+    :class:`~ocr_async.shared_quota.SharedQuota`, or a :class:`QuotaGroup`
+    of your own. The client joins it when it opens (a store that cannot be
+    reached raises :class:`~ocr_async.shared_quota.SharedQuotaUnavailableError`,
+    a :class:`~ocr_async.errors.ConfigurationError`, and the client stays
+    closed) and leaves it when it closes; a group you pass is joined, but
+    left for you to close. It needs the adaptive controller (no ``rps``).
     """
 
     def __init__(
@@ -110,6 +146,7 @@ class OcrClient:
         rps: float | None = None,
         adapt_rate: bool | None = None,
         transport: Transport | None = None,
+        shared_quota: str | QuotaGroup | None = None,
         observer: RequestObserver | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -128,6 +165,7 @@ class OcrClient:
             retry=retry,
             rps=rps,
             adapt_rate=adapt_rate,
+            shared_quota=shared_quota if isinstance(shared_quota, str) else None,
         )
         self._appkey = appkey
         self._tokens: TokenProvider = StaticToken(token) if isinstance(token, str) else token
@@ -160,6 +198,15 @@ class OcrClient:
         self._rate: RateController | None = None
         if options.rps is not None or options.adapt_rate:
             self._rate = RateController(fixed_rps=options.rps, clock=clock, sleep=sleep)
+        self._shared: QuotaGroup | None = None
+        self._owns_shared = False
+        if shared_quota is not None and not isinstance(shared_quota, str):
+            self._shared = shared_quota
+        elif options.shared_quota is not None:
+            self._shared = _shared_quota(options.shared_quota, appkey, clock, sleep)
+            self._owns_shared = True
+        if self._shared is not None and (self._rate is None or options.rps is not None):
+            raise ConfigurationError("a shared quota needs the adaptive rate controller, not rps")
 
     def __repr__(self) -> str:
         return f"OcrClient(base_url={self._base_url!r}, concurrency={self._options.concurrency})"
@@ -175,6 +222,11 @@ class OcrClient:
         return self._rate
 
     @property
+    def shared_quota(self) -> QuotaGroup | None:
+        """The group this client's controller joins when it opens, or None."""
+        return self._shared
+
+    @property
     def max_bytes(self) -> int:
         """The request-size limit applied before sending."""
         return self._options.max_bytes
@@ -187,6 +239,14 @@ class OcrClient:
     async def __aenter__(self) -> Self:
         await self._transport.open()
         self._open = True
+        if self._shared is not None:
+            assert self._rate is not None  # checked when built
+            try:
+                await self._shared.start(self._rate)
+            except BaseException:
+                # Not joined: the client stays closed, and nothing is left open.
+                await self._close_transport()
+                raise
         return self
 
     async def __aexit__(
@@ -198,7 +258,22 @@ class OcrClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close what this client opened (its session); a caller's stays open."""
+        """Close what this client opened (its session, its shared quota); a caller's stay open.
+
+        A shared quota is left first, so that its share goes to the others at once.
+        """
+        if self._shared is not None and self._owns_shared:
+            try:
+                async with asyncio.timeout(LEAVE_TIMEOUT):
+                    await self._shared.close()
+            except TimeoutError:
+                log.warning(
+                    "shared quota: could not leave within %.0f s; the lease lapses on its own",
+                    LEAVE_TIMEOUT,
+                )
+        await self._close_transport()
+
+    async def _close_transport(self) -> None:
         if self._owns_transport:
             await self._transport.aclose()
         if self._owns_session:
@@ -383,6 +458,20 @@ class OcrClient:
         if self._redactor_for is None or self._redactor_for[0] != token:
             self._redactor_for = (token, self._key_redactor.with_secrets(token))
         return self._redactor_for[1]
+
+
+def _shared_quota(
+    url: str, appkey: str, clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]]
+) -> QuotaGroup:
+    # Imported when asked for: redis-py is in the 'cluster' extra only.
+    try:
+        from ocr_async.shared_quota import SharedQuota
+    except ImportError:
+        raise ConfigurationError(
+            "a shared quota needs redis-py, which is not installed: "
+            "pip install 'ocr-async[cluster]'"
+        ) from None
+    return SharedQuota(url, appkey, clock=clock, sleep=sleep)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "MAX_PDF_DPI",
     "MIN_PDF_DPI",
+    "SHARED_QUOTA_ENV",
     "Credentials",
     "EndpointChoice",
     "Options",
@@ -56,6 +57,11 @@ __all__ = [
 BASE_URL_ENV: Final = "NHN_OCR_BASE_URL"
 #: The environment variable holding the app key.
 APPKEY_ENV: Final = "NHN_OCR_APPKEY"
+
+#: The environment variable naming a shared quota's store (``--shared-quota``).
+SHARED_QUOTA_ENV: Final = "OCR_ASYNC_SHARED_QUOTA"
+#: The schemes redis-py connects to: TCP, TLS, a Unix socket.
+SHARED_QUOTA_SCHEMES: Final = ("redis", "rediss", "unix")
 
 #: Requests in flight at once, and the size of the connection pool.
 DEFAULT_CONCURRENCY: Final = 16
@@ -88,7 +94,8 @@ class Options:
     """How a run behaves: one value, validated once, read by every stage.
 
     The client reads ``concurrency``, ``timeout``, ``max_bytes``,
-    ``max_answer_bytes``, ``retry``, ``rps`` and ``adapt_rate``; the
+    ``max_answer_bytes``, ``retry``, ``rps``, ``adapt_rate`` and
+    ``shared_quota``; the
     pre-check stage ``endpoint``, ``convert``, ``shrink``, ``max_bytes``,
     ``read_limit`` and ``pdf_dpi``; the pipeline ``concurrency`` and ``grace``.
     """
@@ -120,6 +127,11 @@ class Options:
     #: The resolution PDF pages are rendered at, lowered per page when the
     #: image would not fit ``max_bytes`` (:mod:`ocr_async.pdfpages`).
     pdf_dpi: int = DEFAULT_PDF_DPI
+    # -- scale-out (issue 11) ---------------------------------------------------
+    #: A Redis URL: the rate controller joins every other process that shares
+    #: the quota of this app key there (:mod:`ocr_async.shared_quota`).
+    #: Needs the adaptive controller. Not in the repr: it may hold a password.
+    shared_quota: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -147,6 +159,21 @@ class Options:
                     f"endpoint must be one of {choices}, not {self.endpoint!r}"
                 ) from None
             object.__setattr__(self, "endpoint", endpoint)
+        self._check_shared_quota()
+
+    def _check_shared_quota(self) -> None:
+        if self.shared_quota is None:
+            return
+        # The URL is never echoed: it may carry the store's password.
+        scheme = self.shared_quota.partition("://")[0].lower()
+        if "://" not in self.shared_quota or scheme not in SHARED_QUOTA_SCHEMES:
+            raise ConfigurationError(
+                "the shared quota's URL must start with redis://, rediss:// or unix://"
+            )
+        if self.rps is not None:
+            raise ConfigurationError("a shared quota is adaptive: it does not go with rps")
+        if not self.adapt_rate:
+            raise ConfigurationError("a shared quota needs the adaptive rate controller")
 
     @property
     def auto_endpoint(self) -> bool:

@@ -103,6 +103,13 @@ A heartbeat that succeeds after a failed report of a cut rejoins too. The
 channel is listened to again a heartbeat after it was lost, until then the
 heartbeat alone keeps the member in step.
 
+**Stores.** :class:`SharedQuota` is the member side only; what it calls
+is a :class:`QuotaStore` (``beat``, ``cut``, ``leave``, and a news channel
+if it has one). :class:`RedisStore` is the scripts and channel above; a
+Dask run's workers keep their group on the scheduler instead
+(:class:`~ocr_async.pipeline.cluster.quota.SchedulerStore`, the same rules
+in Python, no channel), with the same member logic.
+
 Needs redis-py: ``pip install 'ocr-async[cluster]'``. Use from one event loop.
 """
 
@@ -120,7 +127,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Final
+from typing import Final, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from ocr_async.errors import ConfigurationError
@@ -159,8 +166,11 @@ __all__ = [
     "RECONNECTS",
     "STATE_TTL",
     "GroupState",
+    "QuotaStore",
+    "RedisStore",
     "SharedQuota",
     "SharedQuotaUnavailableError",
+    "Subscription",
     "group_cut",
     "store_key",
 ]
@@ -368,6 +378,8 @@ redis.call('PUBLISH', ARGV[2], cjson.encode({kind = 'members', member = ARGV[1]}
 return redis.call('ZCARD', KEYS[2])
 """
 
+#: What a store raises when it cannot be reached: a :class:`QuotaStore` of
+#: another kind raises an ``OSError`` (a ``ConnectionError``, a ``TimeoutError``).
 _STORE_ERRORS: Final = (RedisError, OSError)
 
 
@@ -402,10 +414,21 @@ def group_cut(cut: Cut, fraction: float) -> tuple[float, float]:
     calls are the group's too: at the group's hold rate they take a
     fraction of the time they would take this member alone.
     """
+    rate = cut.refused_rate / fraction
     if cut.kind == "hold":
-        rate = cut.refused_rate / fraction
         share = share_let_through(cut.let_through / fraction, cut.refused)
         estimate = max(rate * share, rate * MAX_CUT, MIN_RATE)
+    elif cut.kind == "start-up" and 0 < cut.estimate < cut.refused_rate:
+        # The climb met the limit a call or two before the refused one, and
+        # the member stepped back that many of its own calls: a step of its
+        # own call-spacing, 1/fraction times the group's. One controller
+        # sending the group's calls steps back as many of the group's calls,
+        # a fraction of the time, and on a climb that doubles at a steady
+        # pace the rate falls by the member's ratio to the power fraction.
+        # Scaled as it was, three members measured the group's climb where
+        # it stood three times as far back: 175 calls/s for a bucket of 200
+        # refusing at 213 (docs/benchmarks.md).
+        estimate = max(rate * (cut.estimate / cut.refused_rate) ** fraction, MIN_RATE)
     else:
         estimate = max(cut.estimate / fraction, MIN_RATE)
     return estimate, max(cut.hold_seconds, cut.hold_calls * fraction / cut.hold_rate)
@@ -419,6 +442,185 @@ def _shown(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+class Subscription(Protocol):
+    """A group's news channel, subscribed to (see :meth:`QuotaStore.subscribe`)."""
+
+    async def get(self, timeout: float) -> str | bytes | None:
+        """The next message, or None when none came within ``timeout`` seconds."""
+        ...
+
+    async def aclose(self) -> None:
+        """Unsubscribe."""
+        ...
+
+
+class QuotaStore(Protocol):
+    """Where one group's shared schedule is kept: the store side of :class:`SharedQuota`.
+
+    Each call is atomic (a Lua script on Redis; one call on the Dask
+    scheduler's event loop) and runs on the store's one clock. A store that
+    cannot be reached raises ``RedisError`` or an ``OSError``. Two are
+    built in: :class:`RedisStore`, and the Dask scheduler's
+    (:class:`~ocr_async.pipeline.cluster.quota.SchedulerStore`).
+    """
+
+    @property
+    def key(self) -> str:
+        """The group's name in the store (see :func:`store_key`)."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """Where the store is, for messages (no password)."""
+        ...
+
+    @property
+    def hint(self) -> str:
+        """What to do when the store cannot be reached at start."""
+        ...
+
+    async def open(self) -> None:
+        """Get ready (connect, load the scripts); ConfigurationError for a bad address."""
+        ...
+
+    async def beat(
+        self, member: str, *, lease: float, want: float, initial: float, margin: float, hold: float
+    ) -> GroupState:
+        """Join or renew ``member``'s lease with its demand; the schedule and its part."""
+        ...
+
+    async def cut(
+        self, member: str, *, known_epoch: int, estimate: float, hold: float, margin: float
+    ) -> GroupState:
+        """A refusal's measurement, applied if ``known_epoch`` is current; the schedule."""
+        ...
+
+    async def leave(self, member: str) -> None:
+        """Drop ``member`` at once."""
+        ...
+
+    async def subscribe(self) -> Subscription | None:
+        """Listen to the group's news; None: this store has no channel (the heartbeat only)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close what :meth:`open` opened."""
+        ...
+
+
+class RedisStore:
+    """A group's schedule in Redis: the :data:`BEAT`, :data:`CUT` and :data:`LEAVE` scripts.
+
+    ``client`` is a ``redis.asyncio.Redis`` to use instead of connecting to
+    ``url`` (it is then not closed here).
+    """
+
+    hint: Final = "start Redis or run without a shared quota"
+
+    def __init__(self, url: str, appkey: str, *, client: aioredis.Redis | None = None) -> None:
+        if not appkey:
+            raise ConfigurationError("a shared quota is keyed by the app key: none given")
+        self._url = url
+        self._key = store_key(appkey)
+        self._keys = [f"{self._key}:state", f"{self._key}:leases", f"{self._key}:wants"]
+        self._channel = f"{self._key}:events"
+        self._owns_client = client is None
+        self._redis: aioredis.Redis | None = client
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.name!r})"
+
+    @property
+    def key(self) -> str:
+        """The prefix of this group's keys in Redis."""
+        return self._key
+
+    @property
+    def name(self) -> str:
+        """The URL without its password."""
+        return _shown(self._url)
+
+    async def open(self) -> None:
+        """Connect (lazily: the first command does) and register the scripts."""
+        if self._redis is None:
+            try:
+                self._redis = aioredis.Redis.from_url(
+                    self._url,
+                    decode_responses=True,
+                    socket_timeout=COMMAND_TIMEOUT,
+                    socket_connect_timeout=COMMAND_TIMEOUT,
+                    # Our own reconnection is bounded and logged; redis-py's
+                    # default of three retries with backoff would hide a lost
+                    # store for seconds on every command.
+                    retry=Retry(NoBackoff(), 1),
+                )
+            except ValueError as exc:
+                message = f"bad shared-quota URL {self.name!r}: {exc}"
+                raise ConfigurationError(message) from None
+        self._beat_script = self._redis.register_script(BEAT)
+        self._cut_script = self._redis.register_script(CUT)
+        self._leave_script = self._redis.register_script(LEAVE)
+
+    async def beat(
+        self, member: str, *, lease: float, want: float, initial: float, margin: float, hold: float
+    ) -> GroupState:
+        """The ``beat`` script."""
+        args = [member, repr(lease), repr(want), repr(initial), repr(margin), repr(hold)]
+        raw = await self._beat_script(keys=self._keys, args=[*args, STATE_TTL, self._channel])
+        return _parsed(raw)
+
+    async def cut(
+        self, member: str, *, known_epoch: int, estimate: float, hold: float, margin: float
+    ) -> GroupState:
+        """The ``cut`` script."""
+        args = [member, str(known_epoch), repr(estimate), repr(hold), repr(margin)]
+        raw = await self._cut_script(keys=self._keys, args=[*args, STATE_TTL, self._channel])
+        return _parsed(raw)
+
+    async def leave(self, member: str) -> None:
+        """The ``leave`` script."""
+        await self._leave_script(keys=self._keys, args=[member, self._channel])
+
+    async def subscribe(self) -> Subscription:
+        """The group's channel, subscribed to."""
+        assert self._redis is not None
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+        except BaseException:
+            await _RedisSubscription(pubsub).aclose()
+            raise
+        return _RedisSubscription(pubsub)
+
+    async def aclose(self) -> None:
+        """Close the connection, if it is this store's own."""
+        if self._owns_client and self._redis is not None:
+            await self._redis.aclose()
+        self._redis = None
+
+
+class _RedisSubscription:
+    def __init__(self, pubsub: PubSub) -> None:
+        self._pubsub = pubsub
+
+    async def get(self, timeout: float) -> str | bytes | None:
+        message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+        if message is None:
+            return None
+        data: str | bytes = message["data"]
+        return data
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(*_STORE_ERRORS):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+
+
+def _parsed(raw: object) -> GroupState:
+    if not isinstance(raw, list):
+        raise RedisError(f"unexpected script reply {raw!r}")
+    return GroupState.parse(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,7 +667,7 @@ class GroupState:
 
 
 class SharedQuota:
-    """One process's membership of a quota shared through Redis.
+    """One process's membership of a shared quota: over Redis, or any :class:`QuotaStore`.
 
     ::
 
@@ -483,16 +685,19 @@ class SharedQuota:
     controller is left pacing alone. It implements
     :class:`~ocr_async.limits.QuotaCoordinator`.
 
-    ``member`` names this process in the store (default: host, pid and a
-    random suffix). ``clock`` must be the controller's clock; ``sleep`` is
-    what the heartbeat waits with. ``client`` is a ``redis.asyncio.Redis``
-    to use instead of connecting to ``url`` (it is then not closed here).
+    ``store`` is a Redis URL, with the ``appkey`` that names the group
+    (:class:`RedisStore`), or a :class:`QuotaStore` already naming its group
+    (a Dask run's workers share one on the scheduler). ``member`` names this
+    process in the store (default: host, pid and a random suffix). ``clock``
+    must be the controller's clock; ``sleep`` is what the heartbeat waits
+    with. ``client`` is a ``redis.asyncio.Redis`` to use instead of
+    connecting to the URL (it is then not closed here).
     """
 
     def __init__(
         self,
-        url: str,
-        appkey: str,
+        store: str | QuotaStore,
+        appkey: str = "",
         *,
         member: str | None = None,
         heartbeat: float = HEARTBEAT,
@@ -502,24 +707,19 @@ class SharedQuota:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        if not appkey:
-            raise ConfigurationError("a shared quota is keyed by the app key: none given")
         if not (heartbeat > 0 and lease > heartbeat):
             raise ConfigurationError("the lease must outlast the heartbeat, and both be positive")
         if reconnects < 0:
             raise ConfigurationError("reconnects must not be negative")
-        self._url = url
-        self._key = store_key(appkey)
-        self._keys = [f"{self._key}:state", f"{self._key}:leases", f"{self._key}:wants"]
-        self._channel = f"{self._key}:events"
+        self._store: QuotaStore = (
+            RedisStore(store, appkey, client=client) if isinstance(store, str) else store
+        )
         self._member = member or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._heartbeat = heartbeat
         self._lease = lease
         self._reconnects = reconnects
         self._clock = clock
         self._sleep = sleep
-        self._owns_client = client is None
-        self._redis: aioredis.Redis | None = client
         self._controller: RateController | None = None
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -541,7 +741,7 @@ class SharedQuota:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"SharedQuota({_shown(self._url)!r}, member={self._member!r})"
+        return f"SharedQuota({self._store.name!r}, member={self._member!r})"
 
     # -- what a caller reads ----------------------------------------------------
 
@@ -552,8 +752,8 @@ class SharedQuota:
 
     @property
     def key(self) -> str:
-        """The prefix of this group's keys in Redis."""
-        return self._key
+        """The group's name in its store (in Redis, the prefix of its keys)."""
+        return self._store.key
 
     @property
     def sharing(self) -> bool:
@@ -604,50 +804,35 @@ class SharedQuota:
             raise RuntimeError("this SharedQuota has already started")
         if controller.fixed_rps is not None:
             raise ConfigurationError("a shared quota needs the adaptive rate controller, not --rps")
-        if self._redis is None:
-            try:
-                self._redis = aioredis.Redis.from_url(
-                    self._url,
-                    decode_responses=True,
-                    socket_timeout=COMMAND_TIMEOUT,
-                    socket_connect_timeout=COMMAND_TIMEOUT,
-                    # Our own reconnection is bounded and logged; redis-py's
-                    # default of three retries with backoff would hide a lost
-                    # store for seconds on every command.
-                    retry=Retry(NoBackoff(), 1),
-                )
-            except ValueError as exc:
-                message = f"bad shared-quota URL {_shown(self._url)!r}: {exc}"
-                raise ConfigurationError(message) from None
-        self._beat_script = self._redis.register_script(BEAT)
-        self._cut_script = self._redis.register_script(CUT)
-        self._leave_script = self._redis.register_script(LEAVE)
+        store = self._store
+        await store.open()
         self._controller = controller
-        pubsub: PubSub | None = None
+        news: Subscription | None = None
         try:
             # Listening before joining, so that no member joining just after
             # this one goes unheard.
-            pubsub = await self._subscribe()
+            news = await store.subscribe()
             state = await self._beat(join=True)
         except _STORE_ERRORS as exc:
             self._controller = None
-            if pubsub is not None:
-                await self._unsubscribe(pubsub)
-            await self._close_client()
+            if news is not None:
+                await news.aclose()
+            await store.aclose()
             raise SharedQuotaUnavailableError(
-                f"the shared quota's store at {_shown(self._url)} cannot be reached "
-                f"({type(exc).__name__}: {exc}); start Redis or run without a shared quota"
+                f"the shared quota's store at {store.name} cannot be reached "
+                f"({type(exc).__name__}: {exc}); {store.hint}"
             ) from None
         self._epoch = state.epoch
         controller.coordinator = self
         self._follow(state, event=False)
         self._task = asyncio.create_task(self._run(), name=f"shared-quota {self._member}")
-        self._listener = asyncio.create_task(
-            self._listen(pubsub), name=f"shared-quota {self._member} news"
-        )
+        if news is not None:
+            self._listener = asyncio.create_task(
+                self._listen(news), name=f"shared-quota {self._member} news"
+            )
         log.info(
             "shared quota: joined %s as %s, one of %d; share %.0f%%",
-            _shown(self._url),
+            store.name,
             self._member,
             state.members,
             100 * state.fraction,
@@ -667,11 +852,11 @@ class SharedQuota:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._controller is not None and self._controller.coordinator is self:
             self._controller.coordinator = None
-        if self._redis is not None and self._state is not None and not self._lost:
+        if self._state is not None and not self._lost:
             # If this fails, the lease lapses on its own within LEASE_TTL.
             with contextlib.suppress(*_STORE_ERRORS):
-                await self._leave_script(keys=self._keys, args=[self._member, self._channel])
-        await self._close_client()
+                await self._store.leave(self._member)
+        await self._store.aclose()
 
     def joined(self, controller: RateController) -> _Joined:
         """``async with shared.joined(controller):`` :meth:`start`, then :meth:`close`."""
@@ -709,7 +894,10 @@ class SharedQuota:
                 return
 
     async def _run(self) -> None:
-        while True:
+        # Ends on close, not only when cancelled: redis-py turns a cancel that
+        # meets a command in flight into ConnectionError, which must not send
+        # a closing member off to rejoin (close() would wait for it forever).
+        while not self._closed:
             await self._next_beat()
             try:
                 state = await self._beat(join=False)
@@ -731,17 +919,21 @@ class SharedQuota:
         for attempt in range(1, self._reconnects + 1):
             await self._sleep(wait)
             wait *= 2
+            if self._closed:
+                return False
             try:
                 state = await self._beat(join=True)
             except _STORE_ERRORS as exc:
                 log.debug("shared quota: rejoin attempt %d failed: %s", attempt, exc)
                 continue
+            if self._closed:
+                return False
             self._regain(state)
             return True
         log.info(
             "shared quota: %s still unreachable after %d attempts; "
             "this process paces alone for the rest of the run",
-            _shown(self._url),
+            self._store.name,
             self._reconnects,
         )
         return False
@@ -751,51 +943,36 @@ class SharedQuota:
         self._lost = False
         self._controller.coordinator = self
         self._follow(state, event=state.epoch > self._epoch)
-        log.info("shared quota: rejoined %s; sharing the quota again", _shown(self._url))
+        log.info("shared quota: rejoined %s; sharing the quota again", self._store.name)
 
-    async def _subscribe(self) -> PubSub:
-        assert self._redis is not None
-        pubsub = self._redis.pubsub()
-        try:
-            await pubsub.subscribe(self._channel)
-        except BaseException:
-            await self._unsubscribe(pubsub)
-            raise
-        return pubsub
-
-    @staticmethod
-    async def _unsubscribe(pubsub: PubSub) -> None:
-        with contextlib.suppress(*_STORE_ERRORS):
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-
-    async def _listen(self, pubsub: PubSub | None) -> None:
+    async def _listen(self, news: Subscription | None) -> None:
         """Hear the group's news as it happens: cuts, and changes of members.
 
         Pub/sub is at most once: a message missed while the connection was
         down is made up by the next heartbeat, which answers the whole state.
         Lost, the channel is subscribed to again a heartbeat later, until
-        the heartbeat task gives the store up.
+        the heartbeat task gives the store up, or the member closes.
         """
-        while not self._gave_up:
-            if pubsub is None:
+        while not (self._gave_up or self._closed):
+            if news is None:
                 await self._sleep(self._heartbeat)
                 try:
-                    pubsub = await self._subscribe()
+                    news = await self._store.subscribe()
                 except _STORE_ERRORS as exc:
                     log.debug("shared quota: cannot listen for the group's news: %s", exc)
                     continue
+                if news is None:
+                    return  # the store has no channel
             try:
-                while not self._gave_up:
-                    message = await pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=self._heartbeat
-                    )
-                    if message is not None:
-                        await self._heard(message["data"])
+                while not (self._gave_up or self._closed):
+                    data = await news.get(self._heartbeat)
+                    if data is not None:
+                        await self._heard(data)
             except _STORE_ERRORS as exc:
                 log.debug("shared quota: listening for the group's news failed: %s", exc)
             finally:
-                await self._unsubscribe(pubsub)
-            pubsub = None
+                await news.aclose()
+            news = None
 
     async def _heard(self, data: str | bytes) -> None:
         """Act on one message of the channel (see the ``publish`` of the scripts)."""
@@ -805,7 +982,7 @@ class SharedQuota:
         except (ValueError, TypeError, AttributeError):
             # Not ours (anyone may publish on a channel): the heartbeat is
             # the truth anyway.
-            log.debug("shared quota: ignoring a message on %s: %.80r", self._channel, data)
+            log.debug("shared quota: ignoring a message on %s: %.80r", self._store.name, data)
             return
         if news.get("member") == self._member or not self.sharing or self._state is None:
             return  # our own news came with the script's answer
@@ -834,15 +1011,15 @@ class SharedQuota:
                     flag=True,
                 )
             except (KeyError, ValueError, TypeError):
-                log.debug("shared quota: ignoring a bad cut on %s: %.80r", self._channel, data)
+                log.debug("shared quota: ignoring a bad cut on %s: %.80r", self._store.name, data)
                 return
             # Another member's refusal opened this event: the calls this
             # one has in flight are refused by the same burst.
             self._follow(state, event=not self._cuts)
 
     def _lose(self, exc: BaseException) -> None:
-        if self._lost:
-            return
+        if self._lost or self._closed:
+            return  # closing: a command cut short is no lost store
         self._lost = True
         assert self._controller is not None
         if self._controller.coordinator is self:
@@ -851,7 +1028,7 @@ class SharedQuota:
             "shared quota: lost the store at %s (%s); carrying on with this process's "
             "own rate control from %.1f calls/s"
         )
-        args = (_shown(self._url), type(exc).__name__, self._controller.current_rate)
+        args = (self._store.name, type(exc).__name__, self._controller.current_rate)
         if self._warned:
             log.info(message, *args)
         else:
@@ -870,55 +1047,40 @@ class SharedQuota:
         return _HEADROOM * sent / elapsed if elapsed > 0 else 0.0
 
     async def _beat(self, *, join: bool, want: float | None = None) -> GroupState:
-        assert self._redis is not None
         async with self._beating:
             sent_at = self._clock()
             if want is None:
                 want = self._want_said = self._want(sent_at, join)
-            raw = await self._beat_script(
-                keys=self._keys,
-                args=[
-                    self._member,
-                    repr(self._lease),
-                    repr(want),
-                    repr(INITIAL_RATE),
-                    repr(MARGIN),
-                    repr(MIN_HOLD),
-                    STATE_TTL,
-                    self._channel,
-                ],
+            state = await self._store.beat(
+                self._member,
+                lease=self._lease,
+                want=want,
+                initial=INITIAL_RATE,
+                margin=MARGIN,
+                hold=MIN_HOLD,
             )
-            return self._answered(raw, sent_at)
+            return self._answered(state, sent_at)
 
     async def _report_cut(self, estimate: float, hold_seconds: float) -> None:
-        assert self._redis is not None
         sent_at = self._clock()
         try:
-            raw = await self._cut_script(
-                keys=self._keys,
-                args=[
-                    self._member,
-                    self._epoch,
-                    repr(estimate),
-                    repr(hold_seconds),
-                    repr(MARGIN),
-                    STATE_TTL,
-                    self._channel,
-                ],
+            state = await self._store.cut(
+                self._member,
+                known_epoch=self._epoch,
+                estimate=estimate,
+                hold=hold_seconds,
+                margin=MARGIN,
             )
         except _STORE_ERRORS as exc:
             self._lose(exc)  # the heartbeat task notices too, and tries to rejoin
             return
-        state = self._answered(raw, sent_at)
+        state = self._answered(state, sent_at)
         if self.sharing:
             # Applied or not, this controller already opened an epoch for
             # the burst: the group's answer is the same event, not a new one.
             self._follow(state, event=False)
 
-    def _answered(self, raw: object, sent_at: float) -> GroupState:
-        if not isinstance(raw, list):
-            raise RedisError(f"unexpected script reply {raw!r}")
-        state = GroupState.parse(raw)
+    def _answered(self, state: GroupState, sent_at: float) -> GroupState:
         # Half the round trip is the error of this offset.
         self._offset = state.now - (sent_at + self._clock()) / 2
         return state
@@ -947,11 +1109,6 @@ class SharedQuota:
             ),
             event=event,
         )
-
-    async def _close_client(self) -> None:
-        if self._owns_client and self._redis is not None:
-            await self._redis.aclose()
-        self._redis = None
 
 
 class _Joined:

@@ -25,7 +25,7 @@ from ocr_async.cli import (
     build_parser,
     main,
 )
-from ocr_async.emulator import RunningEmulator, make_png
+from ocr_async.emulator import RunningEmulator, find_free_port, make_png
 
 
 @pytest.fixture
@@ -34,6 +34,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NHN_OCR_APPKEY", APPKEY)
     for name in ("NHN_OCR_TOKEN_FILE", "NHN_OCR_BASE_URL", "NHN_UAK_ID", "NHN_UAK_SECRET"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("OCR_ASYNC_SHARED_QUOTA", raising=False)
     monkeypatch.chdir(tmp_path)
 
 
@@ -535,3 +536,94 @@ async def test_resume_that_matches_nothing_says_so(
         "this run, so every input was sent; a source is matched as spelled: resume from the "
         "same folder, with the same paths"
     ) in err
+
+
+# --- scale-out: --shared-quota, --cluster ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "environment", "expected"),
+    [
+        pytest.param(
+            ["--shared-quota", "redis://127.0.0.1:6379/0", "--rps", "5"],
+            {},
+            "--rps and --shared-quota contradict each other",
+            id="flag-rps",
+        ),
+        pytest.param(
+            ["--no-adapt"],
+            {"OCR_ASYNC_SHARED_QUOTA": "redis://127.0.0.1:6379/0"},
+            "--no-adapt and a shared quota (OCR_ASYNC_SHARED_QUOTA) contradict each other",
+            id="env-no-adapt",
+        ),
+        pytest.param(
+            ["--shared-quota", "http://127.0.0.1:6379"],
+            {},
+            "the shared quota's URL must start with redis://, rediss:// or unix://",
+            id="not-redis",
+        ),
+        pytest.param(
+            ["--cluster", "tcp://127.0.0.1:8786", "--rps", "5"],
+            {},
+            "--rps caps one process, not a cluster",
+            id="cluster-rps",
+        ),
+        pytest.param(
+            ["--cluster", "tcp://127.0.0.1:8786", "--hocr", "hocr"],
+            {},
+            "--hocr is written from the images sent, which stay on the workers",
+            id="cluster-page-files",
+        ),
+    ],
+)
+def test_scale_out_mistakes_are_usage_errors_before_anything_is_written(
+    env: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    argv: list[str],
+    environment: dict[str, str],
+    expected: str,
+) -> None:
+    (tmp_path / "a.png").write_bytes(make_png("a"))
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert main(["run", "a.png", "-o", "out.jsonl", *argv]) == ExitCode.USAGE
+    assert expected in one_line(capsys.readouterr().err)
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_shared_quota_store_that_is_down_is_exit_2_with_nothing_written(
+    emulator: RunningEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pytest.importorskip("redis")
+    (tmp_path / "a.png").write_bytes(make_png("a"))
+    down = f"redis://:pw@127.0.0.1:{find_free_port(20000, 60000)}/0"  # nobody listens
+    code = main(["run", "a.png", "-o", "out.jsonl", "--base-url", emulator.base_url,
+                 "--shared-quota", down])  # fmt: skip
+    assert code == ExitCode.USAGE
+    line = one_line(capsys.readouterr().err)
+    assert "the shared quota's store at redis://:***@127.0.0.1:" in line
+    assert "start Redis or run without a shared quota" in line
+    assert not (tmp_path / "out.jsonl").exists()
+    assert emulator.stats.requests == 0
+
+
+def test_a_cluster_that_cannot_be_reached_is_exit_2_with_nothing_written(
+    emulator: RunningEmulator,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    driver = pytest.importorskip("ocr_async.pipeline.cluster.driver")
+    monkeypatch.setattr(driver, "CONNECT_TIMEOUT", 0.5)
+    (tmp_path / "a.png").write_bytes(make_png("a"))
+    nobody = f"tcp://127.0.0.1:{find_free_port(20000, 60000)}"
+    code = main(["run", "a.png", "-o", "out.jsonl", "--base-url", emulator.base_url,
+                 "--cluster", nobody])  # fmt: skip
+    assert code == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert f"ocr-async: the Dask scheduler at {nobody} cannot be reached" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out.jsonl").exists()
+    assert emulator.stats.requests == 0

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 import threading
 import traceback
 import warnings
@@ -21,6 +22,7 @@ from aioresponses.core import RequestCall
 from fakes import FakeClock, Sleeps
 from yarl import URL
 
+from ocr_async import client as client_module
 from ocr_async import protocol
 from ocr_async.auth import StaticToken, TokenProvider
 from ocr_async.client import PARSE_INLINE_LIMIT, OcrClient
@@ -45,6 +47,7 @@ from ocr_async.errors import (
 )
 from ocr_async.models import Endpoint, ImageBytes, ImageFile, ImageInput, ImageUrl
 from ocr_async.retry import RetryPolicy
+from ocr_async.transport import AiohttpTransport
 
 TOKEN = "tok-SECRET-7f3a9c41"
 NEW_TOKEN = "tok-RENEWED-b81e07d2"
@@ -1523,3 +1526,84 @@ async def test_a_big_answer_is_parsed_without_stalling_other_requests(
         recognition = await big_task
     assert order == ["small", "big"]
     assert len(recognition.result.words) == 20_000
+
+
+# --- a shared quota -----------------------------------------------------------------------
+
+
+class FakeGroup:
+    """A quota group that records what the client asks of it."""
+
+    def __init__(self, refuse: Exception | None = None) -> None:
+        self.refuse = refuse
+        self.started: list[object] = []
+        self.closed = 0
+
+    async def start(self, controller: object) -> None:
+        if self.refuse is not None:
+            raise self.refuse
+        self.started.append(controller)
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+async def test_a_quota_group_is_joined_when_the_client_opens_and_left_to_its_owner() -> None:
+    group = FakeGroup()
+    client = OcrClient(appkey="k", token="t", shared_quota=group)
+    assert client.shared_quota is group
+    assert group.started == []  # nothing before it opens
+    async with client:
+        assert group.started == [client.rate_controller]
+    assert group.closed == 0  # a group passed in is its owner's to close
+
+
+async def test_a_group_that_cannot_be_joined_leaves_the_client_closed() -> None:
+    group = FakeGroup(refuse=ConfigurationError("the store is down"))
+    client = OcrClient(appkey="k", token="t", shared_quota=group)
+    with pytest.raises(ConfigurationError, match="the store is down"):
+        await client.__aenter__()
+    transport = client.transport
+    assert isinstance(transport, AiohttpTransport)
+    assert transport.session is None or transport.session.closed  # nothing left open
+    with pytest.raises(RuntimeError, match="not open"):
+        await client.recognize(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [pytest.param({"rps": 5.0}, id="rps"), pytest.param({"adapt_rate": False}, id="no-adapt")],
+)
+def test_a_shared_quota_needs_the_adaptive_controller(settings: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match="adaptive"):
+        OcrClient(appkey="k", token="t", shared_quota=FakeGroup(), **settings)
+    with pytest.raises(ConfigurationError, match="adaptive"):
+        OcrClient(appkey="k", token="t", shared_quota="redis://r:6379/0", **settings)
+
+
+def test_a_shared_quota_url_without_redis_py_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "ocr_async.shared_quota", None)  # import fails
+    with pytest.raises(ConfigurationError, match=r"pip install 'ocr-async\[cluster\]'"):
+        OcrClient(appkey="k", token="t", shared_quota="redis://r:6379/0")
+
+
+async def test_leaving_a_shared_quota_never_holds_up_closing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Stuck(FakeGroup):
+        async def close(self) -> None:
+            await asyncio.Event().wait()  # a store that never answers
+
+    monkeypatch.setattr(client_module, "LEAVE_TIMEOUT", 0.05)
+    client = OcrClient(appkey="k", token="t")
+    stuck = Stuck()
+    # As if built from a URL: the client owns it, and leaves it when it closes.
+    client._shared, client._owns_shared = stuck, True
+    async with client:
+        assert stuck.started == [client.rate_controller]
+    transport = client.transport
+    assert isinstance(transport, AiohttpTransport)
+    assert transport.session is None or transport.session.closed
+    assert "could not leave" in caplog.text

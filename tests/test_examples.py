@@ -2,7 +2,8 @@
 
 ``examples/aiohttp_backend.py`` is loaded as a module and served on a
 loopback port, exactly as its ``main()`` serves it; one test also runs it as
-a program. The emulator answers slowly where a test needs a call to be in
+a program, and one under gunicorn with three worker processes sharing one
+quota over Redis. The emulator answers slowly where a test needs a call to be in
 flight when the caller gives up.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -20,12 +22,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
-from conftest import APPKEY, TOKEN, emulator_config
+from conftest import APPKEY, TOKEN, RedisServer, emulator_config, free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from ocr_async import OcrClient
 from ocr_async.emulator import RunningEmulator, make_png, running_emulator
+from ocr_async.shared_quota import store_key
 from ocr_async.transport import AiohttpTransport
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -300,3 +304,88 @@ async def test_the_example_runs_as_a_program(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+# --- under gunicorn, several workers on one quota ---------------------------------------------
+
+
+async def leases_held(url: str, key: str) -> int:
+    """Members holding a lease that has not lapsed, in the group whose keys start with ``key``."""
+    store = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        seconds, micros = await store.time()  # leases expire on Redis's clock
+        return await store.zcount(f"{key}:leases", seconds + micros / 1e6, "+inf")
+    finally:
+        await store.aclose()
+
+
+async def until_held(url: str, key: str, members: int, seconds: float) -> None:
+    """Wait until exactly ``members`` hold a lease (polling; fails after ``seconds``)."""
+    async with asyncio.timeout(seconds):
+        while True:
+            if await leases_held(url, key) == members:
+                return
+            await asyncio.sleep(0.1)
+
+
+@pytest.mark.timeout(60)
+async def test_gunicorn_workers_share_one_quota_over_redis(redis_server: RedisServer) -> None:
+    gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable))
+    if gunicorn is None:
+        pytest.skip("gunicorn is not installed (the 'test' extra has it)")
+    workers, requests = 3, 150
+    port = free_port()
+    config = emulator_config(quota_rps=30.0, quota_burst=5, latency=0.03)
+    async with running_emulator(config) as emulator:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("NHN_", "OCR_ASYNC_"))},
+            "NHN_OCR_APPKEY": APPKEY,
+            "NHN_OCR_TOKEN": TOKEN,
+            "NHN_OCR_BASE_URL": emulator.base_url,
+            "OCR_ASYNC_SHARED_QUOTA": redis_server.url,
+        }
+        argv = [gunicorn, "--pythonpath", str(BACKEND_PATH.parent), "aiohttp_backend:gunicorn_app",
+                "--worker-class", "aiohttp.GunicornWebWorker", "--workers", str(workers),
+                "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "10",
+                "--no-control-socket"]  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            *argv, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        group = store_key(APPKEY)
+        try:
+            # Each worker joins the group as its app starts, before it serves.
+            await until_held(redis_server.url, group, workers, seconds=30)
+            # A new connection a request, so that every worker process takes some.
+            connector = aiohttp.TCPConnector(force_close=True, limit=30)
+            png = make_png("one quota")
+            async with aiohttp.ClientSession(connector=connector) as session:
+
+                async def call() -> int:
+                    form = aiohttp.FormData()
+                    form.add_field("image", png, filename="scan.png", content_type="image/png")
+                    url = f"http://127.0.0.1:{port}/ocr"
+                    async with session.post(url, data=form) as response:
+                        return response.status
+
+                statuses = await asyncio.gather(*(call() for _ in range(requests)))
+            members = await leases_held(redis_server.url, group)
+            store = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+            state = await store.hgetall(f"{group}:state")
+            await store.aclose()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(30):
+                await process.wait()
+        stats = emulator.stats
+    assert statuses == [200] * requests
+    assert members == workers  # all three still in one group
+    assert stats.answered_ok == requests
+    # One controller for the three: the group measured the whole quota (each
+    # member measures its part, scaled up by its share), not a third of it...
+    assert 15.0 <= float(state["estimate"]) <= 60.0
+    # ... and the start-up's probe cost a few refusals (the share refused over
+    # a long run, shared and alone, is in docs/benchmarks.md).
+    assert stats.rate_limited <= 0.3 * stats.requests
+    # Gone from the group once stopped: each leaves as its app shuts down (or,
+    # had one been stuck, its lease would lapse).
+    await until_held(redis_server.url, group, 0, seconds=10)

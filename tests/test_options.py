@@ -37,6 +37,17 @@ from ocr_async.retry import RetryPolicy
         pytest.param({"rps": float("inf")}, "rps", id="rps-inf"),
         pytest.param({"grace": -1.0}, "grace", id="grace"),
         pytest.param({"endpoint": "sideways"}, "endpoint must be one of", id="endpoint"),
+        pytest.param(
+            {"shared_quota": "http://redis:6379"}, "redis://, rediss:// or unix://", id="store"
+        ),
+        pytest.param(
+            {"shared_quota": "redis://r:6379/0", "rps": 5.0}, "not go with rps", id="shared-rps"
+        ),
+        pytest.param(
+            {"shared_quota": "redis://r:6379/0", "adapt_rate": False},
+            "needs the adaptive rate controller",
+            id="shared-no-adapt",
+        ),
     ],
 )
 def test_bad_values_are_refused_when_built(settings: dict[str, Any], match: str) -> None:
@@ -199,3 +210,23 @@ def test_half_a_user_access_key_is_refused() -> None:
 )
 def test_the_base_url(given: str | None, env: dict[str, str], url: str) -> None:
     assert resolve_base_url(given, env) == url
+
+
+def test_a_shared_quota_url_is_kept_out_of_the_repr_and_its_errors() -> None:
+    options = Options(shared_quota="redis://:s3cret@store:6379/0")
+    assert "s3cret" not in repr(options)
+    with pytest.raises(ConfigurationError) as refused:
+        Options(shared_quota="redis://:s3cret@store:6379/0", rps=2.0)
+    assert "s3cret" not in str(refused.value)
+
+
+def test_the_shared_quota_comes_from_the_flag_else_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    argv = ["run", "a.png", "-o", "out.jsonl"]
+    monkeypatch.setenv("OCR_ASYNC_SHARED_QUOTA", " redis://env:6379/0 ")
+    assert _options(parse(argv)).shared_quota == "redis://env:6379/0"
+    given = _options(parse([*argv, "--shared-quota", "redis://flag:6379/1"]))
+    assert given.shared_quota == "redis://flag:6379/1"
+    monkeypatch.setenv("OCR_ASYNC_SHARED_QUOTA", "")
+    assert _options(parse(argv)).shared_quota is None

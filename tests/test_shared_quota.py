@@ -35,13 +35,14 @@ from ocr_async.emulator import EmulatorConfig, RunningEmulator, make_png, runnin
 from ocr_async.emulator.limiters import make_limiter
 from ocr_async.emulator.simulation import run_virtual
 from ocr_async.errors import ConfigurationError
-from ocr_async.limits import INITIAL_RATE, MARGIN, Cut, CutKind, RateController, Share
+from ocr_async.limits import INITIAL_RATE, MARGIN, Cut, RateController, Share
 from ocr_async.retry import RetryPolicy
 from ocr_async.shared_quota import (
     BEAT,
     CUT,
     LEAVE,
     GroupState,
+    RedisStore,
     SharedQuota,
     SharedQuotaUnavailableError,
     group_cut,
@@ -316,13 +317,15 @@ async def test_a_failed_report_rejoins_when_the_store_answers_again(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     controller = RateController()
-    async with member(redis_server.url, "a").joined(controller) as shared:
+    store = RedisStore(redis_server.url, APPKEY)
+    shared = SharedQuota(store, member="a", heartbeat=HEARTBEAT, lease=LEASE)
+    async with shared.joined(controller):
 
         async def lost(*args: object, **kwargs: object) -> object:
             raise RedisConnectionError("the cut's report was lost")
 
         # One command of a live server fails: the report of the next cut.
-        monkeypatch.setattr(shared, "_cut_script", lost)
+        monkeypatch.setattr(store, "cut", lost)
         assert controller.on_throttled(await controller.acquire())
         await wait_until(lambda: shared.lost)
         assert controller.coordinator is None  # pacing alone meanwhile
@@ -344,13 +347,26 @@ def test_a_refusal_at_the_hold_is_measured_on_the_groups_calls() -> None:
     assert group_cut(many, 1 / 3)[0] == pytest.approx(180.0 * 0.5)
 
 
-@pytest.mark.parametrize("kind", ["start-up", "probe"])
-def test_a_probe_or_the_start_up_scales_the_members_measurement(kind: CutKind) -> None:
-    cut = Cut(0.0, 60.0, 57.0, 1.0, 300.0, kind == "start-up", kind, 70.0, 30, 1)
+def test_a_probe_scales_the_members_measurement() -> None:
+    cut = Cut(0.0, 60.0, 57.0, 1.0, 300.0, False, "probe", 70.0, 30, 1)
     estimate, hold = group_cut(cut, 1 / 3)
     assert estimate == pytest.approx(180.0)
     # The hold's 300 calls are the group's: 1.75 s at 171/s, not 5.3 s at 57/s.
     assert hold == pytest.approx(300.0 / 171.0)
+
+
+def test_the_start_up_steps_back_the_groups_calls_not_the_members() -> None:
+    # A member refused at 71 calls/s measured 58 two of its calls back in
+    # the climb: the group's rate stood at 213, and two of the group's calls
+    # back (a third of the time) it stood at 213 * (58 / 71) ** (1/3), 199,
+    # where 58 * 3 (174, before the fix) is two of the member's calls back.
+    cut = Cut(0.0, 58.2, 55.3, 1.0, 300.0, True, "start-up", 70.9, 10, 1)
+    estimate, hold = group_cut(cut, 1 / 3)
+    assert estimate == pytest.approx(212.7 * (58.2 / 70.9) ** (1 / 3))
+    assert 198.0 < estimate < 200.0
+    assert hold == pytest.approx(300.0 / 165.9)
+    # A member alone measures as one controller does.
+    assert group_cut(cut, 1.0)[0] == pytest.approx(58.2)
 
 
 # -- members sending through the emulator's quota --------------------------------
@@ -610,3 +626,110 @@ def test_three_members_measure_a_refusal_at_the_hold_on_the_groups_calls() -> No
     runs = [three_on_a_bucket(200.0, seed) for seed in range(1, 7)]
     assert statistics.mean(goodput for goodput, _ in runs) >= 0.94
     assert all(estimate >= 0.95 * 200 for _, estimate in runs)
+
+
+# -- the client built with a URL ------------------------------------------------------
+
+
+async def test_a_client_given_a_url_joins_when_it_opens_and_leaves_when_it_closes(
+    redis_server: RedisServer,
+) -> None:
+    png = make_png("client")
+    async with quota(60.0) as emulator:
+        client = OcrClient(
+            appkey=APPKEY, token="t", base_url=emulator.base_url, shared_quota=redis_server.url
+        )
+        shared = client.shared_quota
+        assert isinstance(shared, SharedQuota)
+        assert not shared.sharing
+        async with client:
+            assert shared.sharing
+            assert shared.members == 1
+            assert (await client.recognize(png)).text == "client"
+        leases = f"{shared.key}:leases"
+    assert not shared.sharing
+    store = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        assert await store.zcard(leases) == 0  # left at once, not when the lease lapsed
+    finally:
+        await store.aclose()
+
+
+async def test_a_client_whose_store_is_down_raises_and_stays_closed() -> None:
+    client = OcrClient(appkey=APPKEY, token="t", shared_quota=f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(SharedQuotaUnavailableError, match="cannot be reached"):
+        async with client:
+            pytest.fail("not reached")
+    with pytest.raises(RuntimeError, match="not open"):
+        await client.recognize(make_png("x"))
+
+
+# -- closing while a heartbeat is in flight -------------------------------------------
+
+
+async def _swallowing_cancel(calls: list[str], what: str) -> None:
+    # redis-py does this (8.1 here) when a command is cancelled in flight: it
+    # drops the connection and raises ConnectionError instead of letting
+    # CancelledError through.
+    calls.append(what)
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        raise RedisConnectionError("Connection closed by server.") from None
+
+
+class SwallowingStore:
+    """A :class:`QuotaStore` whose commands turn a cancellation into a ConnectionError.
+
+    ``blocking`` makes the next beat wait until it is cancelled; the news
+    channel always waits so.
+    """
+
+    key = "ocr-async:quota:{swallowing}"
+    name = "swallowing"
+    hint = "none"
+
+    def __init__(self) -> None:
+        self.blocking = False
+        self.calls: list[str] = []
+
+    async def open(self) -> None:
+        pass
+
+    async def beat(self, member: str, **_: float) -> GroupState:
+        if self.blocking:
+            self.blocking = False
+            await _swallowing_cancel(self.calls, "beat")
+        self.calls.append("beat")
+        return GroupState(1000.0, 0, True, 10.0, 1000.0, None, 1.0, 1, True)
+
+    async def cut(self, member: str, **_: float) -> GroupState:
+        return await self.beat(member)
+
+    async def leave(self, member: str) -> None:
+        self.calls.append("leave")
+
+    async def subscribe(self) -> SwallowingStore:
+        return self
+
+    async def get(self, timeout: float) -> str | None:
+        await _swallowing_cancel(self.calls, "listen")
+        return None
+
+    async def aclose(self) -> None:
+        self.calls.append("close")
+
+
+async def test_closing_while_a_heartbeat_and_the_news_are_in_flight_ends_both() -> None:
+    # Before the fix, the heartbeat task looped on 'while True': the cancel
+    # turned into ConnectionError sent it off to rejoin, and close() waited
+    # for it forever (and the listener subscribed again, as forever).
+    store = SwallowingStore()
+    shared = SharedQuota(store, heartbeat=0.02, lease=0.1)
+    await shared.start(RateController())
+    store.blocking = True  # the next heartbeat hangs until cancelled
+    await wait_until(lambda: store.calls.count("beat") >= 2 and "listen" in store.calls)
+    async with asyncio.timeout(5):
+        await shared.close()
+    assert not shared.lost  # a command cut short by closing is no lost store
+    assert store.calls[-2:] == ["leave", "close"]  # left at once, not when the lease lapsed

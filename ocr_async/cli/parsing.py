@@ -26,6 +26,7 @@ from ocr_async.options import (
     DEFAULT_TIMEOUT,
     MAX_PDF_DPI,
     MIN_PDF_DPI,
+    SHARED_QUOTA_ENV,
 )
 from ocr_async.retry import RetryPolicy
 
@@ -215,6 +216,7 @@ def _add_run_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
         action="store_true",
         help="no shared rate control: each refused call backs off on its own",
     )
+    _add_scale_out_flags(run)
     run.add_argument(
         "--max-bytes",
         type=_int_in(1, MAX_BODY_BYTES),
@@ -246,6 +248,22 @@ def _add_run_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log retries and skips")
     _add_pipeline_flags(run)
+
+
+def _add_scale_out_flags(run: argparse.ArgumentParser) -> None:
+    # Issue 11: one quota shared by many processes; runs spread over Dask.
+    run.add_argument(
+        "--shared-quota",
+        metavar="URL",
+        help=f"share the app key's quota with every process using this Redis "
+        f"(redis://HOST:6379/0; env {SHARED_QUOTA_ENV}; needs the 'cluster' extra)",
+    )
+    run.add_argument(
+        "--cluster",
+        metavar="tcp://SCHEDULER:8786",
+        help="spread the run over a Dask cluster: the workers prepare and send, the "
+        "records are written here (needs the 'cluster' extra)",
+    )
 
 
 def _add_page_output_flags(run: argparse.ArgumentParser) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -34,6 +36,7 @@ from ocr_async.limits import RateController
 from ocr_async.models import Endpoint, Record
 from ocr_async.options import (
     BASE_URL_ENV,
+    SHARED_QUOTA_ENV,
     Credentials,
     Options,
     resolve_base_url,
@@ -59,8 +62,10 @@ from ocr_async.pipeline.sources import CONVERTIBLE_EXTENSIONS, WALKED_EXTENSIONS
 from ocr_async.retry import RetryPolicy
 from ocr_async.wording import counted
 
-if TYPE_CHECKING:  # prometheus-client is the optional 'metrics' extra: imported when asked for
+if TYPE_CHECKING:  # the optional extras ('metrics', 'cluster'): imported when asked for
     from ocr_async.outputs.metrics import OcrMetrics
+    from ocr_async.pipeline.cluster import ClusterRun
+    from ocr_async.shared_quota import SharedQuota
 
 __all__ = ["run_command"]
 
@@ -84,12 +89,124 @@ def _check_run_args(args: argparse.Namespace) -> None:
         raise UsageError("--resume and --overwrite contradict each other")
     if args.rps is not None and args.no_adapt:
         raise UsageError("--rps and --no-adapt contradict each other")
+    _check_scale_out_args(args)
     # The environment is read here, as everywhere, by resolve_credentials;
     # only the URL is checked now, in the order the mistakes were always told.
     _check_base_url(resolve_base_url(args.base_url))
     _check_pillow(args)
     _check_pdf_support(args.inputs)
     _check_page_outputs(args)
+
+
+# -- scale-out (issue 11): --shared-quota, --cluster ---------------------------------
+
+
+def _shared_quota_url(args: argparse.Namespace) -> str | None:
+    """``--shared-quota``, else ``OCR_ASYNC_SHARED_QUOTA`` (stripped; empty is unset)."""
+    return args.shared_quota or os.environ.get(SHARED_QUOTA_ENV, "").strip() or None
+
+
+def _check_scale_out_args(args: argparse.Namespace) -> None:
+    if _shared_quota_url(args) is not None:
+        given = "--shared-quota" if args.shared_quota else f"a shared quota ({SHARED_QUOTA_ENV})"
+        for flag, set_ in (("--rps", args.rps is not None), ("--no-adapt", args.no_adapt)):
+            if set_:
+                raise UsageError(
+                    f"{flag} and {given} contradict each other: a shared quota is one "
+                    "adaptive controller for every process on the app key"
+                )
+    if args.cluster is not None and args.rps is not None:
+        raise UsageError(
+            "--rps caps one process, not a cluster: a --cluster run shares one adaptive "
+            "quota among its workers (or --shared-quota's)"
+        )
+    if args.cluster is not None:
+        for flag, name in _PAGE_OUTPUTS:
+            if getattr(args, name):
+                raise UsageError(
+                    f"{flag} is written from the images sent, which stay on the workers "
+                    "of a --cluster run: run without --cluster for page files"
+                )
+
+
+@contextlib.asynccontextmanager
+async def _watching_share(client: OcrClient) -> AsyncIterator[None]:
+    """With -v: say when the group sharing the quota grows or shrinks, and this process's share."""
+    shared = _shared(client)
+    if shared is None:
+        yield
+        return
+
+    async def watch() -> None:
+        heard = shared.members
+        while True:
+            await asyncio.sleep(1.0)
+            if shared.members != heard and shared.members:
+                heard = shared.members
+                log.info(
+                    "shared quota: %s now; this process's share %.0f%% of %.1f calls/s",
+                    counted(heard, "member"),
+                    100 * shared.fraction,
+                    shared.global_rate(),
+                )
+
+    watcher = asyncio.create_task(watch(), name="ocr-shared-quota-watch")
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+
+def _shared(client: OcrClient) -> SharedQuota | None:
+    """The client's shared quota over Redis, or None."""
+    if client.shared_quota is None:
+        return None
+    from ocr_async.shared_quota import SharedQuota  # there is one: redis-py is installed
+
+    return client.shared_quota if isinstance(client.shared_quota, SharedQuota) else None
+
+
+def _tell_sharing(client: OcrClient) -> None:
+    """The summary's line on the shared quota, if the run had one."""
+    shared = _shared(client)
+    if shared is None:
+        return
+    if shared.lost:
+        tell_summary(
+            "shared quota: the store was lost during the run; this process paced alone since",
+            event="shared_quota",
+            lost=True,
+        )
+        return
+    tell_summary(
+        f"shared quota: {counted(shared.members, 'member')} at the end; this process's "
+        f"share {100 * shared.fraction:.0f}% of the group's {shared.global_rate():.1f} calls/s",
+        event="shared_quota",
+        lost=False,
+        members=shared.members,
+        share=round(shared.fraction, 4),
+        group_calls_per_s=round(shared.global_rate(), 2),
+    )
+
+
+@contextlib.asynccontextmanager
+async def _connected(
+    args: argparse.Namespace, options: Options, credentials: Credentials
+) -> AsyncIterator[ClusterRun | None]:
+    """With --cluster: the run on the Dask cluster, connected (a worker present); else None."""
+    if args.cluster is None:
+        yield None
+        return
+    try:
+        from ocr_async.pipeline.cluster import ClusterRun
+    except ImportError:
+        raise UsageError(
+            "--cluster needs Dask distributed, which is not installed: "
+            "pip install 'ocr-async[cluster]'"
+        ) from None
+    async with ClusterRun(args.cluster, credentials, options) as cluster:
+        yield cluster
 
 
 def _check_base_url(url: str) -> None:
@@ -203,6 +320,7 @@ def _options(args: argparse.Namespace) -> Options:
         shrink=args.shrink,
         grace=args.grace,
         pdf_dpi=args.pdf_dpi,
+        shared_quota=_shared_quota_url(args),
     )
 
 
@@ -335,16 +453,39 @@ async def _run_with(
         appkey=credentials.appkey,
         token=credentials.tokens,
         base_url=credentials.base_url,
-        options=options,
+        # With --cluster the workers send, and share the quota; this process only writes.
+        options=replace(options, shared_quota=None) if args.cluster else options,
         observer=metrics,
     )
-    if metrics is not None:
+    if metrics is not None and args.cluster is None:
+        # A --cluster run's local client sends nothing: its rate would be a
+        # lie (+Inf, never refused). The workers' pace is theirs to show.
         metrics.watch(client.rate_controller)
     skips = SkipCounter()
     inputs = _inputs(args, _extensions(options), skips)
     await inputs.prime()  # a manifest that is none stops here, before the output exists
     if inputs.reader is not None:
         log.info("manifest %s", inputs.reader.describe())
+    # Opened, and joined to a shared quota or connected to the cluster, before
+    # the output is created: a store or a scheduler that cannot be reached
+    # stops the run (exit 2) with nothing written.
+    async with (
+        client,
+        _watching_share(client),
+        _connected(args, options, credentials) as cluster,
+    ):
+        return await _run_opened(args, options, client, cluster, inputs, skips, metrics)
+
+
+async def _run_opened(
+    args: argparse.Namespace,
+    options: Options,
+    client: OcrClient,
+    cluster: ClusterRun | None,
+    inputs: CommandInputs,
+    skips: SkipCounter,
+    metrics: OcrMetrics | None,
+) -> ExitCode:
     try:
         sink, resumed = await _open_output(args)
     except OSError as exc:
@@ -362,21 +503,31 @@ async def _run_with(
     failure: OSError | None = None
     bad_list: UrlListError | None = None
     bad_manifest: ManifestError | None = None
+    on_record = progress.update if metrics is None else _both(progress, metrics)
     try:
-        async with client:
+        if cluster is not None:
+            summary = await cluster.run(
+                inputs.items(resumed.done if resumed else None),
+                sink if texts is None else texts,
+                on_record=on_record,
+                on_skip=log_skip,
+                already_done=resumed.done if resumed else None,
+                stop=stop,
+            )
+        else:
             summary = await run_batch(
                 client,
                 inputs.items(resumed.done if resumed else None),
                 sink if texts is None else texts,
                 options=options,
-                on_record=progress.update if metrics is None else _both(progress, metrics),
+                on_record=on_record,
                 on_skip=log_skip,
                 already_done=resumed.done if resumed else None,
                 stop=stop,
                 pages=page_files,
             )
-            if page_files is not None:
-                await page_files.finish()
+        if page_files is not None:
+            await page_files.finish()
     except OSError as exc:
         failure = exc
     except UrlListError as exc:
@@ -410,8 +561,11 @@ async def _run_with(
         )
     if page_files is not None:
         tell_summary(page_files.describe(), event="page_files", failed=page_files.failed)
-    if (rate := _describe_rate(client.rate_controller)) is not None:
+    if cluster is not None:
+        tell_summary(cluster.describe_rate(), event="rate", workers=len(cluster.figures))
+    elif (rate := _describe_rate(client.rate_controller)) is not None:
         tell_summary(rate, event="rate", **_rate_fields(client.rate_controller))
+    _tell_sharing(client)
     if args.output != "-":
         await _keep_run_meta(args.output, summary, client.rate_controller)
     if summary.interrupted:

@@ -21,5 +21,8 @@ never :mod:`ocr_async.outputs` or :mod:`ocr_async.cli`.
 * :mod:`~ocr_async.pipeline.verify`: whether an output holds exactly one
   record for every expected input;
 * :mod:`~ocr_async.pipeline.fdlimit`: how many workers the open-file limit
-  leaves room for.
+  leaves room for;
+* :mod:`~ocr_async.pipeline.cluster`: a run spread over a Dask cluster,
+  listed and written here, prepared and sent by the workers (the
+  ``cluster`` extra).
 """
