@@ -159,11 +159,8 @@ async def test_one_byte_over_max_bytes_is_refused_without_reading(
     assert raised.value.code == 4131000
 
 
-async def test_file_that_grew_after_stat_is_refused_on_what_was_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "growing.png"
-    path.write_bytes(PNG + bytes(2 * LIMIT))
+def stale_size(monkeypatch: pytest.MonkeyPatch, path: Path, size: int) -> None:
+    """``os.stat`` tells ``path``'s size as it was a moment ago: ``size``."""
     real_stat = os.stat
 
     def stale_stat(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
@@ -171,10 +168,18 @@ async def test_file_that_grew_after_stat_is_refused_on_what_was_read(
         if os.fspath(target) != os.fspath(path):
             return info
         fields = list(info[:10])
-        fields[6] = 10  # st_size as it was a moment ago
+        fields[6] = size
         return os.stat_result(fields)
 
     monkeypatch.setattr(os, "stat", stale_stat)
+
+
+async def test_file_that_grew_after_stat_is_refused_on_what_was_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "growing.png"
+    path.write_bytes(PNG + bytes(2 * LIMIT))
+    stale_size(monkeypatch, path, 10)
     with pytest.raises(LocalCheckError) as raised:
         await read_image_file(path, LIMIT)
     assert raised.value.code == 4131000
@@ -187,17 +192,7 @@ async def test_file_that_grew_after_stat_within_the_limit_is_read_whole(
     path = tmp_path / "growing.png"
     data = PNG + bytes(LIMIT // 2) + b"tail"
     path.write_bytes(data)
-    real_stat = os.stat
-
-    def stale_stat(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
-        info = real_stat(target, *args, **kwargs)
-        if os.fspath(target) != os.fspath(path):
-            return info
-        fields = list(info[:10])
-        fields[6] = 10  # st_size as it was a moment ago
-        return os.stat_result(fields)
-
-    monkeypatch.setattr(os, "stat", stale_stat)
+    stale_size(monkeypatch, path, 10)
     monkeypatch.setattr(precheck, "_CHUNK", 7)  # the rest in many reads
     assert await read_image_file(path, LIMIT) == data
 

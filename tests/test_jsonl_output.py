@@ -165,11 +165,19 @@ class CountingExecutor(ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
-async def test_a_batch_of_records_costs_one_thread_hop(tmp_path: Path) -> None:
+@pytest.fixture
+async def executor() -> CountingExecutor:
+    """The running loop's default executor, counting what it runs."""
+    counting = CountingExecutor()
+    asyncio.get_running_loop().set_default_executor(counting)
+    return counting
+
+
+async def test_a_batch_of_records_costs_one_thread_hop(
+    tmp_path: Path, executor: CountingExecutor
+) -> None:
     # A hop is the event loop's dearest step after the request itself:
     # a batch is written and flushed in one, not one for each.
-    executor = CountingExecutor()
-    asyncio.get_running_loop().set_default_executor(executor)
     sink = JsonlSink(str(tmp_path / "out.jsonl"))
     await sink.open()
     opened = len(executor.calls)
@@ -183,9 +191,9 @@ async def test_a_batch_of_records_costs_one_thread_hop(tmp_path: Path) -> None:
     assert len(executor.calls) - opened == 2, executor.calls[opened:]
 
 
-async def test_a_small_batch_to_a_file_is_written_on_the_event_loop(tmp_path: Path) -> None:
-    executor = CountingExecutor()
-    asyncio.get_running_loop().set_default_executor(executor)
+async def test_a_small_batch_to_a_file_is_written_on_the_event_loop(
+    tmp_path: Path, executor: CountingExecutor
+) -> None:
     sink = JsonlSink(str(tmp_path / "out.jsonl"))
     await sink.open()
     opened = len(executor.calls)
@@ -196,9 +204,9 @@ async def test_a_small_batch_to_a_file_is_written_on_the_event_loop(tmp_path: Pa
     assert len(executor.calls) - opened == 1, executor.calls[opened:]  # closing the file
 
 
-async def test_one_slow_small_write_sends_every_later_batch_to_a_thread(tmp_path: Path) -> None:
-    executor = CountingExecutor()
-    asyncio.get_running_loop().set_default_executor(executor)
+async def test_one_slow_small_write_sends_every_later_batch_to_a_thread(
+    tmp_path: Path, executor: CountingExecutor
+) -> None:
     ticks = iter([0.0, 0.01])  # the first write takes 10 ms
     sink = JsonlSink(str(tmp_path / "out.jsonl"), clock=lambda: next(ticks))
     await sink.open()
@@ -213,15 +221,15 @@ async def test_one_slow_small_write_sends_every_later_batch_to_a_thread(tmp_path
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
-async def test_a_fifo_is_always_written_from_a_thread(tmp_path: Path) -> None:
+async def test_a_fifo_is_always_written_from_a_thread(
+    tmp_path: Path, executor: CountingExecutor
+) -> None:
     # Its reader may be slow: a write could block the event loop.
     fifo = tmp_path / "out.jsonl"
     os.mkfifo(fifo)
     got: list[bytes] = []
     reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
     reader.start()
-    executor = CountingExecutor()
-    asyncio.get_running_loop().set_default_executor(executor)
     sink = JsonlSink(str(fifo), overwrite=True)
     await sink.open()
     opened = len(executor.calls)
