@@ -29,7 +29,7 @@ to send, or carrying the local error that stops it, as a stream
 (:meth:`Precheck.payloads`): nothing here raises for a bad input, and
 nothing is sent for one. The bytes a payload carries are the bytes that
 are sent, so their content hash (:func:`content_sha256`) is taken at the
-end of this stage, in the same worker-thread call.
+end of this stage, in the same call that read or made them.
 
 Reading, decoding and checking run in a worker thread; decoding large
 images is bounded to a few at a time. A thread hop costs the event loop
@@ -452,7 +452,8 @@ def content_sha256(data: bytes | bytearray | memoryview) -> str:
     that went out, not of the file on disk; a URL has none (the API fetches
     those bytes, not us). OpenSSL's sha256 runs at about 1.9 GB/s (2.8 ms
     for 5 MiB) and releases the GIL, so it runs in the worker-thread call
-    that reads or converts the bytes, never on the event loop.
+    that reads or converts the bytes; only for 64 KiB or less (some 35 us)
+    is it taken on the event loop, with the read or the check.
     """
     return hashlib.sha256(data).hexdigest()
 
