@@ -27,6 +27,7 @@ from ocr_async import (
     Line,
     OcrClient,
     OcrResult,
+    Options,
     Payload,
     Recognition,
     Record,
@@ -333,8 +334,13 @@ async def test_requests_in_flight_never_exceed_the_concurrency() -> None:
     config = EmulatorConfig(latency=0.02)
     async with running_emulator(config) as emulator:
         images = [make_png(f"page {n}") for n in range(30)]
+        # Unpaced: the rate controller's start-up climb would decide how many
+        # overlap (one or two at 10 calls/s and 20 ms), not the concurrency.
+        options = Options(concurrency=3, adapt_rate=False)
         records = await collect(
-            recognize_many(images, appkey="k", token="t", base_url=emulator.base_url, concurrency=3)
+            recognize_many(
+                images, appkey="k", token="t", base_url=emulator.base_url, options=options
+            )
         )
     assert len(records) == 30
     assert all(record.ok for record in records)
