@@ -638,6 +638,9 @@ class RateController:
         self._epoch_sent = 0
         self._epoch_refused = 0
         self._tail = 0
+        # When this epoch's probe left the hold, and the calls sent by then
+        # (None while holding, or before any probe).
+        self._probe_from: tuple[float, int] | None = None
         # Refusals since the last event, all kinds: what the last probe cost.
         self._cycle_refused = 0
         # How long a refusal takes to come back (a decaying maximum).
@@ -897,6 +900,7 @@ class RateController:
         self._epoch += 1
         self._cut_at = now
         self._epoch_sent = self._epoch_refused = self._tail = self._cycle_refused = 0
+        self._probe_from = None
         self._recent_sends.clear()
 
     @staticmethod
@@ -928,6 +932,8 @@ class RateController:
             # sends nothing, so it does not count as holding.
             self._ramp_since = now
             return
+        if not self._slow_start and self._probe_from is None:
+            self._probe_from = (now, self._epoch_sent)
         if self._bucket.waiting == 0:
             # Nobody is waiting for a token: the workers, not the rate, set
             # the pace, and a rate nobody uses is untested. The climb stands
@@ -968,6 +974,20 @@ class RateController:
             recent.popleft()
         return self._epoch_sent - len(recent) - self._epoch_refused
 
+    def _probe_rate(self, ticket: Ticket) -> float:
+        """Calls let through per second from the probe's start to the refused ``ticket``."""
+        if self._probe_from is None or ticket.sent_at <= self._probe_from[0]:
+            return 0.0
+        since, sent = self._probe_from
+        # Every call sent between the two got through: a refusal of one
+        # would have opened the event first.
+        later = 0
+        rates = self._recent_rates
+        while later < len(rates) and rates[-1 - later][0] > ticket.sent_at:
+            later += 1
+        passed = self._epoch_sent - sent - later - 1
+        return max(passed, 0) / (ticket.sent_at - since)
+
     def _cut(self, now: float, ticket: Ticket) -> CutKind:
         """Measure the quota again from this refusal, and hold just under it; say where it left."""
         refused_rate = ticket.rate
@@ -991,7 +1011,7 @@ class RateController:
             if let_through <= previous * (elapsed + _RAISE_SECONDS) + _RAISE_CALLS:
                 span = self._sent_meter.span(now)
                 passed = self._sent_meter.count(now) - self._refused_meter.count(now)
-                estimate = max(previous, min(before, passed / span))
+                estimate = max(previous, min(before, max(passed / span, self._probe_rate(ticket))))
             else:
                 # More got through since the last cut than the old quota
                 # allows, by over half a second's worth: it was raised, and
