@@ -1025,6 +1025,9 @@ class RateController:
             if let_through <= previous * (elapsed + _RAISE_SECONDS) + _RAISE_CALLS:
                 span = self._sent_meter.span(now)
                 passed = self._sent_meter.count(now) - self._refused_meter.count(now)
+                # The probe's own calls count too: after an estimate that
+                # landed low, the last second is mostly the hold under it,
+                # and its count alone would keep the estimate there.
                 estimate = max(previous, min(before, max(passed / span, self._probe_rate(ticket))))
             else:
                 # More got through since the last cut than the old quota
