@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -9,12 +10,14 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import pytest
 from fakes import FakeClock, ListSink, Sleeps
 from hostile_server import Hostile, running_hostile
 
+from ocr_async.cli import main
 from ocr_async.emulator import EmulatorConfig, RunningEmulator, find_free_port, running_emulator
 
 
@@ -54,6 +57,29 @@ async def emulator() -> AsyncIterator[RunningEmulator]:
     port = find_free_port(10000, 12000)
     async with running_emulator(emulator_config(), port=port) as running:
         yield running
+
+
+@pytest.fixture
+def cli_emulator(
+    emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> RunningEmulator:
+    """The shared emulator, its credentials in the environment; the test runs in tmp_path.
+
+    For command-line tests: ``ocr-async run`` finds the emulator as a user's
+    shell would give it, and relative paths (manifest rows, outputs) land in
+    the test's own folder.
+    """
+    monkeypatch.setenv("NHN_OCR_TOKEN", TOKEN)
+    monkeypatch.setenv("NHN_OCR_APPKEY", APPKEY)
+    monkeypatch.setenv("NHN_OCR_BASE_URL", emulator.base_url)
+    monkeypatch.delenv("NHN_OCR_TOKEN_FILE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return emulator
+
+
+async def run_cli(*argv: str) -> int:
+    """``ocr-async ARGV...`` in a thread (it runs its own event loop); its exit code."""
+    return await asyncio.to_thread(main, list(argv))
 
 
 # -- Redis (the shared quota's store) ------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from conftest import APPKEY, TOKEN
+from conftest import APPKEY, TOKEN, run_cli
 
 from ocr_async.cli import ExitCode, main
 from ocr_async.emulator import (
@@ -63,10 +63,6 @@ async def image_host(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
         yield f"http://127.0.0.1:{port}", root
     finally:
         await runner.cleanup()
-
-
-async def run_cli(*argv: str) -> int:
-    return await asyncio.to_thread(main, list(argv))
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ by id, so a re-signed URL is not sent again.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
@@ -16,27 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import APPKEY, TOKEN
+from conftest import run_cli
 
-from ocr_async.cli import ExitCode, main
+from ocr_async.cli import ExitCode
 from ocr_async.emulator import RunningEmulator, make_png
-
-
-@pytest.fixture
-def emulator(
-    emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> RunningEmulator:
-    """The shared emulator, its credentials in the environment; the test runs in tmp_path."""
-    monkeypatch.setenv("NHN_OCR_TOKEN", TOKEN)
-    monkeypatch.setenv("NHN_OCR_APPKEY", APPKEY)
-    monkeypatch.setenv("NHN_OCR_BASE_URL", emulator.base_url)
-    monkeypatch.delenv("NHN_OCR_TOKEN_FILE", raising=False)
-    monkeypatch.chdir(tmp_path)  # the rows' paths are relative
-    return emulator
-
-
-async def run_cli(*argv: str) -> int:
-    return await asyncio.to_thread(main, list(argv))
 
 
 def read_records(path: Path) -> dict[str, dict[str, Any]]:
@@ -70,10 +52,10 @@ JSONL_ROWS = [
 
 
 async def test_a_jsonl_manifest_gives_one_record_per_row_bad_rows_included(
-    emulator: RunningEmulator, tmp_path: Path
+    cli_emulator: RunningEmulator, tmp_path: Path
 ) -> None:
     scans(tmp_path, "a.png", "b.png")
-    url = emulator.sample_url("hello.png")
+    url = cli_emulator.sample_url("hello.png")
     (tmp_path / "rows.jsonl").write_text(
         "\n".join(JSONL_ROWS).replace("URL", url) + "\n", encoding="utf-8"
     )
@@ -113,14 +95,14 @@ async def test_a_jsonl_manifest_gives_one_record_per_row_bad_rows_included(
     )
     assert "sha256" in records["scans/a.png"]
     assert "sha256" not in records[f"{url}?sig=1"]
-    assert emulator.stats.requests == 3  # a, 2 and b: nothing for a bad row
+    assert cli_emulator.stats.requests == 3  # a, 2 and b: nothing for a bad row
 
 
 async def test_a_csv_manifest_from_stdin_keeps_metadata_as_strings(
-    emulator: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli_emulator: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scans(tmp_path, "a.png")
-    url = emulator.sample_url("hello.png")
+    url = cli_emulator.sample_url("hello.png")
     manifest = (
         "id,path,url,customer,note\n"
         "1,scans/a.png,,acme,\n"
@@ -149,7 +131,7 @@ async def test_a_csv_manifest_from_stdin_keeps_metadata_as_strings(
         "stdin:7": "stdin:7: the row with id '4' has neither a path nor a url",
         "stdin:8": "stdin:8: 6 fields where the header has 5",
     }
-    assert emulator.stats.requests == 2
+    assert cli_emulator.stats.requests == 2
 
 
 # --- what the manifest flag refuses ---------------------------------------------------------
@@ -163,7 +145,7 @@ async def test_a_csv_manifest_from_stdin_keeps_metadata_as_strings(
     ],
 )
 async def test_a_manifest_goes_alone(
-    emulator: RunningEmulator,
+    cli_emulator: RunningEmulator,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     extra: list[str],
@@ -185,7 +167,7 @@ async def test_a_manifest_goes_alone(
     ],
 )
 async def test_a_manifest_that_is_none_stops_before_the_output_exists(
-    emulator: RunningEmulator,
+    cli_emulator: RunningEmulator,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     content: str | bytes,
@@ -199,11 +181,11 @@ async def test_a_manifest_that_is_none_stops_before_the_output_exists(
     assert "not a manifest: rows.csv:1" in err
     assert message in err
     assert not (tmp_path / "out.jsonl").exists()
-    assert emulator.stats.requests == 0
+    assert cli_emulator.stats.requests == 0
 
 
 async def test_a_manifest_that_breaks_down_mid_way_exits_3_after_its_rows(
-    emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     scans(tmp_path, "a.png")
     # A line with no end in sight (a file appended to by mistake): reading stops there.
@@ -219,7 +201,7 @@ async def test_a_manifest_that_breaks_down_mid_way_exits_3_after_its_rows(
 
 
 async def test_a_missing_manifest_is_bad_usage(
-    emulator: RunningEmulator, capsys: pytest.CaptureFixture[str]
+    cli_emulator: RunningEmulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert await run_cli("run", "--manifest", "nope.csv", "-o", "out.jsonl") == ExitCode.USAGE
     assert "cannot read the manifest 'nope.csv'" in capsys.readouterr().err
@@ -229,10 +211,10 @@ async def test_a_missing_manifest_is_bad_usage(
 
 
 async def test_resume_after_re_signing_sends_nothing_again(
-    emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     scans(tmp_path, "a.png")
-    url = emulator.sample_url("hello.png")
+    url = cli_emulator.sample_url("hello.png")
 
     def manifest(signature: str) -> None:
         rows = [{"id": f"u{n}", "url": f"{url}?n={n}&sig={signature}"} for n in range(5)]
@@ -241,7 +223,7 @@ async def test_resume_after_re_signing_sends_nothing_again(
 
     manifest("first")
     code = await run_cli("run", "--manifest", "rows.jsonl", "-o", "out.jsonl")
-    assert (code, emulator.stats.requests) == (ExitCode.OK, 6)
+    assert (code, cli_emulator.stats.requests) == (ExitCode.OK, 6)
     # Interrupted after 3 records: the rest is left for --resume.
     out = tmp_path / "out.jsonl"
     lines = out.read_text().splitlines(keepends=True)
@@ -253,7 +235,7 @@ async def test_resume_after_re_signing_sends_nothing_again(
     code = await run_cli("run", "--manifest", "rows.jsonl", "-o", "out.jsonl", "--resume")
 
     assert code == ExitCode.OK
-    assert emulator.stats.requests == 6 + 3  # only the three not yet done
+    assert cli_emulator.stats.requests == 6 + 3  # only the three not yet done
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["id"] for r in records) == ["file", "u0", "u1", "u2", "u3", "u4"]
     resent = {r["id"] for r in records[3:]}
@@ -263,4 +245,4 @@ async def test_resume_after_re_signing_sends_nothing_again(
     # Once more: everything is done, whatever the signatures.
     manifest("third")
     code = await run_cli("run", "--manifest", "rows.jsonl", "-o", "out.jsonl", "--resume")
-    assert (code, emulator.stats.requests) == (ExitCode.OK, 9)
+    assert (code, cli_emulator.stats.requests) == (ExitCode.OK, 9)

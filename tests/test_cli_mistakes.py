@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import APPKEY, TOKEN
+from conftest import APPKEY, TOKEN, run_cli
 
 from ocr_async.cli import (
     MAX_BODY_BYTES,
@@ -473,19 +473,15 @@ def make_small(root: Path) -> None:
     (root / "small" / "sub" / "b.png").write_bytes(make_png("b"))
 
 
-async def run_main(*argv: str) -> int:
-    return await asyncio.to_thread(main, list(argv))
-
-
 async def test_resume_matches_a_folder_spelled_another_way(
     emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     make_small(tmp_path)
     base = ["-o", "out.jsonl", "--base-url", emulator.base_url]
-    assert await run_main("run", "./small", *base) == ExitCode.OK
+    assert await run_cli("run", "./small", *base) == ExitCode.OK
     sent = emulator.stats.requests
-    assert await run_main("run", "small/", *base, "--resume") == ExitCode.OK
-    assert await run_main("run", "small//sub/./b.png", *base, "--resume") == ExitCode.OK
+    assert await run_cli("run", "small/", *base, "--resume") == ExitCode.OK
+    assert await run_cli("run", "small//sub/./b.png", *base, "--resume") == ExitCode.OK
     assert emulator.stats.requests == sent == 2  # nothing sent again
     records = read_records(tmp_path / "out.jsonl")
     assert sorted(r["source"] for r in records) == ["small/a.png", "small/sub/b.png"]
@@ -496,7 +492,7 @@ async def test_one_file_spelled_two_ways_is_sent_once(
     emulator: RunningEmulator, tmp_path: Path
 ) -> None:
     make_small(tmp_path)
-    code = await run_main(
+    code = await run_cli(
         "run", "small/a.png", "./small/a.png", "small", "-o", "out.jsonl",
         "--base-url", emulator.base_url,
     )  # fmt: skip
@@ -512,7 +508,7 @@ async def test_an_output_with_untidy_sources_still_resumes(
     make_small(tmp_path)
     done = {"source": "./small/a.png", "ok": True, "text": "a", "error": None}
     (tmp_path / "out.jsonl").write_text(json.dumps(done) + "\n", encoding="utf-8")
-    code = await run_main(
+    code = await run_cli(
         "run", "./small", "-o", "out.jsonl", "--base-url", emulator.base_url, "--resume"
     )
     assert code == ExitCode.OK
@@ -526,10 +522,10 @@ async def test_resume_that_matches_nothing_says_so(
 ) -> None:
     make_small(tmp_path)
     base = ["-o", "out.jsonl", "--base-url", emulator.base_url]
-    assert await run_main("run", "small", *base) == ExitCode.OK
+    assert await run_cli("run", "small", *base) == ExitCode.OK
     capsys.readouterr()
     # The same folder, named from its absolute path: other sources.
-    assert await run_main("run", str(tmp_path / "small"), *base, "--resume") == ExitCode.OK
+    assert await run_cli("run", str(tmp_path / "small"), *base, "--resume") == ExitCode.OK
     err = capsys.readouterr().err
     assert (
         "ocr-async: note: none of the 2 records already in out.jsonl matched an input of "

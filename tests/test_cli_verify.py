@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import APPKEY, TOKEN
+from conftest import run_cli
 
-from ocr_async.cli import ExitCode, main
+from ocr_async.cli import ExitCode
 from ocr_async.emulator import RunningEmulator, make_png
-
-
-@pytest.fixture
-def emulator(
-    emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> RunningEmulator:
-    monkeypatch.setenv("NHN_OCR_TOKEN", TOKEN)
-    monkeypatch.setenv("NHN_OCR_APPKEY", APPKEY)
-    monkeypatch.setenv("NHN_OCR_BASE_URL", emulator.base_url)
-    monkeypatch.delenv("NHN_OCR_TOKEN_FILE", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return emulator
-
-
-async def run_cli(*argv: str) -> int:
-    return await asyncio.to_thread(main, list(argv))
 
 
 def findings(capsys: pytest.CaptureFixture[str]) -> tuple[list[dict[str, Any]], str]:
@@ -48,7 +31,7 @@ def write(output: Path, *records: dict[str, Any]) -> None:
 
 @pytest.fixture
 async def done_run(
-    emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> Path:
     """A folder run to out.jsonl: three images, one of them empty (a failed record)."""
     (tmp_path / "scans" / "sub").mkdir(parents=True)
@@ -116,9 +99,9 @@ async def test_missing_duplicated_and_unexpected_records_are_a_mismatch(
 
 
 async def test_a_manifest_is_verified_by_id_whatever_the_urls_now_say(
-    emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = emulator.sample_url("hello.png")
+    url = cli_emulator.sample_url("hello.png")
     rows = [{"id": f"r{n}", "url": f"{url}?sig=old{n}", "n": n} for n in range(3)]
     rows.append({"url": url})  # no id: a bad row, recorded by its place
     manifest = tmp_path / "rows.jsonl"
@@ -153,7 +136,7 @@ async def test_a_manifest_is_verified_by_id_whatever_the_urls_now_say(
     ],
 )
 async def test_an_output_that_is_not_ours_is_2_and_one_that_is_not_there_is_3(
-    emulator: RunningEmulator,
+    cli_emulator: RunningEmulator,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     content: str | None,
@@ -177,7 +160,7 @@ async def test_an_output_that_is_not_ours_is_2_and_one_that_is_not_there_is_3(
     ],
 )
 async def test_bad_usage_is_2(
-    emulator: RunningEmulator,
+    cli_emulator: RunningEmulator,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     argv: list[str],

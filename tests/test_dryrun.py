@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import APPKEY, TOKEN
+from conftest import run_cli
 
-from ocr_async.cli import ExitCode, main
+from ocr_async.cli import ExitCode
 from ocr_async.cli.dryrun import duration
 from ocr_async.emulator import RunningEmulator, make_png
 from ocr_async.outputs.runmeta import RunMeta, meta_path, read_run_meta, write_run_meta
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow is the optional 'image' extra")
-
-
-@pytest.fixture
-def emulator(
-    emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> RunningEmulator:
-    monkeypatch.setenv("NHN_OCR_TOKEN", TOKEN)
-    monkeypatch.setenv("NHN_OCR_APPKEY", APPKEY)
-    monkeypatch.setenv("NHN_OCR_BASE_URL", emulator.base_url)
-    monkeypatch.delenv("NHN_OCR_TOKEN_FILE", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return emulator
-
-
-async def run_cli(*argv: str) -> int:
-    return await asyncio.to_thread(main, list(argv))
 
 
 def planned(capsys: pytest.CaptureFixture[str]) -> tuple[list[dict[str, Any]], str]:
@@ -52,10 +35,10 @@ def folder(root: Path) -> None:
 
 
 async def test_it_lists_what_would_be_sent_and_refused_and_sends_nothing(
-    emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder(tmp_path)
-    url = emulator.sample_url("hello.png")
+    url = cli_emulator.sample_url("hello.png")
     refused_url = "http://127.0.0.1:99/x.png"  # a port the API never fetches from
     code = await run_cli(
         "run", "scans", url, refused_url, "scans/a.png", "-o", "out.jsonl", "--convert",
@@ -63,7 +46,7 @@ async def test_it_lists_what_would_be_sent_and_refused_and_sends_nothing(
     )  # fmt: skip
 
     assert code == ExitCode.SOME_FAILED  # empty.png and the URL's port would be refused
-    assert emulator.stats.requests == 0
+    assert cli_emulator.stats.requests == 0
     assert sorted(os.listdir(tmp_path)) == ["scans"]  # no output, no lock, no meta
     lines, err = planned(capsys)
     would = {line["source"]: line["would"] for line in lines}
@@ -91,7 +74,7 @@ async def test_it_lists_what_would_be_sent_and_refused_and_sends_nothing(
 
 
 async def test_everything_sendable_exits_0_and_needs_no_credentials(
-    emulator: RunningEmulator,
+    cli_emulator: RunningEmulator,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -101,18 +84,18 @@ async def test_everything_sendable_exits_0_and_needs_no_credentials(
     assert await run_cli("run", "a.png", "-o", "out.jsonl", "--dry-run") == ExitCode.OK
     _, err = planned(capsys)
     assert "estimate: none; pass --rps, or run once on this output" in err
-    assert emulator.stats.requests == 0
+    assert cli_emulator.stats.requests == 0
 
 
 async def test_a_resumed_dry_run_skips_what_is_done_and_leaves_the_output_untouched(
-    emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = emulator.sample_url("hello.png")
+    url = cli_emulator.sample_url("hello.png")
     rows = [{"id": f"r{n}", "url": f"{url}?n={n}&sig=old"} for n in range(4)]
     manifest = tmp_path / "rows.jsonl"
     manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
     assert await run_cli("run", "--manifest", "rows.jsonl", "-o", "out.jsonl") == ExitCode.OK
-    sent = emulator.stats.requests
+    sent = cli_emulator.stats.requests
     out = tmp_path / "out.jsonl"
     # Two records lost, and a torn line a crash left: a run would mend it.
     kept = out.read_text().splitlines(keepends=True)[:2]
@@ -126,7 +109,7 @@ async def test_a_resumed_dry_run_skips_what_is_done_and_leaves_the_output_untouc
     )
 
     assert code == ExitCode.OK
-    assert emulator.stats.requests == sent
+    assert cli_emulator.stats.requests == sent
     assert out.read_bytes() == before
     lines, err = planned(capsys)
     done = {json.loads(line)["id"] for line in kept}
@@ -137,7 +120,7 @@ async def test_a_resumed_dry_run_skips_what_is_done_and_leaves_the_output_untouc
 
 
 async def test_an_output_a_run_would_refuse_is_refused_here_too(
-    emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "a.png").write_bytes(make_png("a"))
     (tmp_path / "out.jsonl").write_text("")
@@ -153,7 +136,7 @@ async def test_an_output_a_run_would_refuse_is_refused_here_too(
 
 
 async def test_a_run_keeps_its_rate_beside_the_output(
-    emulator: RunningEmulator, tmp_path: Path
+    cli_emulator: RunningEmulator, tmp_path: Path
 ) -> None:
     (tmp_path / "a.png").write_bytes(make_png("a"))
     assert await run_cli("run", "a.png", "-o", "out.jsonl") == ExitCode.OK
