@@ -82,6 +82,42 @@ async def run_cli(*argv: str) -> int:
     return await asyncio.to_thread(main, list(argv))
 
 
+#: Every setting the client reads from the environment.
+CREDENTIAL_VARIABLES: Final = (
+    "NHN_OCR_APPKEY",
+    "NHN_OCR_TOKEN",
+    "NHN_OCR_TOKEN_FILE",
+    "NHN_OCR_BASE_URL",
+    "NHN_UAK_ID",
+    "NHN_UAK_SECRET",
+    "NHN_OAUTH_URL",
+)
+
+
+@pytest.fixture
+def no_credentials_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """None of the client's settings in the environment: the test sets what it means."""
+    for name in CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+# -- Prometheus metrics as a scrape reads them ---------------------------------
+
+#: A scrape's samples: (name, sorted labels) to value.
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse_metrics(text: str) -> Samples:
+    """The samples of a Prometheus text exposition, read by prometheus-client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 # -- Redis (the shared quota's store) ------------------------------------------
 # Debian's redis-server on a free loopback port, one per test (tests stop it
 # on purpose), no persistence. Tests that use it skip when it is absent.

@@ -10,21 +10,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import APPKEY, TOKEN, emulator_config, free_port
-from prometheus_client.parser import text_string_to_metric_families
+from conftest import APPKEY, TOKEN, Samples, emulator_config, free_port, parse_metrics
 
 from ocr_async.cli import ExitCode, main
 from ocr_async.emulator import RunningEmulator, make_png, running_emulator
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def parse(text: str) -> Samples:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 @pytest.fixture
@@ -57,7 +46,7 @@ async def test_the_metrics_endpoint_is_scraped_during_a_run_and_closed_after(
         for _ in range(600):  # until requests are in flight (at most 30 s)
             try:
                 async with session.get(url) as answer:
-                    during = parse(await answer.text())
+                    during = parse_metrics(await answer.text())
             except aiohttp.ClientConnectionError:
                 during = {}  # not listening yet
             if during.get(("ocr_async_requests_in_flight", ()), 0) > 0:

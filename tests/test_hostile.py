@@ -41,17 +41,8 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture(autouse=True)
-def env(monkeypatch: pytest.MonkeyPatch) -> None:
+def env(monkeypatch: pytest.MonkeyPatch, no_credentials_in_env: None) -> None:
     monkeypatch.setenv("NHN_OCR_TOKEN", TOKEN)
-    for name in (
-        "NHN_OCR_APPKEY",
-        "NHN_OCR_TOKEN_FILE",
-        "NHN_OCR_BASE_URL",
-        "NHN_UAK_ID",
-        "NHN_UAK_SECRET",
-        "NHN_OAUTH_URL",
-    ):
-        monkeypatch.delenv(name, raising=False)
 
 
 @dataclass

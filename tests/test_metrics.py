@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from conftest import Samples, parse_metrics
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from ocr_async.emulator import make_png
 from ocr_async.errors import (
@@ -37,19 +37,9 @@ from ocr_async.outputs.metrics import (
 )
 from ocr_async.pipeline.batch import run_batch
 
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def parse(text: str) -> Samples:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
 
 def scrape(registry: CollectorRegistry) -> Samples:
-    return parse(generate_latest(registry).decode())
+    return parse_metrics(generate_latest(registry).decode())
 
 
 def record(ok: bool, code: int | str = 0, attempts: int = 1) -> Record:
@@ -168,7 +158,7 @@ async def test_the_endpoint_serves_on_loopback_and_closes() -> None:
         status, text = await get(server.url)
         assert status == 200
         key = ("ocr_async_records_total", (("code", "4000004"), ("outcome", "failed")))
-        assert parse(text)[key] == 1
+        assert parse_metrics(text)[key] == 1
         assert (await get(f"http://127.0.0.1:{server.port}/"))[0] == 404
     with pytest.raises(aiohttp.ClientConnectionError):
         await get(server.url)
@@ -226,10 +216,10 @@ async def test_scraped_during_a_run() -> None:
             run_batch(client, items(), Sink(), concurrency=2, on_record=metrics.on_record)
         )
         await asyncio.wait_for(client.all_waiting.wait(), timeout=30)
-        during = parse((await get(server.url))[1])
+        during = parse_metrics((await get(server.url))[1])
         client.release.set()
         summary = await batch
-        after = parse((await get(server.url))[1])
+        after = parse_metrics((await get(server.url))[1])
     ok = ("ocr_async_records_total", (("code", ""), ("outcome", "ok")))
     failed = ("ocr_async_records_total", (("code", "4000003"), ("outcome", "failed")))
     assert during[("ocr_async_requests_in_flight", ())] == 2

@@ -52,20 +52,6 @@ async def slow_emulator() -> AsyncIterator[RunningEmulator]:
         yield running
 
 
-@pytest.fixture
-def no_credentials_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "NHN_OCR_APPKEY",
-        "NHN_OCR_TOKEN",
-        "NHN_OCR_TOKEN_FILE",
-        "NHN_OCR_BASE_URL",
-        "NHN_UAK_ID",
-        "NHN_UAK_SECRET",
-        "NHN_OAUTH_URL",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-
 def settings(emulator: RunningEmulator) -> dict[str, Any]:
     return {"appkey": APPKEY, "token": TOKEN, "base_url": emulator.base_url}
 
