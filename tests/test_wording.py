@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from ocr_async.wording import counted, outcome_lines
+from ocr_async.wording import counted, outcome_lines, skip_lines
 
 
 @pytest.mark.parametrize(
@@ -33,3 +33,12 @@ def test_outcome_lines_name_failures_by_code_only_when_some_failed() -> None:
         "failed by code: 4000003 x2, timeout x1",
     ]
     assert outcome_lines(1, {}) == ["1 record: 1 ok, 0 failed"]
+
+
+def test_a_run_and_its_dry_run_name_what_they_skip_alike() -> None:
+    assert skip_lines("skipped", 1, 0, 3) == [
+        "skipped 1 non-image file found in folders",
+        "skipped 3 inputs already done by an earlier run",
+    ]
+    assert skip_lines("would skip", 0, 2, 0) == ["would skip 2 duplicate inputs (sent once)"]
+    assert skip_lines("skipped", 0, 0, 0) == []

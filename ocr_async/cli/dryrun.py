@@ -43,7 +43,7 @@ from ocr_async.pipeline.batch import run_batch
 from ocr_async.pipeline.manifest import ManifestError
 from ocr_async.pipeline.resume import NotAnOutputError, load_resume_index
 from ocr_async.pipeline.sources import UrlListError
-from ocr_async.wording import counted
+from ocr_async.wording import counted, skip_lines
 
 __all__ = ["NothingSent", "Plan", "dry_run", "duration"]
 
@@ -145,13 +145,7 @@ async def dry_run(
             f"would refuse {counted(plan.refused.total(), 'input')} here, never sent: {codes} "
             "(listed on stdout with why)"
         )
-    if skips.count:
-        lines.append(f"would skip {counted(skips.count, 'non-image file')} found in folders")
-    if batch.duplicates:
-        lines.append(f"would skip {counted(batch.duplicates, 'duplicate input')} (sent once)")
-    if batch.already_done:
-        done_now = counted(batch.already_done, "input")
-        lines.append(f"would skip {done_now} already done by an earlier run")
+    lines += skip_lines("would skip", skips.count, batch.duplicates, batch.already_done)
     if estimate is None:
         lines.append(f"estimate: none; {rate_from}")
     else:

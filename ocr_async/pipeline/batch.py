@@ -43,7 +43,7 @@ from ocr_async.options import EndpointChoice, Options
 from ocr_async.pipeline.fdlimit import fit_concurrency
 from ocr_async.pipeline.sourceset import SourceSet
 from ocr_async.precheck import Precheck
-from ocr_async.wording import counted, outcome_lines
+from ocr_async.wording import counted, outcome_lines, skip_lines
 
 __all__ = ["BatchSummary", "Recognizer", "StopRequest", "run_batch"]
 
@@ -105,13 +105,7 @@ class BatchSummary:
             counted(self.retries, "retry", "retries"),
             f"{self.images_per_s:.1f} images/s over {self.elapsed_s:.1f} s",
         )
-        if self.skipped:
-            lines.append(f"skipped {counted(self.skipped, 'non-image file')} found in folders")
-        if self.duplicates:
-            lines.append(f"skipped {counted(self.duplicates, 'duplicate input')} (sent once)")
-        if self.already_done:
-            done = counted(self.already_done, "input")
-            lines.append(f"skipped {done} already done by an earlier run")
+        lines += skip_lines("skipped", self.skipped, self.duplicates, self.already_done)
         if self.interrupted:
             lines.append("interrupted: inputs not yet taken are left for --resume")
         if self.aborted:
